@@ -1,0 +1,1 @@
+"""Tributary's shared Lambda layer: the runtime library every function imports."""

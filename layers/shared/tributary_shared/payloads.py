@@ -1,0 +1,69 @@
+"""Decode a record's bytes into a dict, detecting its framing from the first byte.
+
+- `{`: a JSON object (other JSON values are refused as what they are);
+- `0x03`: AWS Glue Schema Registry framed Avro; `0x00`: Confluent framed Avro. Both go to the
+  registry codec, imported on the first framed record so JSON-only functions never load it;
+- anything else: a permanent error naming the byte.
+"""
+
+import json
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Any
+
+from tributary_shared.errors import PoisonRecordError
+
+GLUE_HEADER_VERSION = 0x03
+CONFLUENT_MAGIC_BYTE = 0x00
+# An object, or something else JSON so the error can say what it is instead of naming a byte.
+JSON_OPENERS = frozenset(b'{["0123456789-tfn \t\r\n')
+
+FramedDecoder = Callable[[bytes], dict[str, Any]]
+_framed_decoder: FramedDecoder | None = None
+
+
+def _reject_constant(name: str) -> None:
+    raise ValueError(f"{name} is not a number DynamoDB or JSON consumers can store")
+
+
+def decode_json_object(data: bytes) -> dict[str, Any]:
+    """Parse JSON with exact decimals (DynamoDB has no floats); NaN and Infinity are refused."""
+    try:
+        value = json.loads(data, parse_float=Decimal, parse_constant=_reject_constant)
+    except UnicodeDecodeError as error:
+        raise PoisonRecordError(f"record is not UTF-8 JSON: {error.reason} at byte {error.start}") from error
+    except ValueError as error:
+        raise PoisonRecordError(f"record is not valid JSON: {error}") from error
+    if not isinstance(value, dict):
+        raise PoisonRecordError(f"record is JSON {type(value).__name__}, expected an object")
+    return value
+
+
+def set_framed_decoder(decoder: FramedDecoder | None) -> None:
+    """Plug in the registry codec (tests, or a function with its own registry client)."""
+    global _framed_decoder
+    _framed_decoder = decoder
+
+
+def _registry_decoder() -> FramedDecoder:
+    global _framed_decoder
+    if _framed_decoder is None:
+        # Imported here so functions that only ever see JSON never load Avro.
+        from tributary_shared.avro_codec import RegistryDeserializer
+
+        _framed_decoder = RegistryDeserializer.from_env()
+    return _framed_decoder
+
+
+def decode_payload(data: bytes) -> dict[str, Any]:
+    if not data:
+        raise PoisonRecordError("record is empty")
+    first = data[0]
+    if first in (GLUE_HEADER_VERSION, CONFLUENT_MAGIC_BYTE):
+        return _registry_decoder()(data)
+    if first in JSON_OPENERS:
+        return decode_json_object(data)
+    raise PoisonRecordError(
+        f"unknown record framing: first byte 0x{first:02x} is neither JSON ('{{'), "
+        "Glue Schema Registry (0x03) nor Confluent (0x00)"
+    )

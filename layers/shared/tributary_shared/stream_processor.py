@@ -1,0 +1,180 @@
+"""Kinesis → DynamoDB read model: decode, validate and write a batch, report what failed.
+
+The contract with Lambda's event source mapping (ReportBatchItemFailures + bisect):
+
+- records are handled in sequence order; decoding stops at the first bad record, because the
+  mapping re-delivers everything from the reported record on anyway;
+- everything before the first failure is written (BatchWriteItem, 25 at a time);
+- the response names the lowest failed sequence number, so the mapping checkpoints before it,
+  retries from it, bisects, and finally routes a poison record to the on-failure destination.
+
+Permanent failures (bad base64/JSON/Avro, missing or mistyped key, oversized record) and transient
+ones (throttling, registry outage, out of time) are counted and logged apart; both are reported,
+neither is dropped, and no record is reported as done unless it was written.
+"""
+
+import base64
+import binascii
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from tributary_shared.dynamo_writer import BatchWriter, PendingItem, WriteReport
+from tributary_shared.errors import PoisonRecordError, RecordError
+from tributary_shared.payloads import decode_payload
+
+# DynamoDB's item size limit: a record larger than this can never be written.
+DEFAULT_MAX_RECORD_BYTES = 400 * 1024
+# Time kept back from the invocation's remaining time to build and return the response.
+DEADLINE_MARGIN_S = 1.5
+
+
+class LambdaContextLike(Protocol):
+    def get_remaining_time_in_millis(self) -> int: ...
+
+
+class MetricsLike(Protocol):
+    def add_metric(self, name: str, unit: str, value: float) -> None: ...
+
+
+class LoggerLike(Protocol):
+    def warning(self, msg: object, *args: object, **kwargs: Any) -> None: ...
+
+    def info(self, msg: object, *args: object, **kwargs: Any) -> None: ...
+
+
+@dataclass(frozen=True)
+class ProcessorConfig:
+    table_name: str
+    key_attributes: tuple[str, ...]
+    max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> "ProcessorConfig":
+        env = os.environ if environ is None else environ
+        missing = [name for name in ("TABLE_NAME", "KEY_ATTRIBUTES") if not env.get(name)]
+        if missing:
+            raise RuntimeError(f"stream processor is not configured: set {', '.join(missing)}")
+        keys = tuple(name.strip() for name in env["KEY_ATTRIBUTES"].split(",") if name.strip())
+        max_bytes = int(env.get("MAX_RECORD_BYTES", DEFAULT_MAX_RECORD_BYTES))
+        return cls(table_name=env["TABLE_NAME"], key_attributes=keys, max_record_bytes=max_bytes)
+
+
+@dataclass
+class BatchOutcome:
+    """Every record of one invocation: written, failed (with reason), or left for the retry."""
+
+    records_in: int = 0
+    written: int = 0
+    failed_permanent: dict[str, str] = field(default_factory=dict)
+    failed_transient: dict[str, str] = field(default_factory=dict)
+    deferred: int = 0
+    requests: int = 0
+
+    @property
+    def first_failed_sequence(self) -> str | None:
+        failed = [*self.failed_permanent, *self.failed_transient]
+        return min(failed, key=int) if failed else None
+
+    def response(self) -> dict[str, list[dict[str, str]]]:
+        first = self.first_failed_sequence
+        return {"batchItemFailures": [] if first is None else [{"itemIdentifier": first}]}
+
+
+def record_bytes(record: dict[str, Any], max_bytes: int) -> bytes:
+    encoded = record["kinesis"]["data"]
+    # base64 grows data by 4/3: refuse oversized records before decoding them.
+    if len(encoded) > (max_bytes * 4) // 3 + 4:
+        raise PoisonRecordError(f"record is larger than {max_bytes} bytes, the DynamoDB item limit")
+    try:
+        return base64.b64decode(encoded, validate=True)
+    except (binascii.Error, ValueError) as error:
+        raise PoisonRecordError(f"record data is not valid base64: {error}") from error
+
+
+def validate_keys(item: dict[str, Any], key_attributes: Sequence[str]) -> None:
+    for name in key_attributes:
+        value = item.get(name)
+        if value is None:
+            raise PoisonRecordError(f"record has no key attribute {name!r}")
+        if not isinstance(value, str):
+            raise PoisonRecordError(f"key attribute {name!r} must be a string, got {type(value).__name__}")
+        if not value:
+            raise PoisonRecordError(f"key attribute {name!r} is empty")
+
+
+class StreamProcessor:
+    def __init__(
+        self,
+        config: ProcessorConfig,
+        *,
+        writer: BatchWriter | None = None,
+        decode: Callable[[bytes], dict[str, Any]] = decode_payload,
+        logger: LoggerLike | None = None,
+        metrics: MetricsLike | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.config = config
+        self.writer = writer or BatchWriter(config.table_name, config.key_attributes)
+        self.decode = decode
+        self.logger = logger
+        self.metrics = metrics
+        self.clock = clock
+
+    @classmethod
+    def from_env(cls, **kwargs: Any) -> "StreamProcessor":
+        return cls(ProcessorConfig.from_env(), **kwargs)
+
+    def handle(self, event: dict[str, Any], context: LambdaContextLike) -> dict[str, Any]:
+        deadline = self.clock() + context.get_remaining_time_in_millis() / 1000 - DEADLINE_MARGIN_S
+        outcome = self.process(event.get("Records") or [], deadline)
+        self._publish(outcome)
+        return outcome.response()
+
+    def process(self, records: Sequence[dict[str, Any]], deadline: float) -> BatchOutcome:
+        ordered = sorted(records, key=lambda record: int(record["kinesis"]["sequenceNumber"]))
+        outcome = BatchOutcome(records_in=len(ordered))
+        pending = self._decode_until_first_failure(ordered, outcome)
+        report = self.writer.write(pending, deadline) if pending else WriteReport()
+        outcome.written = len(report.written)
+        outcome.failed_permanent.update(report.permanent)
+        outcome.failed_transient.update(report.transient)
+        outcome.requests = report.requests
+        return outcome
+
+    def _decode_until_first_failure(
+        self, records: Sequence[dict[str, Any]], outcome: BatchOutcome
+    ) -> list[PendingItem]:
+        pending: list[PendingItem] = []
+        for position, record in enumerate(records):
+            sequence = record["kinesis"]["sequenceNumber"]
+            try:
+                item = self.decode(record_bytes(record, self.config.max_record_bytes))
+                validate_keys(item, self.config.key_attributes)
+            except RecordError as error:
+                failures = outcome.failed_permanent if error.permanent else outcome.failed_transient
+                failures[sequence] = error.reason
+                outcome.deferred = len(records) - position - 1
+                return pending
+            pending.append(PendingItem(ref=sequence, item=item))
+        return pending
+
+    def _publish(self, outcome: BatchOutcome) -> None:
+        if self.logger is not None:
+            for sequence, reason in outcome.failed_permanent.items():
+                self.logger.warning("permanent failure", extra={"sequence_number": sequence, "reason": reason})
+            for sequence, reason in outcome.failed_transient.items():
+                self.logger.warning("transient failure", extra={"sequence_number": sequence, "reason": reason})
+            self.logger.info("batch processed", extra={"outcome": outcome.response(), "written": outcome.written})
+        if self.metrics is not None:
+            for name, value in (
+                ("RecordsIn", outcome.records_in),
+                ("RecordsWritten", outcome.written),
+                ("FailedPermanent", len(outcome.failed_permanent)),
+                ("FailedTransient", len(outcome.failed_transient)),
+                ("RecordsDeferred", outcome.deferred),
+                ("DynamoDBRequests", outcome.requests),
+            ):
+                self.metrics.add_metric(name=name, unit="Count", value=value)

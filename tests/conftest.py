@@ -1,0 +1,29 @@
+"""Shared fixtures: one moto server per test session, reset between tests; real AWS is refused."""
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from tributary.aws_guard import use_local_endpoint
+from tributary.emulator import EmbeddedAws
+
+# Guard first, before any test module creates a client: no request may leave loopback.
+use_local_endpoint("http://127.0.0.1:1")
+os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
+os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "Tributary")
+os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "tributary-tests")
+
+
+@pytest.fixture(scope="session")
+def aws_server() -> Iterator[EmbeddedAws]:
+    with EmbeddedAws() as server:
+        yield server
+
+
+@pytest.fixture
+def aws(aws_server: EmbeddedAws) -> Iterator[EmbeddedAws]:
+    """A clean emulated account for one test."""
+    use_local_endpoint(aws_server.endpoint_url)
+    yield aws_server
+    aws_server.reset()

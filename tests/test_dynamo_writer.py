@@ -1,0 +1,140 @@
+"""BatchWriter against moto: every ref ends up written or failed, with the right kind of failure."""
+
+import math
+from decimal import Decimal
+from typing import Any
+
+import boto3
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from support import AlwaysThrottled, FakeClock
+from tributary_shared.dynamo_writer import BatchWriter, PendingItem
+
+TABLE = "Readings"
+KEYS = ("device", "time")
+
+
+def create_table() -> None:
+    boto3.client("dynamodb").create_table(
+        TableName=TABLE,
+        BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=[{"AttributeName": k, "AttributeType": "S"} for k in KEYS],
+        KeySchema=[{"AttributeName": "device", "KeyType": "HASH"}, {"AttributeName": "time", "KeyType": "RANGE"}],
+    )
+
+
+def stored() -> dict[tuple[str, str], dict]:
+    items = boto3.resource("dynamodb").Table(TABLE).scan()["Items"]
+    return {(i["device"], i["time"]): i for i in items}
+
+
+class HoldsBackItems:
+    """A DynamoDB client that leaves the first `held` items of each of its first calls unprocessed."""
+
+    def __init__(self, real: Any, calls_with_holdback: int, held: int) -> None:
+        self.real, self.remaining, self.held, self.calls = real, calls_with_holdback, held, 0
+
+    def batch_write_item(self, RequestItems: dict) -> dict:
+        self.calls += 1
+        (table, requests), = RequestItems.items()
+        if self.remaining <= 0:
+            return self.real.batch_write_item(RequestItems=RequestItems)
+        self.remaining -= 1
+        kept, sent = requests[: self.held], requests[self.held :]
+        if sent:
+            self.real.batch_write_item(RequestItems={table: sent})
+        return {"UnprocessedItems": {table: kept} if kept else {}}
+
+    def put_item(self, **kwargs: Any) -> dict:
+        return self.real.put_item(**kwargs)
+
+
+def reading(ref: int, device: str = "d1", value: float = 1.5) -> PendingItem:
+    return PendingItem(ref=str(ref), item={"device": device, "time": f"t{ref:05d}", "value": value})
+
+
+@pytest.fixture
+def table(aws):
+    create_table()
+
+
+def test_thousand_items_cost_forty_requests(table):
+    clock = FakeClock()
+    writer = BatchWriter(TABLE, KEYS, boto3.client("dynamodb"), sleep=clock.sleep, clock=clock)
+    report = writer.write([reading(i) for i in range(1000)], deadline=60)
+    assert report.requests == 40
+    assert len(report.written) == 1000 and not report.failed
+    assert stored()[("d1", "t00007")]["value"] == Decimal("1.5")
+
+
+def test_unprocessed_items_are_retried_until_written(table):
+    clock = FakeClock()
+    client = HoldsBackItems(boto3.client("dynamodb"), calls_with_holdback=3, held=5)
+    writer = BatchWriter(TABLE, KEYS, client, sleep=clock.sleep, clock=clock)
+    report = writer.write([reading(i) for i in range(25)], deadline=60)
+    assert sorted(report.written, key=int) == [str(i) for i in range(25)]
+    assert client.calls == 4 and clock.now > 0  # backed off between attempts
+    assert len(stored()) == 25
+
+
+def test_unprocessed_items_past_the_deadline_are_transient_failures(table):
+    clock = FakeClock()
+    client = HoldsBackItems(boto3.client("dynamodb"), calls_with_holdback=10_000, held=3)
+    writer = BatchWriter(TABLE, KEYS, client, sleep=clock.sleep, clock=clock)
+    report = writer.write([reading(i) for i in range(10)], deadline=5)
+    assert set(report.transient) == {"0", "1", "2"}
+    assert set(report.written) == {str(i) for i in range(3, 10)}
+    assert not report.permanent
+    assert clock.now <= 5
+
+
+def test_throttling_is_transient_never_permanent():
+    clock = FakeClock()
+    client = AlwaysThrottled()
+    writer = BatchWriter(TABLE, KEYS, client, sleep=clock.sleep, clock=clock)
+    report = writer.write([reading(i) for i in range(30)], deadline=3)
+    assert set(report.transient) == {str(i) for i in range(30)}
+    assert all("ProvisionedThroughputExceededException" in reason for reason in report.transient.values())
+    assert client.calls > 2
+
+
+def test_an_invalid_item_is_isolated_and_its_chunk_still_written(table):
+    clock = FakeClock()
+    items = [reading(i) for i in range(10)]
+    items[4] = PendingItem(ref="4", item={"device": "d1", "time": "", "value": 1})  # empty key: invalid
+    writer = BatchWriter(TABLE, KEYS, boto3.client("dynamodb"), sleep=clock.sleep, clock=clock)
+    report = writer.write(items, deadline=60)
+    assert set(report.permanent) == {"4"}
+    assert "ValidationException" in report.permanent["4"]
+    assert len(report.written) == 9 and len(stored()) == 9
+
+
+def test_unstorable_value_is_a_permanent_failure(table):
+    items = [reading(0), PendingItem(ref="1", item={"device": "d1", "time": "t1", "value": math.inf})]
+    report = BatchWriter(TABLE, KEYS, boto3.client("dynamodb")).write(items, deadline=10**9)
+    assert report.written == ["0"] and set(report.permanent) == {"1"}
+
+
+keyed_items = st.lists(
+    st.tuples(st.sampled_from(["a", "b", "c"]), st.integers(0, 40), st.integers(-1000, 1000)),
+    max_size=120,
+)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rows=keyed_items)
+def test_table_holds_the_last_write_per_key_and_every_ref_is_accounted(aws_server, rows):
+    aws_server.reset()
+    create_table()
+    items = [
+        PendingItem(ref=str(ref), item={"device": d, "time": f"t{t}", "value": v})
+        for ref, (d, t, v) in enumerate(rows)
+    ]
+    report = BatchWriter(TABLE, KEYS, boto3.client("dynamodb")).write(items, deadline=10**9)
+    expected: dict[tuple[str, str], int] = {}
+    for pending in items:
+        expected[(pending.item["device"], pending.item["time"])] = pending.item["value"]
+    assert {key: int(item["value"]) for key, item in stored().items()} == expected
+    assert sorted(report.written, key=int) == [p.ref for p in items]
+    assert report.requests == math.ceil(len(expected) / 25)

@@ -1,0 +1,190 @@
+"""The stream processor: decode/validate steps, and the handler on the sample events against moto."""
+
+import base64
+import json
+from decimal import Decimal
+
+import boto3
+import pytest
+from support import AlwaysThrottled, FakeClock, FakeLambdaContext, load_event, load_handler_module
+from tributary_shared.dynamo_writer import BatchWriter
+from tributary_shared.errors import PoisonRecordError, TransientError
+from tributary_shared.payloads import decode_payload
+from tributary_shared.stream_processor import ProcessorConfig, StreamProcessor, record_bytes, validate_keys
+
+UNICORN_ENV = {"TABLE_NAME": "UnicornSensorData", "KEY_ATTRIBUTES": "Name,StatusTime"}
+
+
+def create_unicorn_table() -> None:
+    boto3.client("dynamodb").create_table(
+        TableName="UnicornSensorData",
+        BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=[
+            {"AttributeName": "Name", "AttributeType": "S"},
+            {"AttributeName": "StatusTime", "AttributeType": "S"},
+        ],
+        KeySchema=[
+            {"AttributeName": "Name", "KeyType": "HASH"},
+            {"AttributeName": "StatusTime", "KeyType": "RANGE"},
+        ],
+    )
+
+
+def table_items() -> dict[tuple[str, str], dict]:
+    items = boto3.resource("dynamodb").Table("UnicornSensorData").scan()["Items"]
+    return {(item["Name"], item["StatusTime"]): item for item in items}
+
+
+def decoded(record: dict) -> dict:
+    return json.loads(base64.b64decode(record["kinesis"]["data"]), parse_float=Decimal)
+
+
+@pytest.fixture
+def handler(aws):
+    create_unicorn_table()
+    return load_handler_module("stream_processor", **UNICORN_ENV).lambda_handler
+
+
+# ---------------------------------------------------------------- decode and validate
+
+
+def kinesis_record(data: bytes | str, sequence: str = "1") -> dict:
+    encoded = data if isinstance(data, str) else base64.b64encode(data).decode()
+    return {"kinesis": {"data": encoded, "sequenceNumber": sequence}}
+
+
+def test_json_numbers_become_exact_decimals():
+    item = decode_payload(b'{"Name": "Shadowfax", "Latitude": 42.26, "Distance": 175}')
+    assert item == {"Name": "Shadowfax", "Latitude": Decimal("42.26"), "Distance": 175}
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b"", "empty"),
+        (b'{"Name": "Shadowfax"', "not valid JSON"),
+        (b"[1, 2]", "expected an object"),
+        (b'{"Distance": NaN}', "not valid JSON"),
+        (b'{"Name": "\xff"}', "not UTF-8"),
+        (b"\x7fELF", "first byte 0x7f"),
+    ],
+)
+def test_bad_payloads_are_poison_with_a_reason(data, message):
+    with pytest.raises(PoisonRecordError, match=message):
+        decode_payload(data)
+
+
+def test_bad_base64_is_poison():
+    with pytest.raises(PoisonRecordError, match="base64"):
+        record_bytes(kinesis_record("not base64!"), max_bytes=1000)
+
+
+def test_oversized_record_is_poison_before_decoding():
+    with pytest.raises(PoisonRecordError, match="larger than 100 bytes"):
+        record_bytes(kinesis_record(b"x" * 200), max_bytes=100)
+
+
+@pytest.mark.parametrize(
+    ("item", "message"),
+    [
+        ({"StatusTime": "t"}, "no key attribute 'Name'"),
+        ({"Name": 7, "StatusTime": "t"}, "must be a string, got int"),
+        ({"Name": "", "StatusTime": "t"}, "'Name' is empty"),
+    ],
+)
+def test_key_validation_names_the_problem(item, message):
+    with pytest.raises(PoisonRecordError, match=message):
+        validate_keys(item, ("Name", "StatusTime"))
+
+
+# ---------------------------------------------------------------- handler on the sample events
+
+
+def test_normal_batch_is_written_in_full(handler):
+    event = load_event("kinesis-unicorn.json")
+    response = handler(event, FakeLambdaContext())
+    assert response == {"batchItemFailures": []}
+    expected = {(r["Name"], r["StatusTime"]): r for r in map(decoded, event["Records"])}
+    assert table_items() == expected
+
+
+def test_poison_record_is_reported_and_nothing_after_it_is_claimed(handler):
+    event = load_event("kinesis-error.json")
+    records = event["Records"]
+    response = handler(event, FakeLambdaContext())
+    poison = records[2]["kinesis"]["sequenceNumber"]
+    assert response == {"batchItemFailures": [{"itemIdentifier": poison}]}
+    # Before the checkpoint: written. From it on: left for the mapping to retry, bisect and dead-letter.
+    expected = {(r["Name"], r["StatusTime"]) for r in map(decoded, records[:2])}
+    assert set(table_items()) == expected
+
+
+def test_duplicate_keys_keep_the_highest_sequence_number(handler):
+    event = load_event("kinesis-duplicates.json")
+    response = handler(event, FakeLambdaContext())
+    assert response == {"batchItemFailures": []}
+    items = table_items()
+    assert len(items) == 2
+    newest = decoded(event["Records"][2])
+    assert items[(newest["Name"], newest["StatusTime"])] == newest
+
+
+def test_records_out_of_order_in_the_event_are_applied_in_sequence_order(handler):
+    event = load_event("kinesis-duplicates.json")
+    event["Records"].reverse()
+    handler(event, FakeLambdaContext())
+    newest = max(event["Records"], key=lambda r: int(r["kinesis"]["sequenceNumber"]))
+    assert table_items()[("Shadowfax", "2017-06-05 09:17:08.189")] == decoded(newest)
+
+
+def test_every_record_is_written_or_at_or_after_the_reported_checkpoint(handler):
+    event = load_event("kinesis-error.json")
+    response = handler(event, FakeLambdaContext())
+    checkpoint = int(response["batchItemFailures"][0]["itemIdentifier"])
+    written = set(table_items())
+    for record in event["Records"]:
+        sequence = int(record["kinesis"]["sequenceNumber"])
+        try:
+            key = (decoded(record)["Name"], decoded(record)["StatusTime"])
+        except ValueError:
+            key = None
+        assert key in written or sequence >= checkpoint
+
+
+def test_missing_configuration_fails_the_cold_start_with_a_clear_message(aws):
+    with pytest.raises(RuntimeError, match="TABLE_NAME"):
+        load_handler_module("stream_processor", TABLE_NAME="", KEY_ATTRIBUTES="Name")
+
+
+# ---------------------------------------------------------------- transient failures
+
+
+def processor_with(writer=None, decode=decode_payload) -> StreamProcessor:
+    config = ProcessorConfig(table_name="UnicornSensorData", key_attributes=("Name", "StatusTime"))
+    return StreamProcessor(config, writer=writer, decode=decode)
+
+
+def test_throttled_writes_are_transient_and_reported_from_the_first_record(aws):
+    clock = FakeClock()
+    writer = BatchWriter("UnicornSensorData", ("Name", "StatusTime"), AlwaysThrottled(), sleep=clock.sleep, clock=clock)
+    records = load_event("kinesis-unicorn.json")["Records"]
+    outcome = processor_with(writer).process(records, deadline=2)
+    assert set(outcome.failed_transient) == {r["kinesis"]["sequenceNumber"] for r in records}
+    assert not outcome.failed_permanent and outcome.written == 0
+    assert outcome.response() == {"batchItemFailures": [{"itemIdentifier": records[0]["kinesis"]["sequenceNumber"]}]}
+
+
+def test_registry_outage_is_transient_and_earlier_records_are_still_written(aws):
+    create_unicorn_table()
+    records = load_event("kinesis-unicorn.json")["Records"]
+    outage_at = records[3]["kinesis"]["data"]
+
+    def decode(data: bytes) -> dict:
+        if base64.b64encode(data).decode() == outage_at:
+            raise TransientError("schema registry unavailable: ThrottlingException")
+        return decode_payload(data)
+
+    outcome = processor_with(decode=decode).process(records, deadline=10**9)
+    outage_sequence = records[3]["kinesis"]["sequenceNumber"]
+    assert outcome.failed_transient == {outage_sequence: "schema registry unavailable: ThrottlingException"}
+    assert outcome.written == 3 and outcome.deferred == 2 and len(table_items()) == 3

@@ -1,0 +1,145 @@
+"""template.yaml: the settings the code relies on, security defaults, and SAM's own validate/build."""
+
+import json
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+from samcli.yamlhelper import yaml_parse
+from support import REPO_ROOT
+
+TEMPLATE = yaml_parse((REPO_ROOT / "template.yaml").read_text())
+RESOURCES: dict[str, dict[str, Any]] = TEMPLATE["Resources"]
+STREAM_PROCESSORS = {"StreamProcessorFunction": "WildrydesStream", "PaymentProcessorFunction": "PaymentsStream"}
+SAM = REPO_ROOT / ".venv" / "bin" / "sam"
+
+
+def resources_of(kind: str) -> dict[str, dict[str, Any]]:
+    return {name: r for name, r in RESOURCES.items() if r["Type"] == kind}
+
+
+def kinesis_event(function: str) -> dict[str, Any]:
+    events = RESOURCES[function]["Properties"]["Events"]
+    (event,) = [e for e in events.values() if e["Type"] == "Kinesis"]
+    return event["Properties"]
+
+
+@pytest.mark.parametrize(("function", "stream"), STREAM_PROCESSORS.items())
+def test_stream_processor_mapping_has_the_production_settings(function, stream):
+    mapping = kinesis_event(function)
+    assert mapping["Stream"] == {"Fn::GetAtt": [stream, "Arn"]}
+    assert mapping["StartingPosition"] == "LATEST"
+    assert mapping["BatchSize"] == 100
+    assert mapping["MaximumBatchingWindowInSeconds"] == {"Ref": "BatchingWindowSeconds"}
+    assert TEMPLATE["Parameters"]["BatchingWindowSeconds"]["Default"] == 1
+    assert mapping["MaximumRetryAttempts"] == 2
+    assert mapping["MaximumRecordAgeInSeconds"] == 3600
+    assert mapping["BisectBatchOnFunctionError"] is True
+    assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert mapping["ParallelizationFactor"] == {"Ref": "ParallelizationFactor"}
+    destination = mapping["DestinationConfig"]["OnFailure"]["Destination"]
+    assert destination == {
+        "Fn::If": [
+            "FailuresToS3",
+            {"Fn::GetAtt": ["FailedRecordsBucket", "Arn"]},
+            {"Fn::GetAtt": ["FailedRecordsQueue", "Arn"]},
+        ]
+    }
+
+
+def test_both_processors_run_the_same_code_with_their_own_table():
+    uris = {RESOURCES[f]["Properties"]["CodeUri"] for f in STREAM_PROCESSORS}
+    tables = {json.dumps(RESOURCES[f]["Properties"]["Environment"]["Variables"]["TABLE_NAME"]) for f in STREAM_PROCESSORS}
+    assert uris == {"functions/stream_processor"} and len(tables) == 2
+
+
+def test_read_model_keys():
+    def keys(table: str) -> list[tuple[str, str, str]]:
+        props = RESOURCES[table]["Properties"]
+        types = {a["AttributeName"]: a["AttributeType"] for a in props["AttributeDefinitions"]}
+        return [(k["AttributeName"], k["KeyType"], types[k["AttributeName"]]) for k in props["KeySchema"]]
+
+    assert keys("UnicornSensorDataTable") == [("Name", "HASH", "S"), ("StatusTime", "RANGE", "S")]
+    assert keys("PaymentsTable") == [("paymentId", "HASH", "S")]
+
+
+def test_functions_use_python_313_on_arm64_with_the_shared_layer():
+    function_globals = TEMPLATE["Globals"]["Function"]
+    assert function_globals["Runtime"] == "python3.13"
+    assert function_globals["Architectures"] == ["arm64"]
+    assert function_globals["Layers"] == [{"Ref": "SharedLayer"}]
+    assert RESOURCES["SharedLayer"]["Metadata"]["BuildMethod"] == "python3.13"
+
+
+def test_everything_that_stores_data_is_encrypted():
+    for stream in resources_of("AWS::Kinesis::Stream").values():
+        assert stream["Properties"]["StreamEncryption"]["EncryptionType"] == "KMS"
+    for table in resources_of("AWS::DynamoDB::Table").values():
+        assert table["Properties"]["SSESpecification"]["SSEEnabled"] is True
+    for queue in resources_of("AWS::SQS::Queue").values():
+        props = queue["Properties"]
+        assert props.get("SqsManagedSseEnabled") is True or "KmsMasterKeyId" in props
+    for bucket in resources_of("AWS::S3::Bucket").values():
+        assert bucket["Properties"]["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+
+
+def test_buckets_are_private_and_tls_only():
+    policies = resources_of("AWS::S3::BucketPolicy").values()
+    for name, bucket in resources_of("AWS::S3::Bucket").items():
+        block = bucket["Properties"]["PublicAccessBlockConfiguration"]
+        assert all(block[setting] is True for setting in block), name
+        (policy,) = [p for p in policies if p["Properties"]["Bucket"] == {"Ref": name}]
+        statements = policy["Properties"]["PolicyDocument"]["Statement"]
+        assert any(
+            s["Effect"] == "Deny" and s["Condition"] == {"Bool": {"aws:SecureTransport": "false"}} for s in statements
+        ), name
+
+
+def statements_of(function: dict[str, Any]) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            if "Effect" in node and "Action" in node:
+                found.append(node)
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(function["Properties"].get("Policies", []))
+    return found
+
+
+def test_function_policies_name_their_resources():
+    for name, function in resources_of("AWS::Serverless::Function").items():
+        for statement in statements_of(function):
+            resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+            assert "*" not in resources, f"{name} grants {statement['Action']} on every resource"
+
+
+def sam(*args: str, cwd: Path = REPO_ROOT) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "SAM_CLI_TELEMETRY": "0", "PATH": f"{SAM.parent}:{os.environ['PATH']}"}
+    return subprocess.run([str(SAM), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
+
+
+@pytest.mark.slow
+def test_sam_validate_with_lint():
+    result = sam("validate", "--lint")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "is a valid SAM Template" in result.stdout + result.stderr
+
+
+@pytest.mark.slow
+def test_sam_build_produces_every_function_and_the_layer(tmp_path):
+    result = sam("build", "--build-dir", str(tmp_path / "build"), "--cache-dir", str(tmp_path / "cache"))
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    built = tmp_path / "build"
+    layer = built / "SharedLayer" / "python"
+    assert (layer / "tributary_shared" / "stream_processor.py").is_file()
+    assert list((layer / "fastavro").glob("*aarch64*.so")), "layer dependencies must be built for arm64"
+    for name in resources_of("AWS::Serverless::Function"):
+        assert (built / name / "app.py").is_file(), name
