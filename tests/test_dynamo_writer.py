@@ -9,6 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from support import AlwaysThrottled, FakeClock
+
 from tributary_shared.dynamo_writer import BatchWriter, PendingItem
 
 TABLE = "Readings"

@@ -7,6 +7,7 @@ from decimal import Decimal
 import boto3
 import pytest
 from support import AlwaysThrottled, FakeClock, FakeLambdaContext, load_event, load_handler_module
+
 from tributary_shared.dynamo_writer import BatchWriter
 from tributary_shared.errors import PoisonRecordError, TransientError
 from tributary_shared.payloads import decode_payload

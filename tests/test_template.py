@@ -51,7 +51,8 @@ def test_stream_processor_mapping_has_the_production_settings(function, stream):
 
 def test_both_processors_run_the_same_code_with_their_own_table():
     uris = {RESOURCES[f]["Properties"]["CodeUri"] for f in STREAM_PROCESSORS}
-    tables = {json.dumps(RESOURCES[f]["Properties"]["Environment"]["Variables"]["TABLE_NAME"]) for f in STREAM_PROCESSORS}
+    variables = [RESOURCES[f]["Properties"]["Environment"]["Variables"] for f in STREAM_PROCESSORS]
+    tables = {json.dumps(v["TABLE_NAME"]) for v in variables}
     assert uris == {"functions/stream_processor"} and len(tables) == 2
 
 

@@ -1,5 +1,6 @@
 """The embedded AWS: moto's server, in-process, on a loopback port."""
 
+import logging
 import socket
 import urllib.request
 from typing import Self
@@ -24,6 +25,8 @@ class EmbeddedAws:
         self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
 
     def start(self) -> Self:
+        # werkzeug logs every request at INFO; the runtime reports what matters itself.
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)
         use_local_endpoint(self.endpoint_url)
         self._server.start()
         return self
