@@ -2,6 +2,7 @@
 
 import base64
 import json
+import sys
 from decimal import Decimal
 
 import boto3
@@ -189,3 +190,17 @@ def test_registry_outage_is_transient_and_earlier_records_are_still_written(aws)
     outage_sequence = records[3]["kinesis"]["sequenceNumber"]
     assert outcome.failed_transient == {outage_sequence: "schema registry unavailable: ThrottlingException"}
     assert outcome.written == 3 and outcome.deferred == 2 and len(table_items()) == 3
+
+
+def test_each_invocation_emits_metrics_and_a_structured_log_per_failure(aws, capsys):
+    create_unicorn_table()
+    module = load_handler_module("stream_processor", **UNICORN_ENV)
+    for log_handler in module.logger.handlers:  # Powertools binds sys.stdout when the logger is first made
+        log_handler.setStream(sys.stdout)
+    module.lambda_handler(load_event("kinesis-error.json"), FakeLambdaContext())
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    (emf,) = [line for line in lines if "_aws" in line]
+    counts = {name: emf[name] for name in ("RecordsIn", "RecordsWritten", "FailedPermanent", "RecordsDeferred")}
+    assert counts == {"RecordsIn": [5.0], "RecordsWritten": [2.0], "FailedPermanent": [1.0], "RecordsDeferred": [2.0]}
+    (failure_log,) = [line for line in lines if line.get("message") == "permanent failure"]
+    assert failure_log["level"] == "WARNING" and "not valid JSON" in failure_log["reason"]

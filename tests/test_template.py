@@ -3,6 +3,7 @@
 import json
 import os
 import subprocess
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -144,3 +145,14 @@ def test_sam_build_produces_every_function_and_the_layer(tmp_path):
     assert list((layer / "fastavro").glob("*aarch64*.so")), "layer dependencies must be built for arm64"
     for name in resources_of("AWS::Serverless::Function"):
         assert (built / name / "app.py").is_file(), name
+
+
+def test_samconfig_environments_override_only_declared_parameters():
+    config = tomllib.loads((REPO_ROOT / "samconfig.toml").read_text())
+    for stage in ("dev", "prod"):
+        overrides = config[stage]["deploy"]["parameters"]["parameter_overrides"].split()
+        pairs = dict(override.split("=", 1) for override in overrides)
+        assert pairs["Stage"] == stage
+        assert set(pairs) <= set(TEMPLATE["Parameters"]), f"{stage} overrides an undeclared parameter"
+        allowed = TEMPLATE["Parameters"]["Stage"]["AllowedValues"]
+        assert pairs["Stage"] in allowed
