@@ -25,5 +25,5 @@ def aws_server() -> Iterator[EmbeddedAws]:
 def aws(aws_server: EmbeddedAws) -> Iterator[EmbeddedAws]:
     """A clean emulated account for one test."""
     use_local_endpoint(aws_server.endpoint_url)
-    yield aws_server
     aws_server.reset()
+    yield aws_server

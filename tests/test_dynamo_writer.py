@@ -6,11 +6,12 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from support import AlwaysThrottled, FakeClock
 
-from tributary_shared.dynamo_writer import BatchWriter, PendingItem
+from tributary_shared.dynamo_writer import BatchWriter, PendingItem, normalized_key
 
 TABLE = "Readings"
 KEYS = ("device", "time")
@@ -139,3 +140,57 @@ def test_table_holds_the_last_write_per_key_and_every_ref_is_accounted(aws_serve
     assert {key: int(item["value"]) for key, item in stored().items()} == expected
     assert sorted(report.written, key=int) == [p.ref for p in items]
     assert report.requests == math.ceil(len(expected) / 25)
+
+
+class SlowClient:
+    """Each request takes one second of the fake clock."""
+
+    def __init__(self, real: Any, clock: FakeClock) -> None:
+        self.real, self.clock, self.calls = real, clock, 0
+
+    def batch_write_item(self, RequestItems: dict) -> dict:
+        self.calls += 1
+        self.clock.now += 1
+        return self.real.batch_write_item(RequestItems=RequestItems)
+
+
+class Denied:
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def batch_write_item(self, RequestItems: dict) -> dict:
+        self.calls += 1
+        raise ClientError({"Error": {"Code": "AccessDeniedException", "Message": "not authorized"}}, "BatchWriteItem")
+
+    put_item = batch_write_item
+
+
+def test_no_request_is_sent_after_the_deadline(table):
+    clock = FakeClock()
+    client = SlowClient(boto3.client("dynamodb"), clock)
+    writer = BatchWriter(TABLE, KEYS, client, sleep=clock.sleep, clock=clock)
+    report = writer.write([reading(i) for i in range(1000)], deadline=5)
+    assert client.calls == 5
+    assert len(report.written) == 125 and len(report.transient) == 875
+    assert all("deadline" in reason for reason in report.transient.values())
+
+
+def test_a_deployment_error_fails_everything_transiently_after_one_request():
+    client = Denied()
+    report = BatchWriter(TABLE, KEYS, client).write([reading(i) for i in range(100)], deadline=10**9)
+    assert client.calls == 1 and not report.permanent and not report.written
+    assert set(report.transient) == {str(i) for i in range(100)}
+    assert all("AccessDeniedException" in reason for reason in report.transient.values())
+
+
+def test_an_unstorable_newer_version_does_not_take_the_older_one_down(table):
+    items = [reading(0, value=1.5), PendingItem(ref="1", item={"device": "d1", "time": "t00000", "value": math.inf})]
+    report = BatchWriter(TABLE, KEYS, boto3.client("dynamodb")).write(items, deadline=10**9)
+    assert report.written == ["0"] and set(report.permanent) == {"1"}
+    assert stored()[("d1", "t00000")]["value"] == Decimal("1.5")
+
+
+def test_number_keys_compare_by_value_not_spelling():
+    one = normalized_key({"k": {"N": "1.50"}}, ["k"])
+    assert one == normalized_key({"k": {"N": "1.5"}}, ["k"])
+    assert one != normalized_key({"k": {"S": "1.5"}}, ["k"])

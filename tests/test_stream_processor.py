@@ -12,7 +12,13 @@ from support import AlwaysThrottled, FakeClock, FakeLambdaContext, load_event, l
 from tributary_shared.dynamo_writer import BatchWriter
 from tributary_shared.errors import PoisonRecordError, TransientError
 from tributary_shared.payloads import decode_payload
-from tributary_shared.stream_processor import ProcessorConfig, StreamProcessor, record_bytes, validate_keys
+from tributary_shared.stream_processor import (
+    ProcessorConfig,
+    StreamProcessor,
+    record_bytes,
+    validate_item,
+    validate_keys,
+)
 
 UNICORN_ENV = {"TABLE_NAME": "UnicornSensorData", "KEY_ATTRIBUTES": "Name,StatusTime"}
 
@@ -110,15 +116,24 @@ def test_normal_batch_is_written_in_full(handler):
     assert table_items() == expected
 
 
-def test_poison_record_is_reported_and_nothing_after_it_is_claimed(handler):
+def test_poison_record_is_reported_and_the_valid_records_around_it_are_written(handler):
     event = load_event("kinesis-error.json")
     records = event["Records"]
     response = handler(event, FakeLambdaContext())
     poison = records[2]["kinesis"]["sequenceNumber"]
     assert response == {"batchItemFailures": [{"itemIdentifier": poison}]}
-    # Before the checkpoint: written. From it on: left for the mapping to retry, bisect and dead-letter.
-    expected = {(r["Name"], r["StatusTime"]) for r in map(decoded, records[:2])}
-    assert set(table_items()) == expected
+    # Valid records after the poison are stored now too, so they survive however the mapping retries.
+    valid = records[:2] + records[3:]
+    assert set(table_items()) == {(r["Name"], r["StatusTime"]) for r in map(decoded, valid)}
+
+
+def test_too_deeply_nested_record_is_poison():
+    nested: dict = {"leaf": 1}
+    for _ in range(40):
+        nested = {"inner": nested}
+    with pytest.raises(PoisonRecordError, match="nested deeper than 32"):
+        validate_item({"Name": "a", "StatusTime": "t", "deep": nested}, ("Name", "StatusTime"))
+    validate_item({"Name": "a", "StatusTime": "t", "deep": {"a": [{"b": 1}]}}, ("Name", "StatusTime"))
 
 
 def test_duplicate_keys_keep_the_highest_sequence_number(handler):
@@ -201,6 +216,6 @@ def test_each_invocation_emits_metrics_and_a_structured_log_per_failure(aws, cap
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
     (emf,) = [line for line in lines if "_aws" in line]
     counts = {name: emf[name] for name in ("RecordsIn", "RecordsWritten", "FailedPermanent", "RecordsDeferred")}
-    assert counts == {"RecordsIn": [5.0], "RecordsWritten": [2.0], "FailedPermanent": [1.0], "RecordsDeferred": [2.0]}
+    assert counts == {"RecordsIn": [5.0], "RecordsWritten": [4.0], "FailedPermanent": [1.0], "RecordsDeferred": [0.0]}
     (failure_log,) = [line for line in lines if line.get("message") == "permanent failure"]
     assert failure_log["level"] == "WARNING" and "not valid JSON" in failure_log["reason"]

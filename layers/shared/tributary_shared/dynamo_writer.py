@@ -10,24 +10,29 @@ caller learns exactly which records were written and which failed, and how:
 - `UnprocessedItems` are retried with exponential backoff and full jitter until the deadline, then
   reported as transient failures;
 - a chunk DynamoDB rejects as invalid is retried item by item with PutItem, so one bad item is
-  isolated as a permanent failure instead of sinking the 24 others.
+  isolated as a permanent failure instead of sinking the 24 others;
+- an item that cannot be serialized at all fails permanently before it can supersede anything;
+- any other error (access denied, missing table) is the deployment's fault, not the data's: every
+  item not yet written is reported transient and no further request is sent. So is every item left
+  when the deadline passes: the writer never sends a request after it.
 """
 
 import random
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
 import boto3
 from boto3.dynamodb.types import TypeSerializer
+from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 MAX_BATCH_ITEMS = 25
 BASE_BACKOFF_S = 0.05
 MAX_BACKOFF_S = 2.0
-# Errors a later attempt can get past; anything else on a whole request means the request is bad.
+# Errors a later attempt can get past.
 TRANSIENT_ERROR_CODES = frozenset(
     {
         "ProvisionedThroughputExceededException",
@@ -39,6 +44,12 @@ TRANSIENT_ERROR_CODES = frozenset(
         "TransactionConflictException",
     }
 )
+
+# Errors that mean an item itself cannot be stored; any other error is about the deployment.
+ITEM_ERROR_CODES = frozenset({"ValidationException", "ItemCollectionSizeLimitExceededException"})
+SERIALIZATION_ERRORS = (TypeError, ValueError, ArithmeticError, RecursionError)
+# The writer retries itself, inside the invocation's deadline: botocore must not retry underneath it.
+CLIENT_CONFIG = Config(retries={"mode": "standard", "total_max_attempts": 1}, connect_timeout=3, read_timeout=10)
 
 _serializer = TypeSerializer()
 
@@ -87,6 +98,30 @@ def error_code(error: ClientError) -> str:
     return str(error.response.get("Error", {}).get("Code", ""))
 
 
+def describe(error: ClientError) -> str:
+    return f"{error_code(error)}: {error.response.get('Error', {}).get('Message', '')}"
+
+
+@dataclass(frozen=True)
+class _TypedItem:
+    ref: str
+    typed: dict[str, Any]
+    key: tuple[tuple[str, Any], ...]
+
+
+class _StopWriting(Exception):
+    """No further request may be sent: the deadline passed, or the deployment is broken (access denied)."""
+
+
+def normalized_key(typed_item: dict[str, Any], key_attributes: Sequence[str]) -> tuple[tuple[str, Any], ...]:
+    """A typed item's key, comparable however DynamoDB spells a number ("1.50" and "1.5" are one key)."""
+    parts = []
+    for name in key_attributes:
+        ((type_name, value),) = typed_item.get(name, {"NULL": True}).items()
+        parts.append((type_name, Decimal(value).normalize() if type_name == "N" else value))
+    return tuple(parts)
+
+
 class BatchWriter:
     """Writes PendingItems to one table; see the module docstring for the guarantees."""
 
@@ -111,36 +146,42 @@ class BatchWriter:
     def client(self) -> Any:
         # Created on first use so importing a handler does not pay for a client it may not need.
         if self._client is None:
-            self._client = boto3.client("dynamodb")
+            self._client = boto3.client("dynamodb", config=CLIENT_CONFIG)
         return self._client
 
     def write(self, items: Sequence[PendingItem], deadline: float) -> WriteReport:
         report = WriteReport()
-        winners, superseded_by = self._collapse_duplicate_keys(items)
-        for chunk in _chunks(winners, MAX_BATCH_ITEMS):
-            self._write_chunk(chunk, deadline, report)
+        winners, superseded_by = self._collapse_duplicate_keys(self._serialize(items, report))
+        try:
+            for chunk in _chunks(winners, MAX_BATCH_ITEMS):
+                self._write_chunk(chunk, deadline, report)
+        except _StopWriting as error:
+            self._give_up(winners, str(error), report)
         self._settle_superseded(superseded_by, report)
         return report
 
-    def _key_of(self, item: dict[str, Any]) -> tuple[str, ...]:
-        try:
-            return tuple(repr(_serializer.serialize(to_dynamodb_value(item.get(n)))) for n in self.key_attributes)
-        except (TypeError, ValueError, ArithmeticError):
-            return ("<unserializable key>", repr(id(item)))
-
-    def _collapse_duplicate_keys(
-        self, items: Sequence[PendingItem]
-    ) -> tuple[list[PendingItem], dict[str, str]]:
-        last_by_key: dict[tuple[Any, ...], PendingItem] = {}
-        superseded_by: dict[str, str] = {}
+    def _serialize(self, items: Sequence[PendingItem], report: WriteReport) -> list[_TypedItem]:
+        typed_items = []
         for pending in items:
-            key = self._key_of(pending.item)
-            previous = last_by_key.get(key)
+            try:
+                typed = serialize_item(pending.item)
+                key = normalized_key(typed, self.key_attributes)
+            except SERIALIZATION_ERRORS as error:
+                report.permanent[pending.ref] = f"item cannot be stored in DynamoDB: {type(error).__name__}: {error}"
+                continue
+            typed_items.append(_TypedItem(pending.ref, typed, key))
+        return typed_items
+
+    @staticmethod
+    def _collapse_duplicate_keys(items: list[_TypedItem]) -> tuple[list[_TypedItem], dict[str, str]]:
+        last_by_key: dict[tuple[tuple[str, Any], ...], _TypedItem] = {}
+        superseded_by: dict[str, str] = {}
+        for item in items:
+            previous = last_by_key.get(item.key)
             if previous is not None:
-                superseded_by[previous.ref] = pending.ref
-            last_by_key[key] = pending
-        winners = [pending for pending in items if pending.ref not in superseded_by]
-        return winners, superseded_by
+                superseded_by[previous.ref] = item.ref
+            last_by_key[item.key] = item
+        return [item for item in items if item.ref not in superseded_by], superseded_by
 
     @staticmethod
     def _settle_superseded(superseded_by: dict[str, str], report: WriteReport) -> None:
@@ -151,79 +192,85 @@ class BatchWriter:
             if winner in written:
                 report.written.append(loser)
             elif winner in report.permanent:
-                # The newer record was bad; the older one was valid but is not in the table.
-                report.transient[loser] = f"superseded by record {winner}, which failed"
+                # The newer item was rejected; the older one is valid but not in the table. A retry
+                # (bisected by Lambda) separates the two.
+                report.transient[loser] = f"superseded by record {winner}, which DynamoDB rejected"
             else:
                 report.transient[loser] = report.transient.get(winner, "not written")
 
-    def _write_chunk(self, chunk: list[PendingItem], deadline: float, report: WriteReport) -> None:
-        by_request_key = {self._key_of(p.item): p for p in chunk}
-        try:
-            typed = {p.ref: serialize_item(p.item) for p in chunk}
-        except (TypeError, ValueError, ArithmeticError):
-            self._put_one_by_one(chunk, deadline, report)
-            return
-        pending = [{"PutRequest": {"Item": typed[p.ref]}} for p in chunk]
+    @staticmethod
+    def _give_up(items: Iterable[_TypedItem], reason: str, report: WriteReport) -> None:
+        settled = {*report.written, *report.transient, *report.permanent}
+        for item in items:
+            if item.ref not in settled:
+                report.transient[item.ref] = reason
+
+    def _write_chunk(self, chunk: list[_TypedItem], deadline: float, report: WriteReport) -> None:
+        by_key = {item.key: item for item in chunk}
+        pending = [{"PutRequest": {"Item": item.typed}} for item in chunk]
         attempt = 0
         while pending:
+            self._check_deadline(deadline)
             try:
                 report.requests += 1
                 response = self.client.batch_write_item(RequestItems={self.table_name: pending})
             except ClientError as error:
-                if error_code(error) not in TRANSIENT_ERROR_CODES:
-                    self._put_one_by_one(chunk, deadline, report)
+                if error_code(error) in ITEM_ERROR_CODES:
+                    self._put_one_by_one([by_key[key] for key in self._keys(pending)], deadline, report)
                     return
+                if error_code(error) not in TRANSIENT_ERROR_CODES:
+                    raise _StopWriting(describe(error)) from error
                 unprocessed, reason = pending, error_code(error)
             except BotoCoreError as error:
                 unprocessed, reason = pending, type(error).__name__
             else:
                 unprocessed = response.get("UnprocessedItems", {}).get(self.table_name, [])
                 reason = "UnprocessedItems"
-            done = {self._typed_key(r) for r in pending} - {self._typed_key(r) for r in unprocessed}
-            report.written += [p.ref for p in chunk if self._key_of(p.item) in done]
-            chunk = [p for p in chunk if self._key_of(p.item) not in done]
+            left = set(self._keys(unprocessed))
+            report.written += [by_key[key].ref for key in self._keys(pending) if key not in left]
             pending = unprocessed
             if pending and not self._backoff(attempt, deadline):
-                for request in pending:
-                    ref = by_request_key[self._typed_key(request)].ref
-                    report.transient[ref] = f"{reason}: not written before the deadline"
+                for key in left & by_key.keys():
+                    report.transient[by_key[key].ref] = f"{reason}: not written before the deadline"
                 return
             attempt += 1
 
-    def _typed_key(self, request: dict[str, Any]) -> tuple[str, ...]:
-        item = request["PutRequest"]["Item"]
-        return tuple(repr(item.get(name, {"NULL": True})) for name in self.key_attributes)
+    def _keys(self, requests: list[dict[str, Any]]) -> Iterator[tuple[tuple[str, Any], ...]]:
+        for request in requests:
+            yield normalized_key(request["PutRequest"]["Item"], self.key_attributes)
 
-    def _put_one_by_one(self, chunk: list[PendingItem], deadline: float, report: WriteReport) -> None:
-        for pending in chunk:
-            self._put_single(pending, deadline, report)
+    def _put_one_by_one(self, items: list[_TypedItem], deadline: float, report: WriteReport) -> None:
+        for item in items:
+            self._put_single(item, deadline, report)
 
-    def _put_single(self, pending: PendingItem, deadline: float, report: WriteReport) -> None:
+    def _put_single(self, item: _TypedItem, deadline: float, report: WriteReport) -> None:
         attempt = 0
         while True:
+            self._check_deadline(deadline)
             try:
-                typed = serialize_item(pending.item)
                 report.requests += 1
-                self.client.put_item(TableName=self.table_name, Item=typed)
-            except (TypeError, ValueError, ArithmeticError) as error:
-                report.permanent[pending.ref] = f"item cannot be stored in DynamoDB: {error}"
-                return
+                self.client.put_item(TableName=self.table_name, Item=item.typed)
             except ClientError as error:
                 code = error_code(error)
+                if code in ITEM_ERROR_CODES:
+                    report.permanent[item.ref] = describe(error)
+                    return
                 if code not in TRANSIENT_ERROR_CODES:
-                    report.permanent[pending.ref] = f"{code}: {error.response['Error'].get('Message', '')}"
-                    return
-                if not self._backoff(attempt, deadline):
-                    report.transient[pending.ref] = f"{code}: not written before the deadline"
-                    return
+                    raise _StopWriting(describe(error)) from error
+                reason = code
             except BotoCoreError as error:
-                if not self._backoff(attempt, deadline):
-                    report.transient[pending.ref] = f"{type(error).__name__}: not written before the deadline"
-                    return
+                reason = type(error).__name__
             else:
-                report.written.append(pending.ref)
+                report.written.append(item.ref)
+                return
+            if not self._backoff(attempt, deadline):
+                report.transient[item.ref] = f"{reason}: not written before the deadline"
                 return
             attempt += 1
+
+    def _check_deadline(self, deadline: float) -> None:
+        if self._clock() >= deadline:
+            raise _StopWriting("not attempted: the invocation's deadline had passed")
 
     def _backoff(self, attempt: int, deadline: float) -> bool:
         """Sleep before the next attempt; False when the deadline leaves no time for one."""
@@ -234,6 +281,6 @@ class BatchWriter:
         return True
 
 
-def _chunks(items: list[PendingItem], size: int) -> Iterable[list[PendingItem]]:
+def _chunks(items: list[_TypedItem], size: int) -> Iterable[list[_TypedItem]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]

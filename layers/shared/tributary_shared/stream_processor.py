@@ -2,9 +2,11 @@
 
 The contract with Lambda's event source mapping (ReportBatchItemFailures + bisect):
 
-- records are handled in sequence order; decoding stops at the first bad record, because the
-  mapping re-delivers everything from the reported record on anyway;
-- everything before the first failure is written (BatchWriteItem, 25 at a time);
+- records are handled in sequence order; every valid record is written (BatchWriteItem, 25 at a
+  time), also those after a poison record, so they are stored whatever the mapping does next (the
+  writes are idempotent upserts, re-applied in order on a retry);
+- decoding stops at the first *transient* failure (a registry outage hits every later record too),
+  leaving the rest for the retry;
 - the response names the lowest failed sequence number, so the mapping checkpoints before it,
   retries from it, bisects, and finally routes a poison record to the on-failure destination.
 
@@ -29,6 +31,8 @@ from tributary_shared.payloads import decode_payload
 DEFAULT_MAX_RECORD_BYTES = 400 * 1024
 # Time kept back from the invocation's remaining time to build and return the response.
 DEADLINE_MARGIN_S = 1.5
+# DynamoDB stores documents nested at most 32 levels deep.
+MAX_NESTING_DEPTH = 32
 
 
 class LambdaContextLike(Protocol):
@@ -94,6 +98,25 @@ def record_bytes(record: dict[str, Any], max_bytes: int) -> bytes:
         raise PoisonRecordError(f"record data is not valid base64: {error}") from error
 
 
+def nesting_depth(value: Any) -> int:
+    """Depth of nested maps and lists, without recursion: a hostile record cannot blow the stack."""
+    deepest, stack = 0, [(value, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict | list):
+            deepest = max(deepest, depth + 1)
+            if depth + 1 > MAX_NESTING_DEPTH:
+                break
+            stack.extend((child, depth + 1) for child in (node.values() if isinstance(node, dict) else node))
+    return deepest
+
+
+def validate_item(item: dict[str, Any], key_attributes: Sequence[str]) -> None:
+    validate_keys(item, key_attributes)
+    if nesting_depth(item) > MAX_NESTING_DEPTH:
+        raise PoisonRecordError(f"record is nested deeper than {MAX_NESTING_DEPTH} levels, DynamoDB's limit")
+
+
 def validate_keys(item: dict[str, Any], key_attributes: Sequence[str]) -> None:
     for name in key_attributes:
         value = item.get(name)
@@ -136,7 +159,7 @@ class StreamProcessor:
     def process(self, records: Sequence[dict[str, Any]], deadline: float) -> BatchOutcome:
         ordered = sorted(records, key=lambda record: int(record["kinesis"]["sequenceNumber"]))
         outcome = BatchOutcome(records_in=len(ordered))
-        pending = self._decode_until_first_failure(ordered, outcome)
+        pending = self._decode_until_transient_failure(ordered, outcome)
         report = self.writer.write(pending, deadline) if pending else WriteReport()
         outcome.written = len(report.written)
         outcome.failed_permanent.update(report.permanent)
@@ -144,7 +167,7 @@ class StreamProcessor:
         outcome.requests = report.requests
         return outcome
 
-    def _decode_until_first_failure(
+    def _decode_until_transient_failure(
         self, records: Sequence[dict[str, Any]], outcome: BatchOutcome
     ) -> list[PendingItem]:
         pending: list[PendingItem] = []
@@ -152,10 +175,12 @@ class StreamProcessor:
             sequence = record["kinesis"]["sequenceNumber"]
             try:
                 item = self.decode(record_bytes(record, self.config.max_record_bytes))
-                validate_keys(item, self.config.key_attributes)
+                validate_item(item, self.config.key_attributes)
             except RecordError as error:
-                failures = outcome.failed_permanent if error.permanent else outcome.failed_transient
-                failures[sequence] = error.reason
+                if error.permanent:
+                    outcome.failed_permanent[sequence] = error.reason
+                    continue
+                outcome.failed_transient[sequence] = error.reason
                 outcome.deferred = len(records) - position - 1
                 return pending
             pending.append(PendingItem(ref=sequence, item=item))
