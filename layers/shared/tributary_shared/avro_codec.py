@@ -1,0 +1,326 @@
+"""Registry-framed Avro: the AWS Glue Schema Registry and Confluent wire formats, both ways.
+
+Glue:      0x03 | compression (0x00 none, 0x05 zlib of the body) | 16-byte schema-version UUID | body
+Confluent: 0x00 | 4-byte big-endian schema id | body
+
+The body is schemaless Avro binary. `RegistryDeserializer` decodes either framing: it looks the
+writer schema up once per schema id (bounded per-process cache), reads the body with fastavro,
+optionally projects it onto a configured reader schema (a consumer built for v1 keeps working
+when producers move to v2), and turns every way a record can be bad into a PoisonRecordError
+that says what is wrong. Per uncompressed Glue record the codec adds one slice and one dict
+lookup (header version, compression byte and schema version checked at once) to fastavro.
+
+Values come back as fastavro reads them, except temporal and uuid logical types, which become
+ISO-8601 strings and str so records are JSON-printable and storable in DynamoDB; `decimal`
+stays `decimal.Decimal` (exact, and DynamoDB's number type).
+"""
+
+import io
+import json
+import os
+import zlib
+from collections.abc import Callable, Mapping
+from datetime import UTC, date, datetime, time
+from typing import Any
+from uuid import UUID
+
+from fastavro import parse_schema, schemaless_reader, schemaless_writer
+
+from tributary_shared.errors import PoisonRecordError
+
+GLUE_HEADER_VERSION = 0x03
+COMPRESSION_NONE = 0x00
+COMPRESSION_ZLIB = 0x05
+GLUE_HEADER_SIZE = 18
+CONFLUENT_MAGIC = 0x00
+CONFLUENT_HEADER_SIZE = 5
+# A Kinesis record is at most 1 MiB; a zlib body inflating far past that is a bomb, not a record.
+MAX_DECOMPRESSED_BYTES = 16 * 1024 * 1024
+DEFAULT_CACHE_SIZE = 1000
+PORTABLE_LOGICAL_TYPES = frozenset(
+    {
+        "timestamp-millis",
+        "timestamp-micros",
+        "local-timestamp-millis",
+        "local-timestamp-micros",
+        "date",
+        "time-millis",
+        "time-micros",
+        "uuid",
+    }
+)
+
+# (writer schema, reader schema or None, whether values need making portable)
+ReadPlan = tuple[Any, Any, bool]
+GlueLookup = Callable[[UUID], str]
+ConfluentLookup = Callable[[int], str]
+
+_parsed_schemas: dict[str, Any] = {}
+
+
+def parse_definition(definition: str | Mapping[str, Any] | list[Any]) -> Any:
+    """A fastavro-parsed schema; definitions given as text are parsed once per process."""
+    if not isinstance(definition, str):
+        return parse_schema(definition)
+    parsed = _parsed_schemas.get(definition)
+    if parsed is None:
+        if len(_parsed_schemas) >= DEFAULT_CACHE_SIZE:
+            del _parsed_schemas[next(iter(_parsed_schemas))]
+        parsed = _parsed_schemas[definition] = parse_schema(json.loads(definition))
+    return parsed
+
+
+def canonical_definition(schema: Mapping[str, Any] | str) -> str:
+    """Compact, key-order-preserving JSON: the one text a producer registers and looks up by."""
+    value = json.loads(schema) if isinstance(schema, str) else schema
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+# ------------------------------------------------------------------------------------ encoding
+
+
+def avro_body(record: Mapping[str, Any], schema: Any) -> bytes:
+    buffer = io.BytesIO()
+    schemaless_writer(buffer, schema, record)
+    return buffer.getvalue()
+
+
+def encode_glue(record: Mapping[str, Any], schema: Any, version_id: UUID, *, compress: bool = False) -> bytes:
+    """Glue wire format; `compress` zlib-compresses the body (compression byte 0x05)."""
+    body = avro_body(record, schema)
+    if compress:
+        return bytes((GLUE_HEADER_VERSION, COMPRESSION_ZLIB)) + version_id.bytes + zlib.compress(body)
+    return bytes((GLUE_HEADER_VERSION, COMPRESSION_NONE)) + version_id.bytes + body
+
+
+def encode_confluent(record: Mapping[str, Any], schema: Any, schema_id: int) -> bytes:
+    """Confluent wire format: magic byte 0x00 and the 4-byte big-endian schema id."""
+    if not 0 <= schema_id < 2**32:
+        raise ValueError(f"Confluent schema ids are unsigned 32-bit, got {schema_id}")
+    return bytes((CONFLUENT_MAGIC,)) + schema_id.to_bytes(4, "big") + avro_body(record, schema)
+
+
+# ------------------------------------------------------------------------------------ decoding
+
+
+class RegistryDeserializer:
+    """Callable decoder of Glue- and Confluent-framed Avro records into dicts.
+
+    `glue_lookup(version_uuid)` and `confluent_lookup(schema_id)` return a writer schema's
+    definition (see tributary_shared.schema_registry) and raise PoisonRecordError or
+    TransientError themselves; a framing with no lookup configured is a poison record.
+    """
+
+    def __init__(
+        self,
+        glue_lookup: GlueLookup | None = None,
+        confluent_lookup: ConfluentLookup | None = None,
+        *,
+        reader_schema: str | Mapping[str, Any] | None = None,
+        cache_size: int = DEFAULT_CACHE_SIZE,
+    ) -> None:
+        if cache_size < 1:
+            raise ValueError("cache_size must be at least 1")
+        self._glue_lookup = glue_lookup
+        self._confluent_lookup = confluent_lookup
+        self._reader_definition = None if reader_schema is None else canonical_definition(reader_schema)
+        self._cache_size = cache_size
+        self._glue_plans: dict[bytes, ReadPlan] = {}  # by schema-version UUID
+        # By the whole 18-byte header of uncompressed Glue records: one slice and one lookup
+        # check the header version, the compression byte and the schema version at once.
+        self._header_plans: dict[bytes, ReadPlan] = {}
+        self._confluent_plans: dict[int, ReadPlan] = {}
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] = os.environ) -> "RegistryDeserializer":
+        """Build from the function's configuration (all optional):
+
+        GLUE_REGISTRY_NAME             only accept writer schemas from this Glue registry
+        CONFLUENT_REGISTRY_URL         base URL of a Confluent-compatible registry (for 0x00 records)
+        CONFLUENT_REGISTRY_AUTH_SECRET Secrets Manager secret id holding basic-auth credentials
+                                       ({"username": ..., "password": ...} or "user:password")
+        READER_SCHEMA                  Avro schema JSON to project every record onto
+        SCHEMA_CACHE_SIZE              writer schemas kept per framing (default 1000)
+        """
+        from tributary_shared.schema_registry import (
+            ConfluentSchemaRegistry,
+            GlueSchemaRegistry,
+            secret_credentials,
+        )
+
+        glue = GlueSchemaRegistry(environ.get("GLUE_REGISTRY_NAME") or None)
+        confluent = None
+        if url := environ.get("CONFLUENT_REGISTRY_URL"):
+            secret_id = environ.get("CONFLUENT_REGISTRY_AUTH_SECRET")
+            auth = (lambda: secret_credentials(secret_id)) if secret_id else None
+            confluent = ConfluentSchemaRegistry(url, auth=auth).schema_definition
+        return cls(
+            glue.schema_definition,
+            confluent,
+            reader_schema=environ.get("READER_SCHEMA") or None,
+            cache_size=int(environ.get("SCHEMA_CACHE_SIZE", DEFAULT_CACHE_SIZE)),
+        )
+
+    def __call__(self, data: bytes) -> dict[str, Any]:
+        # The common case, uncompressed Glue with a known schema version, is inlined: it runs per record.
+        plan = self._header_plans.get(data[:GLUE_HEADER_SIZE])
+        if plan is None:
+            return self._decode_uncached(data)
+        writer, reader, portable = plan
+        body = io.BytesIO(data[GLUE_HEADER_SIZE:])
+        try:
+            # Passing reader_schema=None still costs fastavro a comparison: leave it out.
+            record = schemaless_reader(body, writer) if reader is None else schemaless_reader(body, writer, reader)
+        except Exception as error:  # EOFError, UnicodeDecodeError, IndexError, SchemaResolutionError...
+            raise _mismatch(error) from error
+        if body.read(1):
+            raise _leftovers(body)
+        if type(record) is not dict:
+            raise _not_a_record(record)
+        return _portable(record) if portable else record
+
+    def _decode_uncached(self, data: bytes) -> dict[str, Any]:
+        first = data[0] if data else None
+        if first == GLUE_HEADER_VERSION:
+            return self._decode_glue(data)
+        if first == CONFLUENT_MAGIC:
+            return self._decode_confluent(data)
+        if first is None:
+            raise PoisonRecordError("record is empty")
+        raise PoisonRecordError(f"not a registry-framed record: first byte 0x{first:02x} (Glue 0x03, Confluent 0x00)")
+
+    def _decode_glue(self, data: bytes) -> dict[str, Any]:
+        if len(data) < GLUE_HEADER_SIZE:
+            raise PoisonRecordError(f"truncated Glue header: {len(data)} bytes, the header alone is {GLUE_HEADER_SIZE}")
+        compression = data[1]
+        if compression == COMPRESSION_ZLIB:
+            body = io.BytesIO(_inflate(data))
+        elif compression == COMPRESSION_NONE:
+            body = io.BytesIO(data[GLUE_HEADER_SIZE:])
+        else:
+            raise PoisonRecordError(f"unknown Glue compression byte 0x{compression:02x} (0x00 none, 0x05 zlib)")
+        key = data[2:GLUE_HEADER_SIZE]
+        plan = self._glue_plans.get(key) or self._glue_plan(key)
+        if compression == COMPRESSION_NONE:
+            _remember(self._header_plans, data[:GLUE_HEADER_SIZE], plan, self._cache_size)
+        return _read(body, plan)
+
+    def _decode_confluent(self, data: bytes) -> dict[str, Any]:
+        if len(data) < CONFLUENT_HEADER_SIZE:
+            raise PoisonRecordError(
+                f"truncated Confluent header: {len(data)} bytes, the header alone is {CONFLUENT_HEADER_SIZE}"
+            )
+        schema_id = int.from_bytes(data[1:CONFLUENT_HEADER_SIZE], "big")
+        plan = self._confluent_plans.get(schema_id) or self._confluent_plan(schema_id)
+        body = io.BytesIO(data)
+        body.seek(CONFLUENT_HEADER_SIZE)
+        return _read(body, plan)
+
+    def _glue_plan(self, key: bytes) -> ReadPlan:
+        version_id = UUID(bytes=key)
+        if self._glue_lookup is None:
+            raise PoisonRecordError(f"Glue-framed record (schema version {version_id}) but no Glue registry")
+        plan = self._plan(self._glue_lookup(version_id), f"schema version {version_id}")
+        return _remember(self._glue_plans, key, plan, self._cache_size)
+
+    def _confluent_plan(self, schema_id: int) -> ReadPlan:
+        if self._confluent_lookup is None:
+            raise PoisonRecordError(
+                f"Confluent-framed record (schema id {schema_id}) but no Confluent registry is configured"
+            )
+        plan = self._plan(self._confluent_lookup(schema_id), f"schema id {schema_id}")
+        return _remember(self._confluent_plans, schema_id, plan, self._cache_size)
+
+    def _plan(self, writer_definition: str, subject: str) -> ReadPlan:
+        try:
+            writer = parse_definition(writer_definition)
+            reader = None if self._reader_definition is None else parse_definition(self._reader_definition)
+        except Exception as error:  # fastavro raises several types for a schema it cannot use
+            raise PoisonRecordError(f"writer schema of {subject} is not usable Avro: {error}") from error
+        if canonical_definition(writer_definition) == self._reader_definition:
+            reader = None
+        output = self._reader_definition or writer_definition
+        return writer, reader, _has_portable_types(json.loads(output))
+
+
+def _remember[K](plans: dict[K, ReadPlan], key: K, plan: ReadPlan, limit: int) -> ReadPlan:
+    if len(plans) >= limit:
+        del plans[next(iter(plans))]  # oldest first: ids are immutable, so any eviction is safe
+    plans[key] = plan
+    return plan
+
+
+def _inflate(data: bytes) -> bytes:
+    inflater = zlib.decompressobj()
+    try:
+        body = inflater.decompress(memoryview(data)[GLUE_HEADER_SIZE:], MAX_DECOMPRESSED_BYTES)
+    except zlib.error as error:
+        raise PoisonRecordError(f"zlib-compressed body does not inflate: {error}") from error
+    if inflater.unconsumed_tail:
+        raise PoisonRecordError(f"zlib-compressed body inflates past {MAX_DECOMPRESSED_BYTES} bytes")
+    if not inflater.eof:
+        raise PoisonRecordError("zlib-compressed body is truncated")
+    if inflater.unused_data:
+        raise PoisonRecordError(f"{len(inflater.unused_data)} bytes of garbage after the zlib-compressed body")
+    return body
+
+
+def _read(body: io.BytesIO, plan: ReadPlan) -> dict[str, Any]:
+    writer, reader, portable = plan
+    try:
+        record = schemaless_reader(body, writer, reader)
+    except Exception as error:  # EOFError, UnicodeDecodeError, IndexError, SchemaResolutionError...
+        raise _mismatch(error) from error
+    if body.read(1):
+        raise _leftovers(body)
+    if type(record) is not dict:
+        raise _not_a_record(record)
+    return _portable(record) if portable else record
+
+
+def _mismatch(error: Exception) -> PoisonRecordError:
+    return PoisonRecordError(
+        f"Avro body does not match its schema (truncated, corrupt or written with another schema): "
+        f"{type(error).__name__}: {error}"
+    )
+
+
+def _leftovers(body: io.BytesIO) -> PoisonRecordError:
+    """Bytes left after the record (one already read to notice them): the schema is not the body's."""
+    unread = len(body.getbuffer()) - body.tell() + 1
+    return PoisonRecordError(f"Avro body does not match its schema: {unread} bytes left after the record")
+
+
+def _not_a_record(value: Any) -> PoisonRecordError:
+    return PoisonRecordError(f"Avro value is a {type(value).__name__}, expected a record")
+
+
+def _has_portable_types(schema: Any) -> bool:
+    if isinstance(schema, dict):
+        return schema.get("logicalType") in PORTABLE_LOGICAL_TYPES or any(
+            _has_portable_types(value) for value in schema.values()
+        )
+    if isinstance(schema, list):
+        return any(_has_portable_types(item) for item in schema)
+    return False
+
+
+def _portable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _portable(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_portable(item) for item in value]
+    if isinstance(value, datetime):
+        return _iso_datetime(value)
+    if isinstance(value, date | time):
+        return value.isoformat()
+    if isinstance(value, UUID):
+        return str(value)
+    return value
+
+
+def _iso_datetime(value: datetime) -> str:
+    timespec = "milliseconds" if value.microsecond % 1000 == 0 else "microseconds"
+    if value.tzinfo is None:  # local-timestamp-*: no zone to name
+        return value.isoformat(timespec=timespec)
+    return value.astimezone(UTC).isoformat(timespec=timespec).replace("+00:00", "Z")

@@ -1,0 +1,179 @@
+"""PutRecords done right: bounded batches, only the failed entries retried, every record accounted for.
+
+A PutRecords call can succeed for some records and fail for others (throttled shard, KMS
+throttling, internal failure). The response lists, in request order, a sequence number or an
+error code per record; resending the whole batch would duplicate the records that made it, so
+only the failed entries are resent, with exponential backoff and full jitter. Records that can
+never be accepted (over the size limit, bad partition key) are reported without being sent.
+"""
+
+import random
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from botocore.exceptions import ClientError, ReadTimeoutError
+from botocore.exceptions import ConnectionError as EndpointUnreachable
+
+MAX_RECORDS_PER_REQUEST = 500
+MAX_BYTES_PER_REQUEST = 5 * 1024 * 1024
+MAX_RECORD_BYTES = 1024 * 1024
+MAX_PARTITION_KEY_CHARS = 256
+
+# Per-record error codes a later attempt can clear; anything else (KMS key disabled, access
+# denied on the key) fails the same way every time.
+RETRYABLE_RECORD_ERRORS = frozenset(
+    {"ProvisionedThroughputExceededException", "InternalFailure", "KMSThrottlingException"}
+)
+# Whole-request errors botocore's own retries may not have outlasted.
+RETRYABLE_REQUEST_ERRORS = frozenset(
+    {
+        "ProvisionedThroughputExceededException",
+        "LimitExceededException",
+        "ThrottlingException",
+        "InternalFailure",
+        "ServiceUnavailable",
+        "KMSThrottlingException",
+    }
+)
+
+
+@dataclass(frozen=True)
+class FailedEntry:
+    """A record that was not written, with the last error Kinesis (or the size check) gave."""
+
+    partition_key: str
+    data: bytes
+    error_code: str
+    error_message: str
+
+
+@dataclass
+class PutReport:
+    """What happened to the records: `sent` written, `retried` resends, `failed_entries` not written."""
+
+    sent: int = 0
+    retried: int = 0
+    requests: int = 0
+    failed_entries: list[FailedEntry] = field(default_factory=list)
+
+    @property
+    def failed(self) -> int:
+        return len(self.failed_entries)
+
+    def add(self, other: "PutReport") -> None:
+        """Fold another report into this one (a producer that puts tick by tick keeps one total)."""
+        self.sent += other.sent
+        self.retried += other.retried
+        self.requests += other.requests
+        self.failed_entries.extend(other.failed_entries)
+
+
+def record_size(partition_key: str, data: bytes) -> int:
+    """Bytes a record counts against the per-record and per-request limits (key included)."""
+    return len(data) + len(partition_key.encode("utf-8"))
+
+
+def put_records(
+    client: Any,
+    stream_name: str,
+    entries: Iterable[tuple[str, bytes]],
+    *,
+    max_attempts: int = 5,
+    base_delay: float = 0.1,
+    max_delay: float = 5.0,
+    max_record_bytes: int = MAX_RECORD_BYTES,
+    sleep: Callable[[float], None] = time.sleep,
+    on_progress: Callable[[PutReport], None] | None = None,
+) -> PutReport:
+    """Put (partition key, data) entries on `stream_name`; return what was sent, retried and failed.
+
+    Entries are consumed lazily in requests of at most 500 records and 5 MiB. A request whose
+    records partly fail is followed by resends of just the failed entries, up to `max_attempts`
+    sends per entry; `on_progress` is called with the running report after every request.
+    Errors that are not the stream's fault to retry (missing stream, access denied) propagate.
+    """
+    if max_attempts < 1:
+        raise ValueError("max_attempts must be at least 1")
+    report = PutReport()
+    for batch in _requests(entries, report, max_record_bytes):
+        pending = batch
+        for attempt in range(1, max_attempts + 1):
+            if attempt > 1:
+                report.retried += len(pending)
+                sleep(random.uniform(0, min(max_delay, base_delay * 2 ** (attempt - 1))))
+            pending = _send(client, stream_name, pending, report, final=attempt == max_attempts)
+            if on_progress:
+                on_progress(report)
+            if not pending:
+                break
+    return report
+
+
+def _requests(
+    entries: Iterable[tuple[str, bytes]], report: PutReport, max_record_bytes: int
+) -> Iterator[list[tuple[str, bytes]]]:
+    """Group valid entries into requests within the count and byte limits; report invalid ones."""
+    batch: list[tuple[str, bytes]] = []
+    batch_bytes = 0
+    for partition_key, data in entries:
+        problem = _invalid(partition_key, data, max_record_bytes)
+        if problem:
+            report.failed_entries.append(FailedEntry(partition_key, data, *problem))
+            continue
+        size = record_size(partition_key, data)
+        if batch and (len(batch) == MAX_RECORDS_PER_REQUEST or batch_bytes + size > MAX_BYTES_PER_REQUEST):
+            yield batch
+            batch, batch_bytes = [], 0
+        batch.append((partition_key, data))
+        batch_bytes += size
+    if batch:
+        yield batch
+
+
+def _invalid(partition_key: str, data: bytes, max_record_bytes: int) -> tuple[str, str] | None:
+    if not 1 <= len(partition_key) <= MAX_PARTITION_KEY_CHARS:
+        return (
+            "InvalidPartitionKey",
+            f"partition key must be 1..{MAX_PARTITION_KEY_CHARS} characters, got {len(partition_key)}",
+        )
+    size = record_size(partition_key, data)
+    if size > max_record_bytes:
+        return (
+            "RecordTooLarge",
+            f"record is {size} bytes (data + partition key); Kinesis accepts at most {max_record_bytes}",
+        )
+    return None
+
+
+def _send(
+    client: Any, stream_name: str, batch: list[tuple[str, bytes]], report: PutReport, *, final: bool
+) -> list[tuple[str, bytes]]:
+    """One PutRecords call; returns the entries worth resending (none when `final`)."""
+    report.requests += 1
+    try:
+        response = client.put_records(
+            StreamName=stream_name,
+            Records=[{"PartitionKey": key, "Data": data} for key, data in batch],
+        )
+    except ClientError as error:
+        code = error.response.get("Error", {}).get("Code", "Unknown")
+        if code not in RETRYABLE_REQUEST_ERRORS:
+            raise
+        results = [{"ErrorCode": code, "ErrorMessage": str(error)}] * len(batch)
+    except (EndpointUnreachable, ReadTimeoutError) as error:
+        results = [{"ErrorCode": type(error).__name__, "ErrorMessage": str(error)}] * len(batch)
+    else:
+        results = response["Records"]
+    retry: list[tuple[str, bytes]] = []
+    for (partition_key, data), result in zip(batch, results, strict=True):
+        code = result.get("ErrorCode")
+        if not code:
+            report.sent += 1
+        elif code in RETRYABLE_RECORD_ERRORS | RETRYABLE_REQUEST_ERRORS and not final:
+            retry.append((partition_key, data))
+        else:
+            message = result.get("ErrorMessage", "")
+            report.failed_entries.append(FailedEntry(partition_key, data, code, message))
+    return retry

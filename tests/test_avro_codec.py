@@ -1,0 +1,317 @@
+"""The registry-framed Avro codec: round trips, interoperability, evolution, and every bad input."""
+
+import base64
+import contextlib
+import json
+import zlib
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from uuid import UUID, uuid4
+
+import boto3
+import pytest
+from aws_schema_registry import DataAndSchema, KafkaDeserializer, KafkaSerializer, SchemaRegistryClient
+from aws_schema_registry.avro import AvroSchema
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tributary.runtime.template import load_yaml
+from tributary_shared import payloads
+from tributary_shared.avro_codec import (
+    MAX_DECOMPRESSED_BYTES,
+    RegistryDeserializer,
+    canonical_definition,
+    encode_confluent,
+    encode_glue,
+    parse_definition,
+)
+from tributary_shared.errors import PoisonRecordError, TransientError
+from tributary_shared.schema_registry import GlueSchemaRegistry
+
+SCHEMAS = Path(__file__).resolve().parent.parent / "schemas"
+
+
+def definition(name: str) -> str:
+    return canonical_definition((SCHEMAS / f"{name}.avsc").read_text())
+
+
+PAYMENT_V1, PAYMENT_V2 = definition("payment_event_v1"), definition("payment_event_v2")
+CUSTOMER_V1, CUSTOMER_V2 = definition("customer_v1"), definition("customer_v2")
+UNICORN = definition("unicorn_status")
+V1_ID, V2_ID, UNICORN_ID = UUID(int=1), UUID(int=2), UUID(int=3)
+DEFINITIONS = {V1_ID: PAYMENT_V1, V2_ID: PAYMENT_V2, UNICORN_ID: UNICORN}
+
+
+def lookup(version_id: UUID) -> str:
+    if version_id not in DEFINITIONS:
+        raise PoisonRecordError(f"registry has no schema version {version_id}")
+    return DEFINITIONS[version_id]
+
+
+def payment(**overrides):
+    record = {
+        "paymentId": "pay-1",
+        "accountId": "acct-9",
+        "amount": Decimal("12.34"),
+        "currency": "EUR",
+        "status": "SETTLED",
+        "createdAt": datetime(2026, 11, 21, 12, 0, 0, 123000, tzinfo=UTC),
+    }
+    return record | overrides
+
+
+def as_decoded(record):
+    """What the codec returns: timestamps as ISO-8601 strings, everything else as written."""
+    created = record["createdAt"].isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return record | {"createdAt": created}
+
+
+names = st.text(min_size=0, max_size=40)
+payments = st.fixed_dictionaries(
+    {
+        "paymentId": names,
+        "accountId": names,
+        "amount": st.decimals(min_value=Decimal("-9999999999.99"), max_value=Decimal("9999999999.99"), places=2),
+        "currency": st.sampled_from(["EUR", "USD", "GBP", "JPY"]),
+        "status": st.sampled_from(["PENDING", "AUTHORIZED", "SETTLED", "DECLINED", "REFUNDED"]),
+        "createdAt": st.datetimes(
+            min_value=datetime(1971, 1, 1), max_value=datetime(2200, 1, 1), timezones=st.just(UTC)
+        ).map(lambda moment: moment.replace(microsecond=moment.microsecond // 1000 * 1000)),
+        "channel": st.one_of(st.none(), names),
+    }
+)
+unicorns = st.fixed_dictionaries(
+    {
+        "Name": names,
+        "StatusTime": names,
+        "Latitude": st.floats(allow_nan=False),
+        "Longitude": st.floats(allow_nan=False),
+        "Distance": st.floats(allow_nan=False),
+        "MagicPoints": st.integers(-(2**31), 2**31 - 1),
+        "HealthPoints": st.integers(-(2**31), 2**31 - 1),
+    }
+)
+
+
+# ------------------------------------------------------------------------------------ round trips
+
+
+@settings(max_examples=150)
+@given(record=payments, compress=st.booleans())
+def test_glue_round_trip_in_both_compression_modes(record, compress):
+    data = encode_glue(record, parse_definition(PAYMENT_V2), V2_ID, compress=compress)
+    assert data[0] == 0x03 and data[1] == (0x05 if compress else 0x00) and data[2:18] == V2_ID.bytes
+    assert RegistryDeserializer(lookup)(data) == as_decoded(record)
+
+
+@settings(max_examples=150)
+@given(record=unicorns, schema_id=st.integers(0, 2**32 - 1))
+def test_confluent_round_trip(record, schema_id):
+    data = encode_confluent(record, parse_definition(UNICORN), schema_id)
+    assert data[0] == 0x00 and int.from_bytes(data[1:5], "big") == schema_id
+    assert RegistryDeserializer(confluent_lookup=lambda _: UNICORN)(data) == record
+
+
+@settings(max_examples=100)
+@given(record=unicorns, compress=st.booleans())
+def test_unicorn_round_trip(record, compress):
+    data = encode_glue(record, parse_definition(UNICORN), UNICORN_ID, compress=compress)
+    assert RegistryDeserializer(lookup)(data) == record
+
+
+def test_confluent_ids_outside_32_bits_are_refused():
+    with pytest.raises(ValueError, match="unsigned 32-bit"):
+        encode_confluent(payment(), parse_definition(PAYMENT_V1), 2**32)
+
+
+# ------------------------------------------------------------------------------------ evolution
+
+
+def test_a_v1_reader_keeps_working_when_producers_move_to_v2():
+    data = encode_glue(payment(channel="web"), parse_definition(PAYMENT_V2), V2_ID)
+    assert RegistryDeserializer(lookup, reader_schema=PAYMENT_V1)(data) == as_decoded(payment())
+
+
+def test_a_v2_reader_fills_the_new_field_default_for_v1_data():
+    data = encode_glue(payment(), parse_definition(PAYMENT_V1), V1_ID, compress=True)
+    assert RegistryDeserializer(lookup, reader_schema=PAYMENT_V2)(data) == as_decoded(payment(channel=None))
+
+
+def test_customer_full_name_evolves_both_ways():
+    definitions = {UUID(int=11): CUSTOMER_V1, UUID(int=12): CUSTOMER_V2}
+    old = encode_glue({"first_name": "Ada", "last_name": "Lovelace"}, parse_definition(CUSTOMER_V1), UUID(int=11))
+    new_record = {"first_name": "Ada", "last_name": "Lovelace", "full_name": "Ada Lovelace"}
+    new = encode_glue(new_record, parse_definition(CUSTOMER_V2), UUID(int=12))
+    v2_reader = RegistryDeserializer(definitions.__getitem__, reader_schema=CUSTOMER_V2)
+    v1_reader = RegistryDeserializer(definitions.__getitem__, reader_schema=CUSTOMER_V1)
+    assert v2_reader(old) == {"first_name": "Ada", "last_name": "Lovelace", "full_name": None}
+    assert v1_reader(new) == {"first_name": "Ada", "last_name": "Lovelace"}
+
+
+def test_a_reader_schema_the_writer_cannot_resolve_to_is_a_poison_record():
+    data = encode_glue(payment(), parse_definition(PAYMENT_V1), V1_ID)
+    with pytest.raises(PoisonRecordError, match="does not match its schema"):
+        RegistryDeserializer(lookup, reader_schema=CUSTOMER_V1)(data)
+
+
+# ------------------------------------------------------------------------------------ caching
+
+
+def test_each_schema_version_is_looked_up_once():
+    calls: list[UUID] = []
+
+    def counting(version_id: UUID) -> str:
+        calls.append(version_id)
+        return lookup(version_id)
+
+    deserializer = RegistryDeserializer(counting)
+    for _ in range(5):
+        deserializer(encode_glue(payment(), parse_definition(PAYMENT_V1), V1_ID))
+        deserializer(encode_glue(payment(), parse_definition(PAYMENT_V2), V2_ID, compress=True))
+    assert calls == [V1_ID, V2_ID]
+
+
+def test_the_cache_is_bounded_and_evicts_the_oldest():
+    calls: list[UUID] = []
+    deserializer = RegistryDeserializer(lambda v: calls.append(v) or lookup(v), cache_size=1)
+    first = encode_glue(payment(), parse_definition(PAYMENT_V1), V1_ID)
+    second = encode_glue(payment(), parse_definition(PAYMENT_V2), V2_ID)
+    for data in (first, first, second, first):
+        deserializer(data)
+    assert calls == [V1_ID, V2_ID, V1_ID]
+
+
+def test_a_transient_lookup_failure_propagates_and_is_not_cached():
+    outcomes = [TransientError("registry throttled"), PAYMENT_V1]
+
+    def flaky(_: UUID) -> str:
+        outcome = outcomes.pop(0)
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    deserializer = RegistryDeserializer(flaky)
+    data = encode_glue(payment(), parse_definition(PAYMENT_V1), V1_ID)
+    with pytest.raises(TransientError):
+        deserializer(data)
+    assert deserializer(data) == as_decoded(payment())
+
+
+# ------------------------------------------------------------------------------------ bad input
+
+GOOD = encode_glue(payment(), parse_definition(PAYMENT_V1), V1_ID)
+BAD_INPUTS = {
+    "empty": (b"", "record is empty"),
+    "truncated header": (GOOD[:10], "truncated Glue header: 10 bytes"),
+    "truncated Confluent header": (b"\x00\x00\x01", "truncated Confluent header: 3 bytes"),
+    "unknown compression": (b"\x03\x07" + GOOD[2:], "unknown Glue compression byte 0x07"),
+    "unknown first byte": (b"\x04" + GOOD[1:], "first byte 0x04"),
+    "unknown schema version": (b"\x03\x00" + uuid4().bytes + GOOD[18:], "registry has no schema version"),
+    "truncated body": (GOOD[:-4], "does not match its schema"),
+    "trailing bytes": (GOOD + b"\x02\x04", "2 bytes left after the record"),
+    "body of another schema": (b"\x03\x00" + UNICORN_ID.bytes + GOOD[18:], "does not match its schema"),
+    "zlib garbage": (b"\x03\x05" + V1_ID.bytes + b"not zlib at all", "does not inflate"),
+    "truncated zlib": (b"\x03\x05" + V1_ID.bytes + zlib.compress(GOOD[18:])[:-3], "truncated"),
+    "bytes after zlib": (b"\x03\x05" + V1_ID.bytes + zlib.compress(GOOD[18:]) + b"junk", "4 bytes of garbage"),
+    "zlib bomb": (b"\x03\x05" + V1_ID.bytes + zlib.compress(bytes(MAX_DECOMPRESSED_BYTES + 1)), "inflates past"),
+    "Confluent without a registry": (encode_confluent(payment(), parse_definition(PAYMENT_V1), 7), "schema id 7"),
+}
+
+
+@pytest.mark.parametrize("data, message", list(BAD_INPUTS.values()), ids=list(BAD_INPUTS))
+def test_bad_input_is_a_poison_record_that_says_what_is_wrong(data, message):
+    with pytest.raises(PoisonRecordError, match=message):
+        RegistryDeserializer(lookup)(data)
+
+
+def test_a_top_level_value_that_is_not_a_record_is_refused():
+    data = b"\x03\x00" + UUID(int=9).bytes + b"\x04hi"
+    with pytest.raises(PoisonRecordError, match="expected a record"):
+        RegistryDeserializer(lambda _: '"string"')(data)
+
+
+def test_an_unusable_writer_schema_is_a_poison_record():
+    data = b"\x03\x00" + UUID(int=9).bytes + b"\x00"
+    with pytest.raises(PoisonRecordError, match="not usable Avro"):
+        RegistryDeserializer(lambda _: '{"type": "nonsense"}')(data)
+
+
+@settings(max_examples=300)
+@given(garbage=st.binary(max_size=64), compress=st.sampled_from([0, 5]))
+def test_random_bodies_never_escape_as_anything_but_a_poison_record(garbage, compress):
+    data = bytes((3, compress)) + V1_ID.bytes + garbage
+    with contextlib.suppress(PoisonRecordError):
+        RegistryDeserializer(lookup)(data)
+
+
+# ------------------------------------------------------------------------------------ interoperability
+
+
+@pytest.fixture
+def glue_registry(aws):
+    glue = boto3.client("glue")
+    glue.create_registry(RegistryName="interop")
+    return glue
+
+
+def test_bytes_from_the_aws_glue_schema_registry_library_decode_here(glue_registry):
+    serializer = KafkaSerializer(SchemaRegistryClient(glue_registry, registry_name="interop"))
+    data = serializer.serialize("payments", DataAndSchema(payment(channel="pos"), AvroSchema(PAYMENT_V2)))
+    ours = RegistryDeserializer(GlueSchemaRegistry("interop", glue_registry).schema_definition)
+    assert ours(data) == as_decoded(payment(channel="pos"))
+
+
+@pytest.mark.parametrize("compress", [False, True])
+def test_our_bytes_decode_with_the_aws_glue_schema_registry_library(glue_registry, compress):
+    version_id = GlueSchemaRegistry("interop", glue_registry).version_for("payments-value", PAYMENT_V1)
+    data = encode_glue(payment(), parse_definition(PAYMENT_V1), version_id, compress=compress)
+    theirs = KafkaDeserializer(SchemaRegistryClient(glue_registry, registry_name="interop"))
+    decoded = theirs.deserialize("payments", data)
+    assert decoded.data == payment()
+
+
+def test_from_env_decodes_against_the_named_glue_registry(glue_registry):
+    version_id = GlueSchemaRegistry("interop", glue_registry).version_for("unicorns", UNICORN)
+    record = {"Name": "Shadowfax", "StatusTime": "2026-11-21 12:00:00.000", "Latitude": 1.5, "Longitude": 2.5,
+              "Distance": 3.0, "MagicPoints": 110, "HealthPoints": 150}
+    data = encode_glue(record, parse_definition(UNICORN), version_id, compress=True)
+    assert RegistryDeserializer.from_env({"GLUE_REGISTRY_NAME": "interop"})(data) == record
+    with pytest.raises(PoisonRecordError, match="belongs to registry 'interop'"):
+        RegistryDeserializer.from_env({"GLUE_REGISTRY_NAME": "elsewhere"})(data)
+    projected = RegistryDeserializer.from_env({"READER_SCHEMA": UNICORN.replace('"doc"', '"note"')})
+    assert projected(data) == record
+
+
+# ------------------------------------------------------------------------------------ shipped files
+
+EVENT_FILE = Path(__file__).resolve().parent.parent / "events" / "kinesis-payment-avro.json"
+# The schema-version UUIDs events/kinesis-payment-avro.json was framed with.
+EVENT_SCHEMA_VERSIONS = {
+    UUID("5e0c5a1e-7a1d-4c2b-9f00-00000000a001"): PAYMENT_V1,
+    UUID("5e0c5a1e-7a1d-4c2b-9f00-00000000a002"): PAYMENT_V2,
+}
+
+
+def test_the_payment_event_file_decodes_through_the_payload_decoder():
+    event = json.loads(EVENT_FILE.read_text())
+    payloads.set_framed_decoder(RegistryDeserializer(EVENT_SCHEMA_VERSIONS.__getitem__))
+    try:
+        decoded = [payloads.decode_payload(base64.b64decode(r["kinesis"]["data"])) for r in event["Records"]]
+    finally:
+        payloads.set_framed_decoder(None)
+    assert [(d["paymentId"], d["status"], d.get("channel")) for d in decoded] == [
+        ("pay-00000001", "PENDING", None),
+        ("pay-00000001", "AUTHORIZED", None),
+        ("pay-00000002", "DECLINED", "mobile"),
+        ("pay-00000001", "SETTLED", "web"),
+    ]
+    assert decoded[0]["amount"] == Decimal("129.99") and decoded[0]["createdAt"] == "2026-11-21T12:00:00.250Z"
+    assert [r["kinesis"]["partitionKey"] for r in event["Records"]] == [d["paymentId"] for d in decoded]
+
+
+def test_the_template_registers_exactly_the_schema_files():
+    template = load_yaml((SCHEMAS.parent / "template.yaml").read_text())
+    resources = template["Resources"]
+    assert resources["UnicornStatusSchema"]["Properties"]["SchemaDefinition"] == UNICORN
+    assert resources["PaymentEventSchema"]["Properties"]["SchemaDefinition"] == PAYMENT_V1

@@ -1,0 +1,163 @@
+"""put_records: batching limits, resending only failed entries, oversize records, against moto and fakes."""
+
+from typing import Any
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+
+from tributary_shared.kinesis_put import (
+    MAX_BYTES_PER_REQUEST,
+    MAX_RECORD_BYTES,
+    MAX_RECORDS_PER_REQUEST,
+    PutReport,
+    put_records,
+)
+
+
+class FakeKinesis:
+    """Records every PutRecords request; fails the entries `fail(attempt, key)` picks."""
+
+    def __init__(self, fail: Any = None, error: ClientError | None = None) -> None:
+        self.requests: list[list[dict[str, Any]]] = []
+        self.fail = fail or (lambda attempt, key: None)
+        self.error = error
+
+    def put_records(self, StreamName: str, Records: list[dict[str, Any]]) -> dict[str, Any]:
+        self.requests.append(Records)
+        if self.error:
+            raise self.error
+        attempt = len(self.requests)
+        results = []
+        for record in Records:
+            code = self.fail(attempt, record["PartitionKey"])
+            if code:
+                results.append({"ErrorCode": code, "ErrorMessage": f"{code} for {record['PartitionKey']}"})
+            else:
+                results.append({"SequenceNumber": str(attempt), "ShardId": "shardId-000000000000"})
+        failed = sum(1 for r in results if "ErrorCode" in r)
+        return {"FailedRecordCount": failed, "Records": results}
+
+
+def no_sleep(_: float) -> None:
+    pass
+
+
+def entries(count: int, size: int = 10) -> list[tuple[str, bytes]]:
+    return [(f"key-{i}", bytes(size)) for i in range(count)]
+
+
+def test_batches_respect_the_record_count_limit():
+    client = FakeKinesis()
+    report = put_records(client, "s", entries(1201), sleep=no_sleep)
+    assert [len(r) for r in client.requests] == [500, 500, 201]
+    assert (report.sent, report.retried, report.failed, report.requests) == (1201, 0, 0, 3)
+
+
+def test_batches_respect_the_request_byte_limit():
+    client = FakeKinesis()
+    report = put_records(client, "s", entries(12, size=MAX_RECORD_BYTES - 10), sleep=no_sleep)
+    sizes = [sum(len(r["Data"]) + len(r["PartitionKey"]) for r in request) for request in client.requests]
+    assert all(size <= MAX_BYTES_PER_REQUEST for size in sizes)
+    assert [len(r) for r in client.requests] == [5, 5, 2]
+    assert report.sent == 12
+
+
+def test_only_the_failed_entries_are_resent_until_they_succeed():
+    throttled_once = {"key-3", "key-7"}
+
+    def fail(attempt: int, key: str) -> str | None:
+        return "ProvisionedThroughputExceededException" if attempt == 1 and key in throttled_once else None
+
+    client = FakeKinesis(fail)
+    delays: list[float] = []
+    report = put_records(client, "s", entries(10), sleep=delays.append)
+    assert [r["PartitionKey"] for r in client.requests[1]] == ["key-3", "key-7"]
+    assert (report.sent, report.retried, report.failed) == (10, 2, 0)
+    assert len(delays) == 1 and 0 <= delays[0] <= 0.2
+
+
+def test_entries_failing_every_attempt_are_reported_with_their_error():
+    def fail(attempt: int, key: str) -> str | None:
+        return "InternalFailure" if key == "key-1" else None
+
+    client = FakeKinesis(fail)
+    report = put_records(client, "s", entries(3), max_attempts=4, sleep=no_sleep)
+    assert len(client.requests) == 4
+    assert (report.sent, report.retried, report.failed) == (2, 3, 1)
+    failed = report.failed_entries[0]
+    assert (failed.partition_key, failed.data, failed.error_code) == ("key-1", bytes(10), "InternalFailure")
+
+
+def test_non_retryable_record_errors_are_not_resent():
+    def fail(attempt: int, key: str) -> str | None:
+        return "KMSDisabledException" if key == "key-0" else None
+
+    client = FakeKinesis(fail)
+    report = put_records(client, "s", entries(2), sleep=no_sleep)
+    assert len(client.requests) == 1
+    assert report.failed_entries[0].error_code == "KMSDisabledException"
+
+
+def test_backoff_grows_exponentially_with_full_jitter():
+    client = FakeKinesis(lambda attempt, key: "ProvisionedThroughputExceededException")
+    delays: list[float] = []
+    put_records(client, "s", entries(1), max_attempts=5, base_delay=1.0, max_delay=3.0, sleep=delays.append)
+    caps = [2.0, 3.0, 3.0, 3.0]
+    assert len(delays) == 4
+    assert all(0 <= delay <= cap for delay, cap in zip(delays, caps, strict=True))
+
+
+def test_oversize_records_and_bad_keys_are_rejected_before_sending():
+    client = FakeKinesis()
+    big = ("big", bytes(MAX_RECORD_BYTES))
+    report = put_records(client, "s", [("ok", b"1"), big, ("", b"x"), ("k" * 257, b"x")], sleep=no_sleep)
+    assert [r["PartitionKey"] for r in client.requests[0]] == ["ok"]
+    codes = [(f.partition_key[:3], f.error_code) for f in report.failed_entries]
+    assert codes == [("big", "RecordTooLarge"), ("", "InvalidPartitionKey"), ("kkk", "InvalidPartitionKey")]
+    assert "1048579 bytes" in report.failed_entries[0].error_message
+
+
+def test_throttled_requests_are_retried_as_a_whole_then_reported():
+    error = ClientError({"Error": {"Code": "ProvisionedThroughputExceededException"}}, "PutRecords")
+    client = FakeKinesis(error=error)
+    report = put_records(client, "s", entries(3), max_attempts=2, sleep=no_sleep)
+    assert len(client.requests) == 2
+    assert (report.sent, report.failed) == (0, 3)
+
+
+def test_a_missing_stream_is_an_error_not_a_retry():
+    error = ClientError({"Error": {"Code": "ResourceNotFoundException"}}, "PutRecords")
+    with pytest.raises(ClientError):
+        put_records(FakeKinesis(error=error), "s", entries(1), sleep=no_sleep)
+
+
+def test_progress_is_reported_after_every_request_and_reports_add_up():
+    client = FakeKinesis()
+    seen: list[int] = []
+    batch = entries(MAX_RECORDS_PER_REQUEST + 1)
+    report = put_records(client, "s", batch, on_progress=lambda r: seen.append(r.sent))
+    assert seen == [500, 501]
+    total = PutReport()
+    total.add(report)
+    total.add(report)
+    assert (total.sent, total.requests) == (1002, 4)
+
+
+def test_records_land_on_a_moto_stream_in_order(aws):
+    kinesis = boto3.client("kinesis")
+    kinesis.create_stream(StreamName="wildrydes", ShardCount=1)
+    kinesis.get_waiter("stream_exists").wait(StreamName="wildrydes", WaiterConfig={"Delay": 0.1})
+    sent = [(f"unicorn-{i % 3}", f"record-{i}".encode()) for i in range(620)]
+    report = put_records(kinesis, "wildrydes", iter(sent))
+    assert (report.sent, report.failed, report.requests) == (620, 0, 2)
+    shard_id = kinesis.list_shards(StreamName="wildrydes")["Shards"][0]["ShardId"]
+    iterator = kinesis.get_shard_iterator(
+        StreamName="wildrydes", ShardId=shard_id, ShardIteratorType="TRIM_HORIZON"
+    )["ShardIterator"]
+    received: list[bytes] = []
+    while len(received) < len(sent):
+        response = kinesis.get_records(ShardIterator=iterator, Limit=10000)
+        received += [record["Data"] for record in response["Records"]]
+        iterator = response["NextShardIterator"]
+    assert received == [data for _, data in sent]

@@ -1,0 +1,378 @@
+"""`tributary produce`: put unicorn telemetry, payment events or DMS changes on a Kinesis stream.
+
+Each mode is a record source: it adds its options and turns them into an iterator of
+(partition key, bytes) entries, endless or finite. The command paces the entries (`--rate`),
+stops after `--msgs`, sends them with PutRecords (only failed entries retried) and prints a
+progress bar on stderr and the final sent/retried/failed counts. Against the local emulator,
+pass `--endpoint-url` or set AWS_ENDPOINT_URL; the region comes from the usual AWS variables.
+
+The record generators (`unicorn_statuses`, `payment_events`) are plain functions so the demo
+and the benchmark reuse them.
+"""
+
+import argparse
+import base64
+import itertools
+import json
+import math
+import os
+import random
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, TextIO
+from uuid import UUID
+
+from botocore.exceptions import ClientError
+
+from tributary.aws_guard import is_loopback_url
+from tributary_shared.kinesis_put import PutReport, put_records
+from tributary_shared.schema_registry import COMPATIBILITY_MODES
+
+SCHEMAS = Path(__file__).resolve().parent.parent / "schemas"
+DEFAULT_UNICORNS = ("Shadowfax",)
+POISON_EVERY = 10
+Entry = tuple[str, bytes]
+
+# ------------------------------------------------------------------------------------ generators
+
+
+def unicorn_statuses(
+    names: Sequence[str], *, start: datetime | None = None, interval: float = 1.0, seed: int | None = None
+) -> Iterator[dict[str, Any]]:
+    """Endless readings: one per unicorn per `interval` seconds of StatusTime, unicorns in turn.
+
+    Each unicorn wanders from a starting point near Boston like the workshop's fleet; magic and
+    health points drift. With `seed` the readings are reproducible.
+    """
+    rng = random.Random(seed)
+    moment = start or datetime.now(UTC)
+    state = {
+        name: {"Latitude": 42.36 + rng.uniform(-0.05, 0.05), "Longitude": -71.06 + rng.uniform(-0.05, 0.05),
+               "MagicPoints": rng.randint(100, 200), "HealthPoints": rng.randint(100, 200)}
+        for name in names
+    }
+    while True:
+        for name in names:
+            unicorn = state[name]
+            step_lat, step_lon = rng.uniform(-0.0005, 0.0005), rng.uniform(-0.0005, 0.0005)
+            unicorn["Latitude"] += step_lat
+            unicorn["Longitude"] += step_lon
+            unicorn["MagicPoints"] = max(0, unicorn["MagicPoints"] + rng.randint(-3, 3))
+            unicorn["HealthPoints"] = max(0, unicorn["HealthPoints"] + rng.randint(-3, 3))
+            yield {
+                "Name": name,
+                "StatusTime": moment.strftime("%Y-%m-%d %H:%M:%S.") + f"{moment.microsecond // 1000:03d}",
+                "Latitude": unicorn["Latitude"],
+                "Longitude": unicorn["Longitude"],
+                "Distance": round(math.hypot(step_lat, step_lon) * 111_000, 2),
+                "MagicPoints": unicorn["MagicPoints"],
+                "HealthPoints": unicorn["HealthPoints"],
+            }
+        moment += timedelta(seconds=interval)
+
+
+PAYMENT_LIFECYCLES = (
+    ("PENDING", "AUTHORIZED", "SETTLED"),
+    ("PENDING", "AUTHORIZED", "SETTLED", "REFUNDED"),
+    ("PENDING", "DECLINED"),
+)
+
+
+def payment_events(
+    *, accounts: int = 20, start: datetime | None = None, seed: int | None = None
+) -> Iterator[dict[str, Any]]:
+    """Endless payment state changes: each payment walks a lifecycle, several interleaved.
+
+    `amount` is a two-place Decimal, `createdAt` a UTC datetime in milliseconds, `channel` the
+    field schema version 2 adds (writers of version 1 leave it out).
+    """
+    rng = random.Random(seed)
+    moment = (start or datetime.now(UTC)).replace(microsecond=0)
+    in_flight: list[tuple[dict[str, Any], Iterator[str]]] = []
+    for number in itertools.count(1):
+        if len(in_flight) < 5 or rng.random() < 0.2:
+            payment = {
+                "paymentId": f"pay-{number:08d}",
+                "accountId": f"acct-{rng.randrange(accounts):04d}",
+                "amount": Decimal(rng.randrange(100, 500_000)) / 100,
+                "currency": rng.choice(("EUR", "USD", "GBP")),
+                "createdAt": moment,
+                "channel": rng.choice(("web", "mobile", "pos")),
+            }
+            in_flight.append((payment, iter(rng.choice(PAYMENT_LIFECYCLES))))
+        index = rng.randrange(len(in_flight))
+        payment, lifecycle = in_flight[index]
+        status = next(lifecycle, None)
+        if status is None:
+            in_flight.pop(index)
+            continue
+        moment += timedelta(milliseconds=rng.randrange(1, 2000))
+        yield payment | {"status": status}
+
+
+# ------------------------------------------------------------------------------------ encoders
+
+
+def json_bytes(record: dict[str, Any]) -> bytes:
+    return json.dumps(record, default=json_default, separators=(",", ":")).encode()
+
+
+def json_default(value: Any) -> Any:
+    """JSON for what Avro and DynamoDB-friendly decoding produce: Decimal, datetime, bytes."""
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, datetime):
+        return value.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode()
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def poison_pill(number: int, record: dict[str, Any], good: bytes) -> bytes:
+    """Alternately a record whose InputData says "error" (JSON) and a malformed payload."""
+    if number % 2:
+        return json_bytes(record | {"InputData": "error: poison pill"})
+    return good[: max(1, len(good) // 2)]
+
+
+def with_poison_pills(entries: Iterator[tuple[str, dict[str, Any], bytes]]) -> Iterator[Entry]:
+    for position, (key, record, data) in enumerate(entries, start=1):
+        bad = position % POISON_EVERY == 0
+        yield key, poison_pill(position // POISON_EVERY, record, data) if bad else data
+
+
+# ------------------------------------------------------------------------------------ modes
+
+
+@dataclass(frozen=True)
+class Mode:
+    """A record source: its options, default stream, default rate and entry factory."""
+
+    help: str
+    default_stream: str
+    add_options: Callable[[argparse.ArgumentParser], None]
+    entries: Callable[[argparse.Namespace], Iterator[Entry]]
+    default_rate: Callable[[argparse.Namespace], float]
+
+
+def _avro_options(parser: argparse.ArgumentParser, schema_name: str, schema_file: str) -> None:
+    group = parser.add_argument_group("Avro through the Glue Schema Registry")
+    group.add_argument("--registry", default=os.environ.get("GLUE_REGISTRY_NAME", "tributary"))
+    group.add_argument("--schema-name", default=schema_name)
+    group.add_argument("--schema", type=Path, default=SCHEMAS / schema_file, help="the .avsc to write with")
+    group.add_argument(
+        "--compatibility", choices=COMPATIBILITY_MODES, default="BACKWARD", help="mode for a newly created schema"
+    )
+    group.add_argument("--no-auto-register", dest="auto_register", action="store_false")
+    group.add_argument("--compress", action="store_true", help="zlib-compress bodies (compression byte 0x05)")
+
+
+def avro_encoder(args: argparse.Namespace) -> Callable[[dict[str, Any]], bytes]:
+    """Find or register the schema (checked for compatibility), then encode Glue-framed records."""
+    from tributary_shared.avro_codec import canonical_definition, encode_glue, parse_definition
+    from tributary_shared.schema_registry import GlueSchemaRegistry
+
+    definition = canonical_definition(args.schema.read_text())
+    registry = GlueSchemaRegistry(args.registry, aws_client("glue", args.endpoint_url))
+    version_id: UUID = registry.version_for(
+        args.schema_name, definition, compatibility=args.compatibility, auto_register=args.auto_register
+    )
+    print(f"schema {args.schema_name} version {version_id} in registry {args.registry}", file=sys.stderr)
+    schema = parse_definition(definition)
+    return lambda record: encode_glue(record, schema, version_id, compress=args.compress)
+
+
+def _unicorn_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--name", action="append", help="a unicorn's name; repeat for several")
+    parser.add_argument("--unicorns", type=int, help="or this many, named Unicorn-1...")
+    parser.add_argument("--format", choices=("json", "avro"), default="json")
+    parser.add_argument("--error", action="store_true", help=f"make every {POISON_EVERY}th record a poison pill")
+    _avro_options(parser, "unicorn-status", "unicorn_status.avsc")
+
+
+def unicorn_names(args: argparse.Namespace) -> list[str]:
+    if args.unicorns:
+        return [f"Unicorn-{number}" for number in range(1, args.unicorns + 1)]
+    return args.name or list(DEFAULT_UNICORNS)
+
+
+def _unicorn_entries(args: argparse.Namespace) -> Iterator[Entry]:
+    encode = avro_encoder(args) if args.format == "avro" else json_bytes
+    statuses = ((status["Name"], status, encode(status)) for status in unicorn_statuses(unicorn_names(args)))
+    if args.error:
+        return with_poison_pills(statuses)
+    return ((key, data) for key, _, data in statuses)
+
+
+def _payment_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--accounts", type=int, default=20)
+    parser.add_argument("--format", choices=("json", "avro"), default="avro")
+    parser.add_argument("--error", action="store_true", help=f"make every {POISON_EVERY}th record a poison pill")
+    _avro_options(parser, "payment-event", "payment_event_v1.avsc")
+
+
+def _payment_entries(args: argparse.Namespace) -> Iterator[Entry]:
+    encode = avro_encoder(args) if args.format == "avro" else json_bytes
+    events = ((event["paymentId"], event, encode(event)) for event in payment_events(accounts=args.accounts))
+    if args.error:
+        return with_poison_pills(events)
+    return ((key, data) for key, _, data in events)
+
+
+def _dms_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--users", type=int, default=10, help="rows of the optin_status table")
+
+
+def _dms_entries(args: argparse.Namespace) -> Iterator[Entry]:
+    from tributary.dms_changes import generate_changes
+
+    # A finite script: build it now so a bad --users is reported before anything is sent.
+    return iter(list(generate_changes(args.users)))
+
+
+MODES: dict[str, Mode] = {
+    "unicorn": Mode(
+        "Wild Rydes unicorn status readings", "wildrydes", _unicorn_options, _unicorn_entries,
+        lambda args: float(len(unicorn_names(args))),
+    ),
+    "payment": Mode(
+        "payment events, Avro through the schema registry", "payments", _payment_options, _payment_entries,
+        lambda args: 10.0,
+    ),
+    "dms": Mode(
+        "DMS change records of the optin_status table", "optin-cdc", _dms_options, _dms_entries,
+        lambda args: 0.0,
+    ),
+}
+
+# ------------------------------------------------------------------------------------ sending
+
+
+def paced(entries: Iterable[Entry], rate: float, *, clock: Callable[[], float] = time.monotonic,
+          sleep: Callable[[float], None] = time.sleep) -> Iterator[list[Entry]]:
+    """Chunks of entries released at `rate` per second (0: as fast as PutRecords takes them)."""
+    iterator = iter(entries)
+    if rate <= 0:
+        while chunk := list(itertools.islice(iterator, 500)):
+            yield chunk
+        return
+    tick = max(1.0, 1.0 / rate)
+    started, released = clock(), 0
+    while True:
+        due = math.floor((clock() - started) * rate) + 1 - released
+        chunk = list(itertools.islice(iterator, min(500, max(1, due))))
+        if not chunk:
+            return
+        released += len(chunk)
+        yield chunk
+        wait = started + released / rate - clock()
+        if wait > 0:
+            sleep(min(wait, tick))
+
+
+class Progress:
+    """A progress bar (or a running count when the total is unknown) on a terminal."""
+
+    def __init__(self, total: int | None, stream: TextIO | None = None) -> None:
+        self.total = total
+        self.stream = stream or sys.stderr
+        self.live = self.stream.isatty()
+
+    def update(self, sent: int, retried: int, failed: int) -> None:
+        if not self.live:
+            return
+        done = sent + failed
+        counts = f"sent {sent}  retried {retried}  failed {failed}"
+        if self.total:
+            filled = int(30 * done / self.total)
+            bar = f"[{'#' * filled}{'.' * (30 - filled)}] {done}/{self.total}  "
+        else:
+            bar = f"{done} records  "
+        self.stream.write(f"\r{bar}{counts}")
+        self.stream.flush()
+
+    def finish(self, report: PutReport) -> None:
+        if self.live:
+            self.stream.write("\n")
+        print(f"sent {report.sent}, retried {report.retried}, failed {report.failed}", file=self.stream)
+        for entry in report.failed_entries[:10]:
+            print(f"  failed {entry.partition_key}: {entry.error_code} {entry.error_message}", file=self.stream)
+
+
+def aws_client(service: str, endpoint_url: str | None) -> Any:
+    """A boto3 client at `endpoint_url` (or AWS_ENDPOINT_URL, or AWS itself)."""
+    import boto3
+
+    if endpoint_url:
+        os.environ["AWS_ENDPOINT_URL"] = endpoint_url  # clients created later (the registry's) too
+    endpoint = os.environ.get("AWS_ENDPOINT_URL")
+    if endpoint and is_loopback_url(endpoint):
+        # The emulator takes any credentials; spare users from inventing some.
+        for name, value in (("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing")):
+            os.environ.setdefault(name, value)
+        if not (os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")):
+            os.environ["AWS_DEFAULT_REGION"] = "us-east-1"
+    return boto3.client(service)
+
+
+def parse_arguments(command: str, argv: Sequence[str]) -> argparse.Namespace:
+    chooser = argparse.ArgumentParser(add_help=False)
+    chooser.add_argument("--mode", choices=MODES, default="unicorn")
+    mode_name = chooser.parse_known_args(argv)[0].mode
+    mode = MODES[mode_name]
+    parser = argparse.ArgumentParser(
+        prog=f"tributary {command}",
+        description="Put records on a Kinesis stream. Modes: "
+        + "; ".join(f"{name}: {m.help}" for name, m in MODES.items()),
+    )
+    parser.add_argument("--mode", choices=MODES, default="unicorn")
+    parser.add_argument("--stream", default=mode.default_stream)
+    parser.add_argument("--msgs", type=int, help="records to send (default: until interrupted)")
+    parser.add_argument("--rate", type=float, help="records per second in total (0: as fast as possible)")
+    parser.add_argument("--endpoint-url", help="e.g. the local emulator's; default AWS_ENDPOINT_URL")
+    mode.add_options(parser)
+    args = parser.parse_args(argv)
+    if args.msgs is not None and args.msgs < 0:
+        parser.error("--msgs must not be negative")
+    if args.rate is None:
+        args.rate = mode.default_rate(args)
+    return args
+
+
+def main(command: str, argv: list[str]) -> int:
+    args = parse_arguments(command, argv)
+    kinesis = aws_client("kinesis", args.endpoint_url)
+    try:
+        entries = MODES[args.mode].entries(args)
+    except Exception as error:  # registration refused, schema file unreadable: say so and stop
+        print(f"tributary {command}: {error}", file=sys.stderr)
+        return 2
+    if args.msgs is not None:
+        entries = itertools.islice(entries, args.msgs)
+    progress = Progress(args.msgs)
+    total = PutReport()
+    try:
+        for chunk in paced(entries, args.rate):
+            report = put_records(
+                kinesis,
+                args.stream,
+                chunk,
+                on_progress=lambda running: progress.update(
+                    total.sent + running.sent, total.retried + running.retried, total.failed + running.failed
+                ),
+            )
+            total.add(report)
+    except KeyboardInterrupt:
+        pass
+    except ClientError as error:  # no such stream, access denied: nothing more will get through
+        progress.finish(total)
+        print(f"tributary {command}: {error}", file=sys.stderr)
+        return 2
+    progress.finish(total)
+    return 1 if total.failed else 0
+
