@@ -1,0 +1,219 @@
+"""`tributary run | up | query | demo` on the fixture templates."""
+
+import json
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import boto3
+import pytest
+
+from tributary.runtime.cli import main
+
+# Tests taking `aws` get moto reset afterwards: `main` starts its own server, but moto's state is process-wide.
+FIXTURES = Path(__file__).parent / "fixtures"
+REPO = Path(__file__).parents[2]
+
+
+def test_run_puts_records_drains_and_reports_on_failure_deliveries(aws, tmp_path, capsys):
+    trace = tmp_path / "trace.jsonl"
+    status = main(
+        "run",
+        [
+            "--template", str(FIXTURES / "pipeline.yaml"),
+            "--records", f"InputStream={FIXTURES / 'input.jsonl'}",
+            "--until-drained",
+            "--trace", str(trace),
+        ],
+    )  # fmt: skip
+    out = capsys.readouterr().out
+    assert status == 0
+    assert "put 4 records" in out and "drained" in out
+    assert "on-failure: RetryAttemptsExhausted t-input" in out
+    assert "skipped SomethingExotic: AWS::Exotic::Thing is not supported by the local runtime" in out
+    items = boto3.client("dynamodb", endpoint_url=aws.endpoint_url).scan(TableName="t-items")["Items"]
+    assert sorted(item["id"]["S"] for item in items) == ["a1", "a2", "a3"]
+    lines = [json.loads(line) for line in trace.read_text().splitlines()]
+    assert {line["type"] for line in lines} == {"invocation", "delivery"}
+
+
+def test_run_takes_stream_names_parameter_overrides_and_partition_key_fields(aws, capsys):
+    status = main(
+        "run",
+        [
+            "--template", str(FIXTURES / "pipeline.yaml"),
+            "--parameter-overrides", "Prefix=u-",
+            "--records", f"u-input={FIXTURES / 'input.jsonl'}",
+            "--partition-key", "id",
+            "--until-drained",
+        ],
+    )  # fmt: skip
+    assert status == 0
+    assert "put 4 records from" in capsys.readouterr().out
+    dynamodb = boto3.client("dynamodb", endpoint_url=aws.endpoint_url)  # moto's state outlives `run`'s server
+    assert len(dynamodb.scan(TableName="u-items")["Items"]) == 3
+
+
+def test_run_names_a_missing_partition_key_field(aws, capsys):
+    arguments = ["--template", str(FIXTURES / "pipeline.yaml"), "--until-drained", "--partition-key", "nope"]
+    status = main("run", [*arguments, "--records", f"InputStream={FIXTURES / 'input.jsonl'}"])
+    assert status == 2
+    assert "no field 'nope'" in capsys.readouterr().err
+
+
+def test_bad_template_and_overrides_are_reported_not_raised(capsys):
+    assert main("run", ["--template", "/nonexistent/template.yaml", "--until-drained"]) == 2
+    assert "cannot read template" in capsys.readouterr().err
+    assert main("run", ["--template", str(FIXTURES / "pipeline.yaml"), "--parameter-overrides", "Stage=qa"]) == 2
+    assert "Stage='qa'" in capsys.readouterr().err
+
+
+def test_demo_fails_when_no_pipeline_can_run_on_the_template(aws, capsys):
+    assert main("demo", ["--template", str(FIXTURES / "lake.yaml")]) == 1
+    out = capsys.readouterr().out
+    assert "skipped: the template lacks" in out
+    assert "demo FAILED" in out
+
+
+def test_query_needs_a_running_runtime(capsys):
+    assert main("query", ["SELECT 1"]) == 2
+    assert "--port" in capsys.readouterr().err
+
+
+class Tail:
+    """The lines of a subprocess's stdout, waited for without blocking forever."""
+
+    def __init__(self, process: subprocess.Popen) -> None:
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.seen: list[str] = []
+        threading.Thread(target=lambda: [self.lines.put(line) for line in process.stdout], daemon=True).start()
+
+    def until(self, predicate, limit_s: float = 90) -> str:
+        end = time.monotonic() + limit_s
+        while time.monotonic() < end:
+            try:
+                line = self.lines.get(timeout=1)
+            except queue.Empty:
+                continue
+            self.seen.append(line)
+            if predicate(line):
+                return line
+        raise AssertionError("expected output did not appear:\n" + "".join(self.seen[-30:]))
+
+
+@pytest.fixture
+def up_lake():
+    environment = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tributary.cli", "up", "--template", str(FIXTURES / "lake.yaml")],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=environment,
+    )  # fmt: skip
+    tail = Tail(process)
+    try:
+        endpoint = tail.until(lambda line: line.startswith("emulator:")).split()[1]
+        tail.until(lambda line: line.startswith("running"))
+        yield process, tail, endpoint
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)
+            process.wait(timeout=30)
+
+
+def test_up_runs_until_interrupted_and_query_reads_its_lake(up_lake):
+    process, tail, endpoint = up_lake
+    kinesis = boto3.client("kinesis", endpoint_url=endpoint)
+    for order in ({"id": "o1", "amount": 2.5, "quantity": 1, "tags": [], "day": "2026-11-20"},
+                  {"id": "o2", "amount": 4, "quantity": 2, "tags": ["x"], "day": "2026-11-20"}):  # fmt: skip
+        kinesis.put_record(StreamName="orders", Data=json.dumps(order).encode(), PartitionKey=order["id"])
+    tail.until(lambda line: "firehose:orders-to-lake" in line and "delivered=2" in line)
+
+    port = endpoint.rsplit(":", 1)[1]
+    query = subprocess.run(
+        [sys.executable, "-m", "tributary.cli", "query", "--port", port, "total-by-day"],
+        cwd=REPO, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert query.returncode == 0, query.stderr
+    assert query.stdout.splitlines()[:2] == ["day\ttotal\torders", "2026-11-20\t6.50\t2"]
+
+    process.send_signal(signal.SIGINT)
+    assert process.wait(timeout=30) == 0
+    tail.until(lambda line: line.startswith("stopped"))
+
+
+class FakeDemoContext:
+    """Just enough of a DemoContext over the session's moto for the stream processor demo's report."""
+
+    def __init__(self, failures):
+        self.failures = failures
+
+    def client(self, service):
+        return boto3.client(service)
+
+    def physical_name(self, logical_id):
+        return {"WildrydesStream": "wildrydes", "UnicornSensorDataTable": "UnicornSensorData",
+                "PaymentsStream": "payments", "PaymentsTable": "Payments"}[logical_id]  # fmt: skip
+
+    def arn(self, logical_id):
+        return f"arn:aws:lambda:us-east-1:123456789012:function:{logical_id}"
+
+    def on_failure_records(self):
+        return self.failures
+
+    def mapping_stats(self):
+        return {}
+
+
+def failure_of(shard: str, sequence: str) -> dict:
+    """An on-failure invocation record of PaymentProcessorFunction for one record."""
+    return {
+        "requestContext": {
+            "condition": "RetryAttemptsExhausted",
+            "approximateInvokeCount": 3,
+            "functionArn": FakeDemoContext([]).arn("PaymentProcessorFunction"),
+        },
+        "KinesisBatchInfo": {
+            "shardId": shard,
+            "startSequenceNumber": sequence,
+            "endSequenceNumber": sequence,
+            "batchSize": 1,
+            "streamArn": "arn:aws:kinesis:us-east-1:123456789012:stream/payments",
+        },
+    }
+
+
+def test_stream_processor_demo_reports_records_neither_written_nor_on_failure(aws):
+    from tributary.demos.stream_processor import StreamProcessorDemo
+
+    kinesis, dynamodb = boto3.client("kinesis"), boto3.client("dynamodb")
+    for stream, table, keys in (("wildrydes", "UnicornSensorData", ("Name", "StatusTime")),
+                                ("payments", "Payments", ("paymentId",))):  # fmt: skip
+        kinesis.create_stream(StreamName=stream, ShardCount=1)
+        dynamodb.create_table(
+            TableName=table, BillingMode="PAY_PER_REQUEST",
+            AttributeDefinitions=[{"AttributeName": key, "AttributeType": "S"} for key in keys],
+            KeySchema=[{"AttributeName": key, "KeyType": "RANGE" if key == "StatusTime" else "HASH"} for key in keys],
+        )  # fmt: skip
+    demo = StreamProcessorDemo()
+    demo.produce(FakeDemoContext([]))
+    # Nothing processed them: every record is unaccounted for, and the report must say so.
+    section = demo.report(FakeDemoContext([]))
+    assert not section.accounted
+    assert any("records neither written nor on-failure" in problem for problem in section.problems)
+
+    # Write every valid payment, and put each poison pill in an on-failure batch: payments are accounted.
+    shard = kinesis.list_shards(StreamName="payments")["Shards"][0]["ShardId"]
+    iterator = kinesis.get_shard_iterator(StreamName="payments", ShardId=shard, ShardIteratorType="TRIM_HORIZON")
+    failures = []
+    for record in kinesis.get_records(ShardIterator=iterator["ShardIterator"])["Records"]:
+        try:
+            dynamodb.put_item(TableName="Payments", Item={"paymentId": {"S": json.loads(record["Data"])["paymentId"]}})
+        except (ValueError, KeyError):
+            failures.append(failure_of(shard, record["SequenceNumber"]))
+    section = demo.report(FakeDemoContext(failures))
+    assert [problem for problem in section.problems if problem.startswith("payments")] == []
+    assert "  accounted: 40 written + 2 in on-failure batches of 42, 0 lost" in section.lines

@@ -1,0 +1,121 @@
+"""Demo plug-ins: each pipeline of the template shows its work in `tributary demo`.
+
+A pipeline engineer adds `tributary/demos/<pipeline>.py` defining a module-level `PIPELINE`
+object that satisfies `DemoPipeline`. `tributary demo` then:
+
+1. starts the emulator and deploys the template with every pipeline's `parameter_overrides`
+   merged (later pipelines win on a clash; keep them to demo-friendly values such as a short
+   tumbling window or `BatchingWindowSeconds=0`);
+2. calls `produce(ctx)` of every pipeline whose `required_resources` the template declares
+   (the others are reported as skipped, which does not fail the demo);
+3. drains every event source mapping and emulation;
+4. calls `report(ctx)` of each pipeline and prints its `DemoSection`; the demo exits 0 only if
+   every section says `accounted`.
+
+`ctx` (a `DemoContext`) is all a pipeline needs: boto3 clients already pointed at the emulator,
+physical names and ARNs by logical id, the runtime's per-mapping counters and every invocation
+record delivered to an on-failure destination.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+
+@dataclass
+class DemoSection:
+    """What one pipeline prints, and whether every record it produced is accounted for."""
+
+    title: str
+    lines: list[str] = field(default_factory=list)
+    accounted: bool = False
+    problems: list[str] = field(default_factory=list)
+
+
+class DemoContext(Protocol):
+    """What the runtime hands to a pipeline's `produce` and `report`."""
+
+    endpoint_url: str
+    region: str
+    parameters: Mapping[str, str]
+    """Template parameters after defaults and overrides."""
+
+    def client(self, service: str) -> Any:
+        """A boto3 client for `service` at the emulator (or the runtime's own emulation, e.g. SMS opt-out lists)."""
+        ...
+
+    def has_resource(self, logical_id: str) -> bool:
+        """Whether the template declares `logical_id` and its condition holds."""
+        ...
+
+    def physical_name(self, logical_id: str) -> str:
+        """What `!Ref logical_id` resolves to (stream/table/bucket/topic name, queue URL...)."""
+        ...
+
+    def arn(self, logical_id: str) -> str:
+        """What `!GetAtt logical_id.Arn` resolves to."""
+        ...
+
+    def mapping_stats(self) -> Mapping[str, Any]:
+        """Counters of each event source mapping keyed "<FunctionLogicalId>.<EventName>".
+
+        Values are `tributary.runtime.esm.MappingStats` (records_in, invocations, retries,
+        function_errors, records_filtered_out, records_to_destination, iterator_age_ms, deliveries).
+        """
+        ...
+
+    def on_failure_records(self) -> Sequence[dict]:
+        """Every invocation record delivered to an on-failure destination (SQS, SNS or S3), parsed.
+
+        Read once by the runtime after draining, so several pipelines sharing one queue all see
+        every record; each has `requestContext.condition` and `KinesisBatchInfo` (streamArn,
+        shardId, startSequenceNumber, endSequenceNumber, batchSize).
+        """
+        ...
+
+    def invocations(self, function_logical_id: str) -> int:
+        """Invocations of a function so far, from any trigger (mappings, S3 events, Firehose)."""
+        ...
+
+
+@runtime_checkable
+class DemoPipeline(Protocol):
+    """One pipeline's part of `tributary demo`."""
+
+    name: str
+    required_resources: tuple[str, ...]
+    """Logical ids the template must declare for this pipeline to run."""
+    parameter_overrides: Mapping[str, str]
+    """Template parameter overrides that make the demo quick (e.g. short tumbling window)."""
+
+    def produce(self, ctx: DemoContext) -> None:
+        """Put records on streams / upload files. Remember what was sent for `report`."""
+        ...
+
+    def report(self, ctx: DemoContext) -> DemoSection:
+        """After draining: what arrived where, and whether every produced record is accounted for."""
+        ...
+
+
+def discover_pipelines() -> list[DemoPipeline]:
+    """The `PIPELINE` of every module in this package, in module-name order."""
+    found: list[DemoPipeline] = []
+    for module_info in sorted(pkgutil.iter_modules(__path__), key=lambda info: info.name):
+        if module_info.name.startswith("_"):
+            continue
+        module = importlib.import_module(f"{__name__}.{module_info.name}")
+        pipeline = getattr(module, "PIPELINE", None)
+        if isinstance(pipeline, DemoPipeline):
+            found.append(pipeline)
+    return found
+
+
+def __getattr__(name: str) -> Any:
+    # Discovered lazily so a plug-in importing DemoSection from here never meets a half-built package.
+    if name == "PIPELINES":
+        return discover_pipelines()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,247 @@
+"""The local runtime: emulator + template resources + in-process functions + event source mappings + emulations.
+
+`Runtime.start()` starts moto's server, deploys the template into it, loads every function and
+creates an event-source-mapping engine per `Kinesis`/`DynamoDB` event (and per
+AWS::Lambda::EventSourceMapping). `step()` polls every mapping and emulation once, on one thread,
+so function invocations never overlap; `drain()` steps until nothing is left to deliver.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+import boto3
+
+from tributary.emulator import EmbeddedAws
+from tributary.runtime import emulations, esm
+from tributary.runtime.functions import LocalFunction, load_functions, route_function_output
+from tributary.runtime.resources import Deployment, deploy
+from tributary.runtime.template import Template, TemplateError
+
+_MAPPED_EVENT_TYPES = {"Kinesis", "DynamoDB"}
+
+
+@dataclass(frozen=True)
+class RuntimeOptions:
+    template_path: Path = Path("template.yaml")
+    parameter_overrides: Mapping[str, str] | None = None
+    port: int | None = None
+    trace_path: Path | None = None
+    function_log: TextIO | None = None
+
+
+class Runtime:
+    """Everything `tributary up|demo|run` drives; use as a context manager or call start()/stop()."""
+
+    def __init__(self, options: RuntimeOptions) -> None:
+        self.options = options
+        self.template = Template.load(options.template_path, options.parameter_overrides)
+        self.aws = EmbeddedAws(options.port)
+        self.deployment = Deployment()
+        self.functions: dict[str, LocalFunction] = {}
+        self.mappings: dict[str, esm.EventSourceMapping] = {}
+        self.emulations: list[emulations.Emulation] = []
+        self.unmapped_events: list[str] = []
+        self.trace = esm.TraceWriter(options.trace_path) if options.trace_path else None
+        self._saved_environment: dict[str, str] = {}
+
+    # ------------------------------------------------------------ lifecycle
+
+    def start(self) -> Runtime:
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's per-request access log
+        self._saved_environment = dict(os.environ)
+        self.aws.start()
+        route_function_output(self.options.function_log)
+        self.deployment = deploy(self.template, boto3.session.Session())
+        self.functions = load_functions(self.template)
+        self._create_mappings()
+        self.emulations = emulations.build(self.template, self.deployment, self.functions, self._function_by_name)
+        for mapping in self.mappings.values():
+            mapping.start()  # LATEST means from now: before anything is produced
+        return self
+
+    def stop(self) -> None:
+        for mapping in self.mappings.values():
+            mapping.close()
+        if self.trace is not None:
+            self.trace.close()
+        route_function_output(None)  # the log file closes with the runtime
+        if self.deployment.sms is not None:
+            self.deployment.sms.stop()
+        self.aws.stop()
+        os.environ.clear()  # the emulator's endpoint and dummy credentials leave with it
+        os.environ.update(self._saved_environment)
+
+    def __enter__(self) -> Runtime:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    # ------------------------------------------------------------ mappings
+
+    def _create_mappings(self) -> None:
+        for logical_id, function in self.functions.items():
+            spec_events = self._function_events(logical_id)
+            for event_name, event in spec_events.items():
+                if event.get("Type") not in _MAPPED_EVENT_TYPES:
+                    if event.get("Type") != "S3":  # S3 events are an emulation, see emulations.py
+                        self.unmapped_events.append(f"{logical_id}.{event_name} ({event.get('Type')})")
+                    continue
+                properties = event.get("Properties") or {}
+                config = mapping_config(function, properties, properties["Stream"])
+                self.mappings[f"{logical_id}.{event_name}"] = self._mapping(config, function)
+        for resource in self.template.resources.values():
+            if resource.type == "AWS::Lambda::EventSourceMapping":
+                self._create_raw_mapping(resource.logical_id, self.template.resolve(resource.properties))
+
+    def _function_events(self, logical_id: str) -> dict:
+        spec = next(spec for spec in self.template.functions() if spec.logical_id == logical_id)
+        return self.template.resolve(spec.properties.get("Events") or {})
+
+    def _create_raw_mapping(self, logical_id: str, properties: dict) -> None:
+        function = self._function_by_name(str(properties.get("FunctionName", "")))
+        if function is None:
+            self.unmapped_events.append(f"{logical_id} (function {properties.get('FunctionName')} not in template)")
+            return
+        config = mapping_config(function, properties, properties["EventSourceArn"])
+        self.mappings[logical_id] = self._mapping(config, function)
+
+    def _mapping(self, config: esm.MappingConfig, function: LocalFunction) -> esm.EventSourceMapping:
+        # Invocations are serialised anyway (see functions.py): one worker per mapping is enough.
+        return esm.EventSourceMapping(config, function.invoke, trace=self.trace, max_workers=1)
+
+    def _function_by_name(self, name_or_arn: str) -> LocalFunction | None:
+        name = name_or_arn.rsplit(":function:", 1)[-1].split(":")[0]
+        return next((function for function in self.functions.values() if function.config.name == name), None)
+
+    # ------------------------------------------------------------ running
+
+    def step(self) -> bool:
+        """Poll every mapping and emulation once; True if any did work."""
+        worked = False
+        for emulation in self.emulations:
+            worked = emulation.poll() or worked
+        for mapping in self.mappings.values():
+            worked = mapping.poll() or worked
+        return worked
+
+    def drain(self, timeout_s: float, sleep: Callable[[float], None] = time.sleep) -> None:
+        """Step until every mapping and emulation is drained; TimeoutError naming the busy ones after `timeout_s`."""
+        esm.drain([*self.emulations, *self.mappings.values()], timeout_s=timeout_s, sleep=sleep)
+
+    # ------------------------------------------------------------ observing
+
+    def counters(self) -> dict[str, Any]:
+        """A snapshot for live display: per mapping and per emulation."""
+        mappings = {
+            key: {
+                "source": _short_arn(mapping.config.source_arn),
+                "records_in": mapping.stats.records_in,
+                "invocations": mapping.stats.invocations,
+                "errors": mapping.stats.function_errors,
+                "retries": mapping.stats.retries,
+                "iterator_age_ms": mapping.stats.iterator_age_ms,
+                "to_on_failure": mapping.stats.records_to_destination,
+            }
+            for key, mapping in self.mappings.items()
+        }
+        return {"mappings": mappings, "emulations": {item.name: item.counters() for item in self.emulations}}
+
+    def on_failure_records(self) -> list[dict]:
+        """Every invocation record in the mappings' on-failure destinations, read back from the emulator."""
+        destinations = {mapping.config.on_failure_destination_arn for mapping in self.mappings.values()}
+        records: list[dict] = []
+        for arn in sorted(destination for destination in destinations if destination):
+            records += read_destination(arn, self._sns_deliveries(arn))
+        return records
+
+    def _sns_deliveries(self, arn: str) -> list[dict]:
+        return [
+            delivery
+            for mapping in self.mappings.values()
+            if mapping.config.on_failure_destination_arn == arn
+            for delivery in mapping.stats.deliveries
+        ]
+
+
+def mapping_config(function: LocalFunction, properties: Mapping[str, Any], source_arn: str) -> esm.MappingConfig:
+    """The engine's configuration from a SAM Kinesis/DynamoDB event or an AWS::Lambda::EventSourceMapping."""
+    destination = ((properties.get("DestinationConfig") or {}).get("OnFailure") or {}).get("Destination")
+    patterns = tuple(
+        json.loads(item["Pattern"]) if isinstance(item["Pattern"], str) else item["Pattern"]
+        for item in (properties.get("FilterCriteria") or {}).get("Filters") or []
+    )
+    window = properties.get("TumblingWindowInSeconds")
+    timestamp = properties.get("StartingPositionTimestamp")
+    return esm.MappingConfig(
+        function_name=function.config.name,
+        function_arn=function.config.arn,
+        source_arn=source_arn,
+        batch_size=int(properties.get("BatchSize", 100)),
+        maximum_batching_window_s=float(properties.get("MaximumBatchingWindowInSeconds", 0)),
+        starting_position=str(properties.get("StartingPosition", "LATEST")),
+        starting_position_timestamp=float(timestamp) if timestamp is not None else None,
+        maximum_retry_attempts=int(properties.get("MaximumRetryAttempts", -1)),
+        maximum_record_age_s=int(properties.get("MaximumRecordAgeInSeconds", -1)),
+        bisect_on_function_error=_flag(properties.get("BisectBatchOnFunctionError", False)),
+        report_batch_item_failures="ReportBatchItemFailures" in (properties.get("FunctionResponseTypes") or []),
+        parallelization_factor=int(properties.get("ParallelizationFactor", 1)),
+        tumbling_window_s=int(window) if window is not None else None,
+        filter_patterns=patterns,
+        on_failure_destination_arn=destination,
+        enabled=_flag(properties.get("Enabled", True)),
+    )
+
+
+def _flag(value: Any) -> bool:
+    return value if isinstance(value, bool) else str(value).lower() == "true"
+
+
+def _short_arn(arn: str) -> str:
+    return arn.rsplit(":", 1)[-1]
+
+
+def read_destination(arn: str, sns_deliveries: Sequence[dict] = ()) -> list[dict]:
+    """Invocation records stored at an SQS queue or S3 bucket ARN (SNS keeps nothing: the engine's log)."""
+    service = arn.split(":")[2]
+    if service == "sqs":
+        return _read_queue(arn.rsplit(":", 1)[-1])
+    if service == "s3":
+        return _read_bucket(arn.rsplit(":", 1)[-1])
+    if service == "sns":
+        return list(sns_deliveries)
+    raise TemplateError(f"on-failure destination {arn} is not SQS, SNS or S3")
+
+
+def _read_queue(queue_name: str) -> list[dict]:
+    sqs = boto3.client("sqs")
+    url = sqs.get_queue_url(QueueName=queue_name)["QueueUrl"]
+    bodies: dict[str, dict] = {}
+    receipts: list[str] = []
+    while messages := sqs.receive_message(
+        QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=0, VisibilityTimeout=60
+    ).get("Messages", []):
+        for message in messages:
+            bodies[message["MessageId"]] = json.loads(message["Body"])
+            receipts.append(message["ReceiptHandle"])
+    # Make them visible again: the consumer or the AWS CLI may want to read them after the demo.
+    for receipt in receipts:
+        sqs.change_message_visibility(QueueUrl=url, ReceiptHandle=receipt, VisibilityTimeout=0)
+    return list(bodies.values())
+
+
+def _read_bucket(bucket: str) -> list[dict]:
+    s3 = boto3.client("s3")
+    records = []
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+        for item in page.get("Contents", []):
+            records.append(json.loads(s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read()))
+    return records

@@ -1,0 +1,132 @@
+"""`tributary demo`: every demo plug-in's producer, one drain, every plug-in's report."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import time
+import traceback
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import boto3
+
+from tributary.demos import DemoPipeline, DemoSection, discover_pipelines
+from tributary.runtime.app import Runtime
+from tributary.runtime.template import REGION, load_yaml, parse_parameter_overrides
+
+RuntimeFactory = Callable[[argparse.Namespace, Mapping[str, str]], contextlib.AbstractContextManager[Runtime]]
+
+
+class RuntimeDemoContext:
+    """The `DemoContext` a running `Runtime` offers to demo plug-ins."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self.endpoint_url = runtime.aws.endpoint_url
+        self.region = REGION
+        self.parameters = {key: str(value) for key, value in runtime.template.parameters.items()}
+        self._on_failure: list[dict] | None = None
+
+    def client(self, service: str) -> Any:
+        # No explicit endpoint: AWS_ENDPOINT_URL (moto) and the emulations' service-specific variables apply.
+        return boto3.client(service, region_name=self.region)
+
+    def has_resource(self, logical_id: str) -> bool:
+        return logical_id in self.runtime.template.resources
+
+    def physical_name(self, logical_id: str) -> str:
+        return str(self.runtime.template.ref(logical_id))
+
+    def arn(self, logical_id: str) -> str:
+        return str(self.runtime.template.get_att(logical_id, "Arn"))
+
+    def mapping_stats(self) -> Mapping[str, Any]:
+        return {key: mapping.stats for key, mapping in self.runtime.mappings.items()}
+
+    def on_failure_records(self) -> Sequence[dict]:
+        if self._on_failure is None:
+            self._on_failure = self.runtime.on_failure_records()
+        return self._on_failure
+
+    def invocations(self, function_logical_id: str) -> int:
+        function = self.runtime.functions.get(function_logical_id)
+        return function.invocations if function else 0
+
+
+def demo_overrides(template_path: Any, pipelines: Sequence[DemoPipeline], user: Mapping[str, str]) -> dict[str, str]:
+    """Every pipeline's overrides the template can take, then the user's (which win)."""
+    declared = load_yaml(Path(template_path).read_text()).get("Parameters") or {}
+    overrides: dict[str, str] = {}
+    for pipeline in pipelines:
+        overrides.update({key: value for key, value in pipeline.parameter_overrides.items() if key in declared})
+    return {**overrides, **user}
+
+
+def run_demo(arguments: argparse.Namespace, runtime_factory: RuntimeFactory, print_start: Callable) -> int:
+    started = time.monotonic()
+    pipelines = discover_pipelines()
+    overrides = demo_overrides(arguments.template, pipelines, parse_parameter_overrides(arguments.parameter_overrides))
+    with runtime_factory(arguments, overrides) as runtime:
+        print_start(runtime)
+        context = RuntimeDemoContext(runtime)
+        active = [pipeline for pipeline in pipelines if _missing(context, pipeline) == []]
+        sections = [_skipped(pipeline, _missing(context, pipeline)) for pipeline in pipelines if pipeline not in active]
+        failed_producers = {pipeline.name: _produce(pipeline, context) for pipeline in active}
+        drained_problem = _drain(runtime, arguments.timeout)
+        for pipeline in active:
+            section = _report(pipeline, context)
+            if failed_producers[pipeline.name]:
+                section.problems.append(failed_producers[pipeline.name])
+                section.accounted = False
+            sections.append(section)
+    ok = _print_report(sections, drained_problem, active)
+    print(f"\ndemo {'passed' if ok else 'FAILED'} in {time.monotonic() - started:.0f} s")
+    return 0 if ok else 1
+
+
+def _missing(context: RuntimeDemoContext, pipeline: DemoPipeline) -> list[str]:
+    return [logical_id for logical_id in pipeline.required_resources if not context.has_resource(logical_id)]
+
+
+def _skipped(pipeline: DemoPipeline, missing: list[str]) -> DemoSection:
+    return DemoSection(pipeline.name, [f"skipped: the template lacks {', '.join(missing)}"], accounted=True)
+
+
+def _produce(pipeline: DemoPipeline, context: RuntimeDemoContext) -> str:
+    try:
+        pipeline.produce(context)
+    except Exception:  # a broken plug-in fails its own section, not the whole demo's report
+        return f"produce failed:\n{traceback.format_exc()}"
+    return ""
+
+
+def _report(pipeline: DemoPipeline, context: RuntimeDemoContext) -> DemoSection:
+    try:
+        return pipeline.report(context)
+    except Exception:  # as in _produce
+        return DemoSection(pipeline.name, problems=[f"report failed:\n{traceback.format_exc()}"])
+
+
+def _drain(runtime: Runtime, timeout_s: float) -> str:
+    try:
+        runtime.drain(timeout_s)
+    except TimeoutError as error:
+        return str(error)
+    return ""
+
+
+def _print_report(sections: list[DemoSection], drained_problem: str, active: list[DemoPipeline]) -> bool:
+    print("\n================ tributary demo report ================")
+    for section in sections:
+        print(f"\n## {section.title}  [{'accounted' if section.accounted else 'NOT ACCOUNTED'}]")
+        for line in section.lines:
+            print(f"  {line}")
+        for problem in section.problems:
+            print(f"  problem: {problem}")
+    if drained_problem:
+        print(f"\nproblem: {drained_problem}")
+    if not active:
+        print("\nproblem: no demo pipeline could run against this template")
+    return bool(active) and not drained_problem and all(section.accounted for section in sections)

@@ -1,0 +1,295 @@
+"""Run each AWS::Serverless::Function of a template in this process, the way Lambda would.
+
+For every invocation of a function:
+- its CodeUri directory and the template's layer directories (and their `python/` folders) lead
+  `sys.path`; its Environment (with Globals) plus Lambda's own variables replace `os.environ`;
+- the modules of its CodeUri (e.g. `app`) are its own: two functions sharing `app.py` but with
+  different environments each import it once, in their own environment, and keep their copy;
+- the handler runs in a worker thread and is abandoned after the template's `Timeout`
+  (a Python thread cannot be killed; it finishes in the background, its result ignored);
+- an exception, a timeout or a response that is not JSON-serialisable is a function error with
+  `functionError` "Unhandled", as Lambda reports it.
+
+Invocations are serialised by one lock because environment variables and `sys.modules` are
+process-wide. What function threads print (Powertools logs) goes to the function log
+(`route_function_output`), never to the runtime's own output.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import io
+import json
+import os
+import sys
+import threading
+import time
+import traceback
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any, TextIO
+
+from tributary.runtime.esm import InvocationResult
+from tributary.runtime.template import ACCOUNT_ID, REGION, FunctionSpec, Template, TemplateError
+
+_INVOCATION_LOCK = threading.RLock()
+_DEFAULT_ENVIRONMENT = {
+    # No X-Ray daemon locally: tracing is off unless the template turns it on explicitly.
+    "POWERTOOLS_TRACE_DISABLED": "true",
+}
+
+
+class LambdaContext:
+    """The attributes and method of Lambda's Python context object that handlers use."""
+
+    def __init__(self, function: FunctionConfig, deadline: float) -> None:
+        self.function_name = function.name
+        self.function_version = "$LATEST"
+        self.invoked_function_arn = function.arn
+        self.memory_limit_in_mb = function.memory_mb
+        self.aws_request_id = str(uuid.uuid4())
+        self.log_group_name = f"/aws/lambda/{function.name}"
+        self.log_stream_name = f"{time.strftime('%Y/%m/%d')}/[$LATEST]{uuid.uuid4().hex}"
+        self.identity = None
+        self.client_context = None
+        self._deadline = deadline
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self._deadline - time.monotonic()) * 1000))
+
+
+@dataclass
+class FunctionConfig:
+    logical_id: str
+    name: str
+    arn: str
+    code_dir: Path
+    handler: str
+    timeout_s: float
+    memory_mb: int
+    environment: dict[str, str]
+    layer_dirs: list[Path] = field(default_factory=list)
+
+    @property
+    def import_path(self) -> list[str]:
+        paths = [self.code_dir]
+        for layer in self.layer_dirs:
+            paths += [layer / "python", layer] if (layer / "python").is_dir() else [layer]
+        return [str(path) for path in paths]
+
+
+def function_config(template: Template, spec: FunctionSpec) -> FunctionConfig:
+    """Resolve a function's code location, handler, limits and environment from the template."""
+    properties = spec.properties
+    code_uri = template.resolve(properties.get("CodeUri"))
+    handler = template.resolve(properties.get("Handler"))
+    if not isinstance(code_uri, str) or not isinstance(handler, str) or "." not in handler:
+        raise TemplateError(f"{spec.logical_id}: needs a local CodeUri directory and Handler module.function")
+    name = template.physical_name(spec.logical_id)
+    variables = template.resolve((properties.get("Environment") or {}).get("Variables") or {})
+    return FunctionConfig(
+        logical_id=spec.logical_id,
+        name=name,
+        arn=f"arn:aws:lambda:{REGION}:{ACCOUNT_ID}:function:{name}",
+        code_dir=(template.base_dir / code_uri).resolve(),
+        handler=handler,
+        timeout_s=float(template.resolve(properties.get("Timeout", 3))),
+        memory_mb=int(template.resolve(properties.get("MemorySize", 128))),
+        environment={key: _env_string(value) for key, value in variables.items()},
+        layer_dirs=[path.resolve() for path in template.layer_directories(properties.get("Layers") or [])],
+    )
+
+
+def _env_string(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+_function_threads: set[int] = set()
+_function_log: TextIO | None = None
+
+
+@contextlib.contextmanager
+def _function_thread() -> Iterator[None]:
+    """Mark this thread as running function code while the block runs."""
+    ident = threading.get_ident()
+    _function_threads.add(ident)
+    try:
+        yield
+    finally:
+        _function_threads.discard(ident)
+
+
+class _ThreadRoutedStream(io.TextIOBase):
+    """stdout stand-in: writes from function threads go to the function log, others pass through.
+
+    A function's logger may keep the instance it saw at import for good, so routing is decided by
+    module-level state at each write, not by the instance.
+    """
+
+    def __init__(self, passthrough: TextIO) -> None:
+        self.passthrough = passthrough
+
+    def write(self, text: str) -> int:
+        if threading.get_ident() in _function_threads:
+            if _function_log is not None:
+                _function_log.write(text)
+            return len(text)
+        return self.passthrough.write(text)
+
+    def flush(self) -> None:
+        if _function_log is not None:
+            _function_log.flush()
+        self.passthrough.flush()
+
+    def isatty(self) -> bool:
+        return self.passthrough.isatty()
+
+
+def route_function_output(function_log: TextIO | None) -> None:
+    """Send what functions print to `function_log` (None discards it); other threads print as before."""
+    global _function_log
+    _function_log = function_log
+
+
+@contextlib.contextmanager
+def _stdout_routed() -> Iterator[None]:
+    previous = sys.stdout
+    if not isinstance(previous, _ThreadRoutedStream):
+        sys.stdout = _ThreadRoutedStream(previous)
+    try:
+        yield
+    finally:
+        sys.stdout = previous
+
+
+class LocalFunction:
+    """One function of the template, invocable in-process; its invoker is what the ESM engine calls."""
+
+    def __init__(self, config: FunctionConfig) -> None:
+        self.config = config
+        self.invocations = 0
+        self.errors = 0
+        self._own_modules: dict[str, ModuleType] = {}
+        self._handler: Any = None
+        self._top_level_names = _top_level_module_names(config.code_dir)
+
+    def invoke(self, event: dict) -> InvocationResult:
+        """Invoke with `event` as Lambda does; never raises for a function's own failure."""
+        payload = json.loads(json.dumps(event))  # what crosses Lambda's API is JSON, nothing else
+        with _INVOCATION_LOCK, self._lambda_process(), _stdout_routed():
+            self.invocations += 1
+            deadline = time.monotonic() + self.config.timeout_s
+            try:
+                with _function_thread():
+                    handler = self._load_handler()
+            except Exception as error:  # an import error is an init failure: Runtime error, like Lambda
+                return self._failed(f"Runtime.ImportModuleError: {type(error).__name__}: {error}")
+            context = LambdaContext(self.config, deadline)
+            outcome = _run_with_timeout(handler, payload, context, max(0.0, deadline - time.monotonic()))
+        if outcome.error is not None:
+            return self._failed(outcome.error)
+        try:
+            response = json.loads(json.dumps(outcome.value))
+        except (TypeError, ValueError) as error:
+            return self._failed(f"Runtime.MarshalError: unable to marshal response: {error}")
+        return InvocationResult(response=response)
+
+    def _failed(self, message: str) -> InvocationResult:
+        self.errors += 1
+        return InvocationResult(function_error="Unhandled", error_message=message)
+
+    def _load_handler(self) -> Any:
+        if self._handler is None:
+            module_name, _, function_name = self.config.handler.rpartition(".")
+            module = importlib.import_module(module_name.replace("/", "."))
+            self._handler = getattr(module, function_name)
+        return self._handler
+
+    @contextlib.contextmanager
+    def _lambda_process(self) -> Iterator[None]:
+        """This function's environment, import path and CodeUri modules, restored afterwards."""
+        saved_environ = dict(os.environ)
+        saved_path = list(sys.path)
+        saved_modules = self._swap_in_own_modules()
+        os.environ.update(self._lambda_environment())
+        sys.path[:0] = self.config.import_path
+        importlib.invalidate_caches()
+        try:
+            yield
+        finally:
+            self._swap_out_own_modules(saved_modules)
+            sys.path[:] = saved_path
+            os.environ.clear()
+            os.environ.update(saved_environ)
+
+    def _lambda_environment(self) -> dict[str, str]:
+        config = self.config
+        lambda_variables = {
+            "AWS_LAMBDA_FUNCTION_NAME": config.name,
+            "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(config.memory_mb),
+            "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{config.name}",
+            "LAMBDA_TASK_ROOT": str(config.code_dir),
+            "_HANDLER": config.handler,
+        }
+        return {**_DEFAULT_ENVIRONMENT, **lambda_variables, **config.environment}
+
+    def _is_own(self, module_name: str) -> bool:
+        return module_name.partition(".")[0] in self._top_level_names
+
+    def _swap_in_own_modules(self) -> dict[str, ModuleType]:
+        others = {name: module for name, module in sys.modules.items() if self._is_own(name)}
+        for name in others:
+            del sys.modules[name]
+        sys.modules.update(self._own_modules)
+        return others
+
+    def _swap_out_own_modules(self, others: dict[str, ModuleType]) -> None:
+        self._own_modules = {name: module for name, module in sys.modules.items() if self._is_own(name)}
+        for name in self._own_modules:
+            del sys.modules[name]
+        sys.modules.update(others)
+
+
+def _top_level_module_names(code_dir: Path) -> frozenset[str]:
+    if not code_dir.is_dir():
+        raise TemplateError(f"CodeUri directory {code_dir} does not exist")
+    names = {path.stem for path in code_dir.glob("*.py")}
+    names |= {path.name for path in code_dir.iterdir() if path.is_dir() and (path / "__init__.py").exists()}
+    return frozenset(names)
+
+
+@dataclass
+class _Outcome:
+    value: Any = None
+    error: str | None = None
+
+
+def _run_with_timeout(handler: Any, event: dict, context: LambdaContext, timeout_s: float) -> _Outcome:
+    outcome = _Outcome()
+
+    def target() -> None:
+        with _function_thread():
+            try:
+                outcome.value = handler(event, context)
+            except Exception as error:
+                outcome.error = f"{type(error).__name__}: {error}"
+                print(traceback.format_exc())  # the function's log, as Lambda's runtime logs it
+
+    worker = threading.Thread(target=target, name=f"lambda-{context.function_name}", daemon=True)
+    worker.start()
+    worker.join(timeout_s)
+    if worker.is_alive():
+        return _Outcome(error=f"Task timed out after {timeout_s:.2f} seconds")
+    return outcome
+
+
+def load_functions(template: Template) -> dict[str, LocalFunction]:
+    """Every AWS::Serverless::Function of the template, by logical id."""
+    return {spec.logical_id: LocalFunction(function_config(template, spec)) for spec in template.functions()}
