@@ -1,0 +1,73 @@
+"""CSV loader into DynamoDB on moto: rows per second against a naive loop of one PutItem per row.
+
+Both read the same generated order file (20,000 lines) from S3 on moto and write every row to a
+table of their own, once each in the same run. The naive loop is what a first version would do:
+csv.DictReader over the downloaded body, then PutItem per row. Goal: at least 10x its rows/s.
+"""
+
+import csv
+import io
+import time
+from datetime import date
+from decimal import Decimal
+
+import boto3
+
+from benchmarks.common import embedded_aws
+from tributary.demos.data_lake import csv_bytes, order_rows
+from tributary_shared.dynamo_writer import BatchWriter
+from tributary_shared.order_loader import LoadRequest, OrderCsvLoader
+
+ORDERS = 10_000
+BUCKET = "bench-orders"
+KEY = "orders.csv"
+
+
+def create_table(name: str) -> None:
+    boto3.client("dynamodb").create_table(
+        TableName=name,
+        BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=[{"AttributeName": "order_id", "AttributeType": "S"},
+                              {"AttributeName": "item_id", "AttributeType": "S"}],
+        KeySchema=[{"AttributeName": "order_id", "KeyType": "HASH"}, {"AttributeName": "item_id", "KeyType": "RANGE"}],
+    )  # fmt: skip
+
+
+def loader_rows(table: str) -> int:
+    writer = BatchWriter(table, ("order_id", "item_id"), client=boto3.client("dynamodb"))
+    loader = OrderCsvLoader(boto3.client("s3"), writer)
+    result = loader.load(LoadRequest(BUCKET, KEY), lambda: 900.0, 30.0)
+    assert result.rows_rejected == 0 and result.continuation is None, result.as_dict()
+    return result.rows_loaded
+
+
+def naive_rows(table: str) -> int:
+    body = boto3.client("s3").get_object(Bucket=BUCKET, Key=KEY)["Body"].read().decode()
+    dynamodb = boto3.resource("dynamodb").Table(table)
+    rows = 0
+    for row in csv.DictReader(io.StringIO(body)):
+        dynamodb.put_item(Item={**row, "amount": Decimal(row["amount"])})
+        rows += 1
+    return rows
+
+
+def rows_per_second(run: object, table: str) -> float:
+    create_table(table)
+    started = time.perf_counter()
+    rows = run(table)  # type: ignore[operator]
+    elapsed = time.perf_counter() - started
+    assert boto3.client("dynamodb").scan(TableName=table, Select="COUNT")["ScannedCount"] > 0
+    return rows / elapsed
+
+
+def main() -> None:
+    with embedded_aws():
+        boto3.client("s3").create_bucket(Bucket=BUCKET)
+        body = csv_bytes(order_rows(date(2020, 9, 2), ORDERS))
+        boto3.client("s3").put_object(Bucket=BUCKET, Key=KEY, Body=body)
+        naive = rows_per_second(naive_rows, "NaiveOrders")
+        loader = rows_per_second(loader_rows, "LoadedOrders")
+    lines = body.count(b"\n") - 1
+    print(f"order file: {lines} lines, {len(body) / 1e6:.1f} MB, DynamoDB and S3 on moto")
+    print(f"naive PutItem loop: {naive:8.0f} rows/s")
+    print(f"CsvLoader         : {loader:8.0f} rows/s  ({loader / naive:.1f}x, goal >= 10x)")

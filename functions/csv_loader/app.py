@@ -1,0 +1,76 @@
+"""CSV loader: order CSV files in S3 → the OrderTransactions table, resuming itself when time runs low."""
+
+import json
+import os
+from functools import cache
+from typing import Any
+
+import boto3
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from tributary_shared.dynamo_writer import BatchWriter
+from tributary_shared.order_loader import LoadRequest, LoadResult, OrderCsvLoader, requests_from_event
+
+TABLE_NAME = os.environ["TABLE_NAME"]
+# Stop and hand over to a fresh invocation when less than this is left (ms).
+CONTINUATION_MARGIN_S = int(os.environ.get("CONTINUATION_MARGIN_MS", "15000")) / 1000
+ROWS_PER_WRITE = int(os.environ.get("ROWS_PER_WRITE", "500"))
+
+logger = Logger()
+metrics = Metrics()
+tracer = Tracer()
+
+
+@cache
+def loader() -> OrderCsvLoader:
+    # Clients on first use: importing the handler stays cheap and tests can point boto3 first.
+    writer = BatchWriter(TABLE_NAME, ("order_id", "item_id"))
+    return OrderCsvLoader(boto3.client("s3"), writer, rows_per_write=ROWS_PER_WRITE)
+
+
+@cache
+def lambda_client() -> Any:
+    return boto3.client("lambda")
+
+
+def invoke_continuation(request: LoadRequest, context: LambdaContext) -> None:
+    """Hand the rest of the file to a new asynchronous invocation of this same function."""
+    lambda_client().invoke(
+        FunctionName=context.invoked_function_arn,
+        InvocationType="Event",
+        Payload=json.dumps(request.to_payload()).encode(),
+    )
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    requests, skipped = requests_from_event(event)
+    results: list[LoadResult] = []
+    for request in requests:
+        result = loader().load(request, lambda: context.get_remaining_time_in_millis() / 1000, CONTINUATION_MARGIN_S)
+        if result.continuation is not None:
+            invoke_continuation(result.continuation, context)
+        log_result(request, result)
+        results.append(result)
+    return {
+        "files": [result.as_dict() for result in results],
+        "skipped": skipped,
+        "rows_loaded": sum(result.rows_loaded for result in results),
+        "rows_rejected": sum(result.rows_rejected for result in results),
+        "continued": sum(result.continuation is not None for result in results),
+    }
+
+
+def log_result(request: LoadRequest, result: LoadResult) -> None:
+    summary = result.as_dict()
+    if result.error:
+        logger.error("load failed", extra=summary)
+    else:
+        logger.info("load segment done", extra=summary)
+    # Results carry totals over all segments; metrics count this segment's rows only.
+    metrics.add_metric("OrderRowsLoaded", MetricUnit.Count, result.rows_loaded - request.rows_loaded)
+    metrics.add_metric("OrderRowsRejected", MetricUnit.Count, result.rows_rejected - request.rows_rejected)

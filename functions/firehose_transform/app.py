@@ -1,0 +1,29 @@
+"""Firehose transform: DynamoDB change records of OrderTransactions → rows of the lake's Glue table."""
+
+import os
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from tributary_shared.firehose_orders import transform_order_changes
+
+SOURCE_TABLE_NAME = os.environ["SOURCE_TABLE_NAME"]
+
+logger = Logger()
+metrics = Metrics()
+tracer = Tracer()
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    response, summary = transform_order_changes(event, SOURCE_TABLE_NAME)
+    for record_id, reason in summary.failed.items():
+        logger.warning("record failed transformation", extra={"record_id": record_id, "reason": reason})
+    metrics.add_metric("ChangesTransformed", MetricUnit.Count, summary.ok)
+    metrics.add_metric("ChangesDropped", MetricUnit.Count, summary.dropped)
+    metrics.add_metric("ChangesFailed", MetricUnit.Count, len(summary.failed))
+    return response

@@ -1,0 +1,351 @@
+"""The CSV loader: exact table contents, idempotent re-runs, bad rows, bounded memory, continuation."""
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from datetime import date
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from botocore.response import StreamingBody
+from support import FakeLambdaContext, load_event, load_handler_module
+
+from tributary.demos.data_lake import change_rows, csv_bytes, csv_lines, expected_state, order_rows
+from tributary_shared.csv_orders import iter_lines
+from tributary_shared.dynamo_writer import PendingItem, WriteReport
+from tributary_shared.order_loader import LoadRequest
+
+TABLE = "OrderTransactions"
+BUCKET = "tributary-orders-source-123456789012-us-east-1"
+DAY = date(2020, 9, 2)
+
+
+@pytest.fixture
+def app(aws: Any) -> Any:
+    boto3.client("dynamodb").create_table(
+        TableName=TABLE,
+        BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=[
+            {"AttributeName": "order_id", "AttributeType": "S"},
+            {"AttributeName": "item_id", "AttributeType": "S"},
+        ],
+        KeySchema=[
+            {"AttributeName": "order_id", "KeyType": "HASH"},
+            {"AttributeName": "item_id", "KeyType": "RANGE"},
+        ],
+    )
+    boto3.client("s3").create_bucket(Bucket=BUCKET)
+    return load_handler_module("csv_loader", TABLE_NAME=TABLE, ROWS_PER_WRITE="100", CONTINUATION_MARGIN_MS="15000")
+
+
+def upload(key: str, body: bytes) -> None:
+    boto3.client("s3").put_object(Bucket=BUCKET, Key=key, Body=body)
+
+
+def table_contents() -> dict[tuple[str, str], dict[str, Any]]:
+    table = boto3.resource("dynamodb").Table(TABLE)
+    response = table.scan()
+    items = response["Items"]
+    while "LastEvaluatedKey" in response:
+        response = table.scan(ExclusiveStartKey=response["LastEvaluatedKey"])
+        items += response["Items"]
+    return {(item["order_id"], item["item_id"]): item for item in items}
+
+
+def as_item(row: dict[str, str]) -> dict[str, Any]:
+    return {**row, "amount": Decimal(row["amount"]), "time_stamp": row["time_stamp"].replace("Z", ".000Z")}
+
+
+def read_object(key: str) -> dict[str, Any]:
+    return json.loads(boto3.client("s3").get_object(Bucket=BUCKET, Key=key)["Body"].read())
+
+
+def object_exists(key: str) -> bool:
+    return boto3.client("s3").list_objects_v2(Bucket=BUCKET, Prefix=key).get("KeyCount", 0) > 0
+
+
+def test_a_generated_day_loads_into_exactly_the_expected_table(app: Any) -> None:
+    rows = list(order_rows(DAY, 400))
+    upload("day.csv", csv_bytes(rows))
+    result = app.lambda_handler({"bucket": BUCKET, "key": "day.csv"}, FakeLambdaContext())
+    assert (result["rows_loaded"], result["rows_rejected"], result["continued"]) == (len(rows), 0, 0)
+    assert table_contents() == {key: as_item(row) for key, row in expected_state(rows).items()}
+    assert not object_exists("day.csv.rejects.json")
+
+
+def test_loading_the_same_file_twice_leaves_the_same_table(app: Any) -> None:
+    rows = list(order_rows(DAY, 150))
+    upload("day.csv", csv_bytes(rows))
+    app.lambda_handler({"bucket": BUCKET, "key": "day.csv"}, FakeLambdaContext())
+    first = table_contents()
+    second_result = app.lambda_handler({"bucket": BUCKET, "key": "day.csv"}, FakeLambdaContext())
+    assert second_result["rows_loaded"] == len(rows)
+    assert table_contents() == first
+
+
+def test_a_changes_file_updates_the_lines_it_names(app: Any) -> None:
+    rows = list(order_rows(DAY, 300))
+    changes = list(change_rows(rows))
+    upload("day.csv", csv_bytes(rows))
+    upload("changes.csv", csv_bytes(changes))
+    for key in ("day.csv", "changes.csv"):
+        app.lambda_handler({"bucket": BUCKET, "key": key}, FakeLambdaContext())
+    assert changes
+    assert table_contents() == {key: as_item(row) for key, row in expected_state(rows, changes).items()}
+
+
+BAD_FILE = (
+    b"order_id,item_id,customer_id,product,amount,currency,time_stamp,transaction_date\r\n"
+    b"1,1,C-1,Kindle,10.00,USD,2020-09-02T10:00:00Z,2020-09-02\r\n"
+    b"2,1,C-2,Kindle,ten,USD,2020-09-02T10:00:00Z,2020-09-02\r\n"
+    b"3,1,C-3,Kindle,10.00,USD,2020-09-02T10:00:00Z\r\n"
+    b",1,C-4,Kindle,10.00,USD,2020-09-02T10:00:00Z,2020-09-02\r\n"
+    b"\r\n"
+    b'5,1,,"Echo, 4th gen",1.5,USD,2020-09-02 10:00:00+02:00,2020-09-02\r\n'
+    b"6,1,C-6,Kindle,10.001,USD,2020-09-02T10:00:00Z,2020-09-02\r\n"
+    b"7,1,C-7,Kindle,10.00,usd,2020-09-02T10:00:00Z,2020-09-02\r\n"
+    b"8,1,C-8,Kindle,10.00,USD,noon,2020-09-02\r\n"
+    b"9,1,C-9,Kindle,10.00,USD,2020-09-02T10:00:00Z,2020-09-31\r\n"
+    b'10,1,C-10,"Kindle,10.00,USD,2020-09-02T10:00:00Z,2020-09-02\r\n'
+    b"11,,C-11,Kindle,10.00,USD,2020-09-02T10:00:00Z,2020-09-02"
+)
+BAD_LINES = {
+    3: "amount 'ten' is not a number",
+    4: "expected 8 fields, found 7",
+    5: "missing key order_id",
+    8: "amount '10.001' has more than 2 decimal places",
+    9: "currency 'usd' is not a three-letter ISO 4217 code",
+    10: "time_stamp 'noon' is not an ISO 8601 date-time",
+    11: "transaction_date '2020-09-31' is not a YYYY-MM-DD date",
+    12: "broken quoting",
+    13: "missing key item_id",
+}
+
+
+def test_bad_rows_are_reported_by_line_and_reason_and_good_rows_load(app: Any) -> None:
+    upload("mixed.csv", BAD_FILE)
+    result = app.lambda_handler({"bucket": BUCKET, "key": "mixed.csv"}, FakeLambdaContext())
+    [file_result] = result["files"]
+    assert (result["rows_loaded"], result["rows_rejected"]) == (2, len(BAD_LINES))
+    assert file_result["rejects_key"] == "mixed.csv.rejects.json"
+    reported = {
+        row["line"]: row["reason"] for row in file_result["rejects"] + read_object("mixed.csv.rejects.json")["rows"]
+    }
+    assert sorted(reported) == sorted(BAD_LINES)
+    assert all(reported[line].startswith(BAD_LINES[line]) for line in BAD_LINES)
+    rejects = read_object("mixed.csv.rejects.json")
+    assert (rejects["source"], rejects["rows_rejected"]) == (f"s3://{BUCKET}/mixed.csv", len(BAD_LINES))
+    assert rejects["rows"][0]["text"] == "2,1,C-2,Kindle,ten,USD,2020-09-02T10:00:00Z,2020-09-02"
+    assert table_contents() == {
+        ("1", "1"): {
+            "order_id": "1",
+            "item_id": "1",
+            "customer_id": "C-1",
+            "product": "Kindle",
+            "amount": Decimal("10"),
+            "currency": "USD",
+            "time_stamp": "2020-09-02T10:00:00.000Z",
+            "transaction_date": "2020-09-02",
+        },
+        ("5", "1"): {
+            "order_id": "5",
+            "item_id": "1",
+            "product": "Echo, 4th gen",
+            "amount": Decimal("1.5"),
+            "currency": "USD",
+            "time_stamp": "2020-09-02T08:00:00.000Z",
+            "transaction_date": "2020-09-02",
+        },
+    }
+
+
+def test_a_clean_rerun_removes_the_stale_rejects_object(app: Any) -> None:
+    upload("fixed.csv", BAD_FILE)
+    app.lambda_handler({"bucket": BUCKET, "key": "fixed.csv"}, FakeLambdaContext())
+    assert object_exists("fixed.csv.rejects.json")
+    upload("fixed.csv", csv_bytes(order_rows(DAY, 3)))
+    app.lambda_handler({"bucket": BUCKET, "key": "fixed.csv"}, FakeLambdaContext())
+    assert not object_exists("fixed.csv.rejects.json")
+
+
+def test_a_file_without_the_order_header_is_rejected_at_line_one(app: Any) -> None:
+    upload("wrong.csv", b"id,amount\n1,2\n")
+    result = app.lambda_handler({"bucket": BUCKET, "key": "wrong.csv"}, FakeLambdaContext())
+    assert (result["rows_loaded"], result["rows_rejected"]) == (0, 1)
+    [reject] = read_object("wrong.csv.rejects.json")["rows"]
+    assert reject["line"] == 1 and "missing" in reject["reason"]
+    assert table_contents() == {}
+
+
+def test_the_s3_put_event_loads_its_url_encoded_key_and_ignores_other_keys(app: Any) -> None:
+    event = load_event("s3-put-orders-csv.json")
+    rows = list(order_rows(DAY, 10))
+    upload("incoming/orders 2020-09-02.csv", csv_bytes(rows))
+    other = json.loads(json.dumps(event["Records"][0]))
+    other["s3"]["object"]["key"] = "incoming/orders.csv.rejects.json"
+    event["Records"].append(other)
+    result = app.lambda_handler(event, FakeLambdaContext())
+    assert result["rows_loaded"] == len(rows)
+    assert result["files"][0]["key"] == "incoming/orders 2020-09-02.csv"
+    assert result["skipped"] == [f"s3://{BUCKET}/incoming/orders.csv.rejects.json"]
+    assert len(table_contents()) == len(rows)
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {},
+        {"bucket": BUCKET},
+        {"bucket": BUCKET, "key": "a.csv", "start_byte": -1},
+        {"bucket": BUCKET, "key": "a.csv", "start_byte": 10},
+    ],
+)
+def test_invalid_requests_are_refused_with_the_problem_named(app: Any, payload: dict[str, Any]) -> None:
+    with pytest.raises(ValueError, match=r"bucket|start_byte|columns"):
+        app.lambda_handler(payload, FakeLambdaContext())
+
+
+def test_a_missing_object_is_reported_not_retried(app: Any) -> None:
+    result = app.lambda_handler({"bucket": BUCKET, "key": "gone.csv"}, FakeLambdaContext())
+    assert "does not exist" in result["files"][0]["error"]
+
+
+class ShortLivedContext(FakeLambdaContext):
+    """A context whose time runs low after `checks` looks at the clock: a fake short deadline."""
+
+    def __init__(self, checks: int) -> None:
+        super().__init__(function_name="CsvLoader")
+        self.checks = checks
+
+    def get_remaining_time_in_millis(self) -> int:
+        self.checks -= 1
+        return 60_000 if self.checks > 0 else 1_000
+
+
+def test_a_file_too_big_for_one_invocation_continues_where_it_stopped(app: Any, monkeypatch: Any) -> None:
+    rows = list(order_rows(DAY, 500))
+    header, *lines = csv_bytes(rows).splitlines(keepends=True)
+    bad = b"x,1,C,P,oops,USD,2020-09-02T00:00:00Z,2020-09-02\n"
+    upload("big.csv", b"".join([header, bad, *lines, bad]))
+    handed_over: list[dict[str, Any]] = []
+    monkeypatch.setattr(app, "invoke_continuation", lambda request, _: handed_over.append(request.to_payload()))
+    results = [app.lambda_handler({"bucket": BUCKET, "key": "big.csv"}, ShortLivedContext(checks=5))]
+    while handed_over:
+        payload = json.loads(json.dumps(handed_over.pop()))  # as Lambda would deliver it
+        results.append(app.lambda_handler(payload, ShortLivedContext(checks=5)))
+    assert len(results) > 3
+    assert [r["files"][0]["continued"] for r in results] == [True] * (len(results) - 1) + [False]
+    assert [r["files"][0]["segment"] for r in results] == list(range(1, len(results) + 1))
+    last = results[-1]
+    assert (last["rows_loaded"], last["rows_rejected"]) == (len(rows), 2)
+    assert [row["line"] for row in read_object("big.csv.rejects.json")["rows"]] == [2, len(rows) + 3]
+    assert table_contents() == {key: as_item(row) for key, row in expected_state(rows).items()}
+
+
+def test_a_continuation_of_a_replaced_object_stops_with_a_reason(app: Any) -> None:
+    upload("moving.csv", csv_bytes(order_rows(DAY, 100)))
+    handed_over: list[LoadRequest] = []
+    app.invoke_continuation = lambda request, _: handed_over.append(request)
+    app.lambda_handler({"bucket": BUCKET, "key": "moving.csv"}, ShortLivedContext(checks=2))
+    upload("moving.csv", csv_bytes(order_rows(DAY, 5)))
+    result = app.lambda_handler(handed_over[0].to_payload(), FakeLambdaContext())
+    assert "changed after line" in result["files"][0]["error"]
+
+
+class GeneratedObject:
+    """A raw stream producing a large CSV on the fly, so the test itself holds no whole file."""
+
+    def __init__(self, lines: Iterator[bytes]) -> None:
+        self._lines = lines
+        self._pending = b""
+        self.size = 0
+
+    def read(self, amount: int | None = None) -> bytes:
+        while amount is None or len(self._pending) < amount:
+            line = next(self._lines, None)
+            if line is None:
+                break
+            self._pending += line
+        chunk, self._pending = (
+            self._pending[: amount or len(self._pending)],
+            self._pending[amount or len(self._pending) :],
+        )
+        self.size += len(chunk)
+        return chunk
+
+    def close(self) -> None:
+        self._lines = iter(())
+
+
+class GeneratedS3:
+    def __init__(self, rows: int) -> None:
+        self.rows = rows
+        self.objects: list[GeneratedObject] = []
+
+    def get_object(self, **_: Any) -> dict[str, Any]:
+        raw = GeneratedObject(csv_lines(order_rows(DAY, self.rows)))
+        self.objects.append(raw)
+        return {"Body": StreamingBody(raw, None), "ContentLength": 10**12, "ETag": '"generated"'}
+
+    def delete_object(self, **_: Any) -> None:
+        return None
+
+
+class CountingWriter:
+    def __init__(self) -> None:
+        self.items = 0
+
+    def write(self, items: list[PendingItem], deadline: float) -> WriteReport:
+        self.items += len(items)
+        return WriteReport(written=[item.ref for item in items])
+
+
+# Measured in a fresh interpreter: tracemalloc counts every thread's allocations, and this process
+# runs moto's server (and whatever earlier tests left running) beside the loader.
+MEASURE_LOAD = """
+import json, sys, tracemalloc
+sys.path.insert(0, {tests!r})
+from test_csv_loader import CountingWriter, GeneratedS3
+from tributary_shared.order_loader import LoadRequest, OrderCsvLoader
+s3, writer = GeneratedS3(rows={orders}), CountingWriter()
+loader = OrderCsvLoader(s3, writer, rows_per_write=500)
+tracemalloc.start()
+result = loader.load(LoadRequest("bucket", "big.csv"), lambda: 600.0, 15.0)
+peak = tracemalloc.get_traced_memory()[1]
+print(json.dumps({{"peak": peak, "size": s3.objects[0].size, "loaded": result.rows_loaded, "written": writer.items}}))
+"""
+
+
+def test_a_large_file_streams_through_in_bounded_memory() -> None:
+    code = MEASURE_LOAD.format(tests=str(Path(__file__).parent), orders=100_000)
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True)
+    measured = json.loads(run.stdout.splitlines()[-1])
+    assert measured["written"] == measured["loaded"] > 190_000
+    assert measured["size"] > 15_000_000
+    # The loader holds one read chunk and one write batch at a time, whatever the file's size.
+    assert measured["peak"] < 2_000_000 < measured["size"] / 8, measured
+
+
+def test_lines_keep_their_numbers_and_offsets_across_chunk_boundaries() -> None:
+    data = b"a,b\r\nccc\n\nlast"
+    chunks = [data[i : i + 3] for i in range(0, len(data), 3)]
+    lines = list(iter_lines(chunks, start_byte=100, start_line=7))
+    assert [(ln.number, ln.start_byte, ln.end_byte, ln.text) for ln in lines] == [
+        (7, 100, 105, b"a,b\r"),
+        (8, 105, 109, b"ccc"),
+        (9, 109, 110, b""),
+        (10, 110, 114, b"last"),
+    ]
+
+
+def test_an_overlong_line_is_cut_and_flagged_without_buffering_it() -> None:
+    from tributary_shared.csv_orders import MAX_LINE_BYTES
+
+    data = [b"x" * 50_000] * 4 + [b"\nok\n"]
+    long_line, short_line = list(iter_lines(data))
+    assert long_line.too_long and len(long_line.text) == MAX_LINE_BYTES and long_line.end_byte == 200_001
+    assert (short_line.number, short_line.start_byte, short_line.text) == (2, 200_001, b"ok")
