@@ -1,0 +1,131 @@
+"""AWS DMS change records on a Kinesis target, read as opt-in changes of one source table.
+
+DMS writes one JSON object per record: `data` (the row after the change; the deleted row for a
+delete), `metadata` (`record-type` `data` or `control`, `operation`, `schema-name`, `table-name`,
+...) and, when the task's BeforeImageSettings enable it, the row before an update under the
+task's `FieldName` (commonly `before-image`). Control records (DDL, table creation) and rows of
+other tables are skipped and counted; a row of the watched table becomes an `OptInChange`.
+A record that claims to be a row but cannot be read is a poison record.
+"""
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from tributary_shared.errors import PoisonRecordError
+
+ROW_OPERATIONS = frozenset({"load", "insert", "update", "delete"})
+DEFAULT_BEFORE_IMAGE_FIELD = "before-image"
+# A row is far smaller; anything bigger is not a change of the opt-in table.
+MAX_RECORD_BYTES = 64 * 1024
+
+
+@dataclass(frozen=True)
+class DmsSource:
+    """Which rows to apply: the source table, optionally its schema, and the before-image field."""
+
+    table: str
+    schema: str | None = None
+    before_image_field: str = DEFAULT_BEFORE_IMAGE_FIELD
+
+
+@dataclass(frozen=True)
+class OptInChange:
+    """One row change: after it, `phone` may be messaged only if `opted_in`.
+
+    `previous_phone` is the number the row held before an update that changed it (known only
+    from a before image); that number must be opted out as well.
+    """
+
+    user_id: str
+    operation: str
+    phone: str | None
+    opted_in: bool
+    previous_phone: str | None = None
+
+
+@dataclass(frozen=True)
+class SkippedRecord:
+    """A record that is not a change of the watched table: `reason` says which kind."""
+
+    reason: str
+
+
+def parse_dms_record(data: bytes, source: DmsSource) -> OptInChange | SkippedRecord:
+    """Read one DMS record; raise PoisonRecordError when it is not valid DMS output."""
+    document = _json_object(data)
+    metadata = document.get("metadata")
+    if not isinstance(metadata, dict):
+        raise PoisonRecordError("DMS record has no metadata object")
+    record_type = metadata.get("record-type")
+    if record_type != "data":
+        return SkippedRecord(f"{record_type or 'untyped'} record")
+    if not _is_watched_table(metadata, source):
+        return SkippedRecord("other table")
+    operation = metadata.get("operation")
+    if operation not in ROW_OPERATIONS:
+        raise PoisonRecordError(f"DMS data record has unknown operation {operation!r}")
+    row = document.get("data")
+    if not isinstance(row, dict):
+        raise PoisonRecordError(f"DMS {operation} record has no data object")
+    return _change(operation, row, document.get(source.before_image_field))
+
+
+def _json_object(data: bytes) -> dict[str, Any]:
+    if len(data) > MAX_RECORD_BYTES:
+        raise PoisonRecordError(f"DMS record is {len(data)} bytes, more than {MAX_RECORD_BYTES}")
+    try:
+        document = json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise PoisonRecordError(f"DMS record is not JSON: {error}") from error
+    if not isinstance(document, dict):
+        raise PoisonRecordError("DMS record is not a JSON object")
+    return document
+
+
+def _is_watched_table(metadata: dict[str, Any], source: DmsSource) -> bool:
+    if metadata.get("table-name") != source.table:
+        return False
+    return source.schema is None or metadata.get("schema-name") == source.schema
+
+
+def _change(operation: str, row: dict[str, Any], before_image: Any) -> OptInChange:
+    user_id = _user_id(row)
+    phone = _phone(row.get("phone"), "phone")
+    # A deleted user is someone we no longer know: never message them again.
+    opted_in = False if operation == "delete" else _opt_in_flag(row)
+    previous = _previous_phone(before_image, phone) if operation == "update" else None
+    return OptInChange(user_id, operation, phone, opted_in, previous)
+
+
+def _user_id(row: dict[str, Any]) -> str:
+    value = row.get("userid")
+    if isinstance(value, bool) or not isinstance(value, str | int) or str(value) == "":
+        raise PoisonRecordError(f"DMS row has no usable userid: {value!r}")
+    return str(value)
+
+
+def _phone(value: Any, column: str) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str | int) or isinstance(value, bool):
+        raise PoisonRecordError(f"DMS row {column} is a {type(value).__name__}, not a phone number")
+    return str(value).strip()
+
+
+def _opt_in_flag(row: dict[str, Any]) -> bool:
+    value = row.get("optin")
+    # MySQL's TINYINT/BOOLEAN arrive as numbers; some sources send them as strings.
+    if value in (1, "1", True):
+        return True
+    if value in (0, "0", False):
+        return False
+    raise PoisonRecordError(f"DMS row optin must be 0 or 1, got {value!r}")
+
+
+def _previous_phone(before_image: Any, phone: str | None) -> str | None:
+    # ColumnFilter pk-only images hold the key alone: no phone, nothing to compare.
+    if not isinstance(before_image, dict):
+        return None
+    previous = _phone(before_image.get("phone"), "before-image phone")
+    return previous if previous and previous != phone else None

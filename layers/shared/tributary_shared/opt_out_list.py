@@ -1,0 +1,203 @@
+"""An AWS End User Messaging SMS opt-out list, kept in step with opt-in changes.
+
+A number on the list cannot be sent SMS or voice messages. Opting out is `PutOptedOutNumber`
+(idempotent); opting back in is `DeleteOptedOutNumber`. How each service answer is treated:
+
+- throttling, internal errors, lost connections: retried here with exponential backoff and full
+  jitter, bounded by attempts and by the invocation's deadline, then `TransientError`;
+- the list itself missing or access denied: a deployment problem no record can fix, but no
+  opt-out may be dropped either: `TransientError`, so the batch is retried and, after the event
+  source mapping's retries, lands on the on-failure destination;
+- a number the service cannot parse: `PoisonRecordError` (the record goes to the on-failure
+  destination);
+- deleting a number that is not on the list: the user is opted in already, a success;
+- a deletion the service refuses by its rules (a number can be deleted only once every 30 days):
+  an expected outcome, `Outcome.REFUSED` with the reason; the number stays opted out, which is the
+  safe side, and retrying would only be refused again;
+- an opt-out the service refuses: `OptOutRefused`, a permanent failure, because an opt-out that
+  did not happen must reach an operator.
+"""
+
+import random
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import ClientError, ReadTimeoutError
+from botocore.exceptions import ConnectionError as EndpointUnreachable
+
+from tributary_shared.dms_records import OptInChange
+from tributary_shared.errors import PoisonRecordError, TransientError
+
+# E.164: "+", a country code that does not start with 0, at most 15 digits in all.
+E164 = re.compile(r"^\+[1-9][0-9]{1,14}$")
+RETRYABLE_ERRORS = frozenset(
+    {"ThrottlingException", "InternalServerException", "ServiceUnavailable", "RequestLimitExceeded"}
+)
+CONFIGURATION_ERRORS = frozenset({"AccessDeniedException"})
+REFUSAL_ERRORS = frozenset({"ValidationException", "ConflictException"})
+# ValidationException reasons that mean the number itself is malformed.
+UNPARSABLE_NUMBER_REASONS = frozenset({"CANNOT_PARSE", "FIELD_VALIDATION_FAILED", "INVALID_PARAMETER"})
+# Retries are done here, visibly and within the deadline, not inside botocore as well.
+CLIENT_CONFIG = Config(retries={"mode": "standard", "total_max_attempts": 1}, connect_timeout=3, read_timeout=10)
+
+
+class Outcome(StrEnum):
+    OPTED_OUT = "opted-out"
+    OPTED_IN = "opted-in"
+    NOT_ON_LIST = "not-on-list"
+    REFUSED = "refused"
+    SKIPPED = "skipped"
+
+
+@dataclass(frozen=True)
+class Applied:
+    """What happened to one number; `reason` explains a refusal or a skip."""
+
+    phone: str
+    outcome: Outcome
+    reason: str = ""
+
+
+class OptOutRefused(PoisonRecordError):
+    """The service refused to add a number to the opt-out list: permanent, and must be seen."""
+
+
+def require_e164(phone: str | None) -> str:
+    if phone is None or not E164.fullmatch(phone):
+        raise PoisonRecordError(f"phone number {phone!r} is not E.164 (+ and 2 to 15 digits)")
+    return phone
+
+
+def is_e164(phone: str | None) -> bool:
+    return phone is not None and E164.fullmatch(phone) is not None
+
+
+def sms_client() -> Any:
+
+    return boto3.client("pinpoint-sms-voice-v2", config=CLIENT_CONFIG)
+
+
+class OptOutList:
+    """Opt numbers out and back in on one list, with bounded retries of transient errors."""
+
+    def __init__(
+        self,
+        name: str,
+        client: Any = None,
+        *,
+        max_attempts: int = 4,
+        base_delay_s: float = 0.1,
+        max_delay_s: float = 2.0,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.name = name
+        self.client = client or sms_client()
+        self.max_attempts = max(1, max_attempts)
+        self.base_delay_s = base_delay_s
+        self.max_delay_s = max_delay_s
+        self.sleep = sleep
+        self.clock = clock
+
+    def apply(self, change: OptInChange, deadline: float) -> list[Applied]:
+        """Apply one row change: the old number (if it changed) first, then the current one.
+
+        The old number is opted out even when the new one turns out to be invalid: nobody can say
+        who holds it now, and opting out is the safe side.
+        """
+        applied = []
+        if change.previous_phone is not None:
+            applied.append(self._opt_out_previous(change.previous_phone, deadline))
+        if change.phone is None:
+            return [*applied, Applied("", Outcome.SKIPPED, "row has no phone number")]
+        action = self.opt_in if change.opted_in else self.opt_out
+        return [*applied, action(change.phone, deadline)]
+
+    def _opt_out_previous(self, phone: str, deadline: float) -> Applied:
+        if not is_e164(phone):
+            return Applied(phone, Outcome.SKIPPED, "previous number is not E.164, so it was never messageable")
+        return self.opt_out(phone, deadline)
+
+    def opt_out(self, phone: str, deadline: float) -> Applied:
+        number = require_e164(phone)
+        try:
+            self._call(self.client.put_opted_out_number, number, deadline)
+        except ClientError as error:
+            code, reason = _error_code(error), _error_reason(error)
+            if code in REFUSAL_ERRORS and reason not in UNPARSABLE_NUMBER_REASONS:
+                raise OptOutRefused(f"PutOptedOutNumber refused {number}: {code} {reason}") from error
+            raise self._unexpected(error, "PutOptedOutNumber", number) from error
+        return Applied(number, Outcome.OPTED_OUT)
+
+    def opt_in(self, phone: str, deadline: float) -> Applied:
+        number = require_e164(phone)
+        try:
+            self._call(self.client.delete_opted_out_number, number, deadline)
+        except ClientError as error:
+            code, reason = _error_code(error), _error_reason(error)
+            if code == "ResourceNotFoundException" and _missing_resource_type(error) != "opt-out-list":
+                return Applied(number, Outcome.NOT_ON_LIST)
+            if code in REFUSAL_ERRORS and reason not in UNPARSABLE_NUMBER_REASONS:
+                return Applied(number, Outcome.REFUSED, f"{code} {reason}: {_error_message(error)}")
+            raise self._unexpected(error, "DeleteOptedOutNumber", number) from error
+        return Applied(number, Outcome.OPTED_IN)
+
+    def _call(self, operation: Callable[..., Any], number: str, deadline: float) -> None:
+        for attempt in range(self.max_attempts):
+            try:
+                operation(OptOutListName=self.name, OptedOutNumber=number)
+                return
+            except (ClientError, EndpointUnreachable, ReadTimeoutError) as error:
+                if not _retryable(error):
+                    raise
+                failure = error
+            delay = random.uniform(0, min(self.max_delay_s, self.base_delay_s * 2**attempt))
+            if attempt + 1 == self.max_attempts or self.clock() + delay >= deadline:
+                break
+            self.sleep(delay)
+        raise TransientError(f"{number}: still failing after retries: {failure}") from failure
+
+    def _unexpected(self, error: ClientError, operation: str, number: str) -> Exception:
+        code, reason = _error_code(error), _error_reason(error)
+        if code == "ResourceNotFoundException":
+            return TransientError(f"opt-out list {self.name!r} does not exist ({operation}): check the deployment")
+        if code in CONFIGURATION_ERRORS:
+            return TransientError(f"{operation} on {self.name!r} denied: {reason or _error_message(error)}")
+        if code == "ValidationException" and reason in UNPARSABLE_NUMBER_REASONS and not _names_the_list(error):
+            return PoisonRecordError(f"{operation}: the service cannot use {number}: {_error_message(error)}")
+        return TransientError(f"{operation} {number} failed: {code} {reason} {_error_message(error)}".strip())
+
+
+def _retryable(error: Exception) -> bool:
+    if not isinstance(error, ClientError):
+        return True
+    status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+    return _error_code(error) in RETRYABLE_ERRORS or status >= 500
+
+
+def _error_code(error: ClientError) -> str:
+    return str(error.response.get("Error", {}).get("Code", ""))
+
+
+def _error_message(error: ClientError) -> str:
+    return str(error.response.get("Error", {}).get("Message", ""))
+
+
+def _error_reason(error: ClientError) -> str:
+    # botocore puts an error's modeled members (Reason, ResourceType, ...) beside "Error".
+    return str(error.response.get("Reason", ""))
+
+
+def _missing_resource_type(error: ClientError) -> str:
+    return str(error.response.get("ResourceType", ""))
+
+
+def _names_the_list(error: ClientError) -> bool:
+    # A list name the service rejects is a deployment problem, not a bad record.
+    return any(entry.get("Name") == "OptOutListName" for entry in error.response.get("Fields") or [])

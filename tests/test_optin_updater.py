@@ -1,0 +1,525 @@
+"""The opt-in updater: exact End User Messaging SMS calls (botocore Stubber, checked against the
+service model), every service rule, per-user order, partial batch responses, and the sample events
+through the handler against the SMS emulation."""
+
+import base64
+import json
+from collections.abc import Iterator
+
+import boto3
+import pytest
+from botocore.stub import Stubber
+from support import REPO_ROOT, FakeLambdaContext, load_event, load_handler_module
+
+from tributary.demos.opt_in import OptInDemo
+from tributary.dms_changes import plan_changes
+from tributary.runtime.app import Runtime, RuntimeOptions
+from tributary.runtime.demo import RuntimeDemoContext
+from tributary.runtime.sms_emulation import SmsEmulation
+from tributary_shared.dms_records import DmsSource, OptInChange
+from tributary_shared.errors import PoisonRecordError, TransientError
+from tributary_shared.opt_out_list import Applied, OptOutList, OptOutRefused, Outcome
+from tributary_shared.optin_updater import OptInUpdater, UpdaterConfig
+
+LIST = "tributary-optouts"
+LIST_ARN = f"arn:aws:sms-voice:us-east-1:123456789012:opt-out-list/{LIST}"
+FAR_FUTURE = 1e12
+SOURCE = DmsSource(table="optin_status")
+
+
+# ---------------------------------------------------------------- helpers
+class StubbedList:
+    """An OptOutList whose client is stubbed: every call must be one we expect, in order."""
+
+    def __init__(self, max_attempts: int = 3) -> None:
+        self.client = boto3.client("pinpoint-sms-voice-v2", region_name="us-east-1")
+        self.stubber = Stubber(self.client)
+        self.sleeps: list[float] = []
+        self.opt_out_list = OptOutList(LIST, self.client, max_attempts=max_attempts, sleep=self.sleeps.append)
+
+    def expect_put(self, number: str) -> None:
+        self.stubber.add_response(
+            "put_opted_out_number",
+            {"OptOutListArn": LIST_ARN, "OptOutListName": LIST, "OptedOutNumber": number, "EndUserOptedOut": False},
+            {"OptOutListName": LIST, "OptedOutNumber": number},
+        )
+
+    def expect_delete(self, number: str) -> None:
+        self.stubber.add_response(
+            "delete_opted_out_number",
+            {"OptOutListArn": LIST_ARN, "OptOutListName": LIST, "OptedOutNumber": number, "EndUserOptedOut": False},
+            {"OptOutListName": LIST, "OptedOutNumber": number},
+        )
+
+    def expect_error(self, operation: str, number: str, code: str, status: int, **fields) -> None:
+        self.stubber.add_client_error(
+            operation,
+            service_error_code=code,
+            service_message=f"{code} (stubbed)",
+            http_status_code=status,
+            modeled_fields={"Message": f"{code} (stubbed)", **fields} if fields else None,
+            expected_params={"OptOutListName": LIST, "OptedOutNumber": number},
+        )
+
+    def __enter__(self) -> "StubbedList":
+        self.stubber.activate()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stubber.deactivate()
+
+
+def kinesis_event(records: list[tuple[str, bytes]], first_sequence: int = 10**20) -> dict:
+    return {
+        "Records": [
+            {
+                "kinesis": {
+                    "kinesisSchemaVersion": "1.0",
+                    "partitionKey": key,
+                    "sequenceNumber": str(first_sequence + index * 7),
+                    "data": base64.b64encode(data).decode(),
+                    "approximateArrivalTimestamp": 1795262400.0,
+                },
+                "eventSource": "aws:kinesis",
+                "eventSourceARN": "arn:aws:kinesis:us-east-1:123456789012:stream/optin-cdc",
+            }
+            for index, (key, data) in enumerate(records)
+        ]
+    }
+
+
+def row(user: str, phone: str, optin: int, operation: str = "update", **extra) -> tuple[str, bytes]:
+    metadata = {"record-type": "data", "operation": operation, "schema-name": "blog_db", "table-name": "optin_status"}
+    document = {"data": {"userid": user, "phone": phone, "optin": optin}, "metadata": metadata, **extra}
+    return user, json.dumps(document).encode()
+
+
+def sequences(event: dict) -> list[str]:
+    return [record["kinesis"]["sequenceNumber"] for record in event["Records"]]
+
+
+class RecordingMetrics:
+    def __init__(self) -> None:
+        self.values: dict[str, float] = {}
+
+    def add_metric(self, name: str, unit: str, value: float) -> None:
+        self.values[name] = self.values.get(name, 0) + value
+
+
+def updater_with(stubbed: StubbedList, metrics: RecordingMetrics | None = None) -> OptInUpdater:
+    return OptInUpdater(UpdaterConfig(LIST, SOURCE), opt_out_list=stubbed.opt_out_list, metrics=metrics)
+
+
+# ---------------------------------------------------------------- OptOutList: one call per rule
+def test_opt_out_puts_the_number_on_the_list() -> None:
+    with StubbedList() as stubbed:
+        stubbed.expect_put("+12065550101")
+        assert stubbed.opt_out_list.opt_out("+12065550101", FAR_FUTURE) == Applied("+12065550101", Outcome.OPTED_OUT)
+        stubbed.stubber.assert_no_pending_responses()
+
+
+def test_opt_in_deletes_the_number_from_the_list() -> None:
+    with StubbedList() as stubbed:
+        stubbed.expect_delete("+12065550101")
+        assert stubbed.opt_out_list.opt_in("+12065550101", FAR_FUTURE).outcome is Outcome.OPTED_IN
+        stubbed.stubber.assert_no_pending_responses()
+
+
+def test_deleting_a_number_that_is_not_on_the_list_is_success() -> None:
+    with StubbedList() as stubbed:
+        stubbed.expect_error(
+            "delete_opted_out_number",
+            "+12065550101",
+            "ResourceNotFoundException",
+            404,
+            ResourceType="opted-out-number",
+            ResourceId="+12065550101",
+        )
+        assert stubbed.opt_out_list.opt_in("+12065550101", FAR_FUTURE).outcome is Outcome.NOT_ON_LIST
+
+
+@pytest.mark.parametrize(
+    ("operation", "method"), [("put_opted_out_number", "opt_out"), ("delete_opted_out_number", "opt_in")]
+)
+def test_a_missing_list_is_transient_never_a_dropped_change(operation: str, method: str) -> None:
+    with StubbedList() as stubbed:
+        stubbed.expect_error(
+            operation, "+12065550101", "ResourceNotFoundException", 404, ResourceType="opt-out-list", ResourceId=LIST
+        )
+        with pytest.raises(TransientError, match="does not exist"):
+            getattr(stubbed.opt_out_list, method)("+12065550101", FAR_FUTURE)
+
+
+@pytest.mark.parametrize(
+    ("code", "fields"),
+    [
+        ("ConflictException", {"Reason": "RESOURCE_MODIFICATION_NOT_ALLOWED"}),
+        ("ValidationException", {"Reason": "OTHER"}),
+    ],
+)
+def test_a_deletion_refused_by_the_service_rules_is_an_expected_outcome_with_its_reason(code: str, fields) -> None:
+    with StubbedList() as stubbed:
+        stubbed.expect_error("delete_opted_out_number", "+12065550101", code, 400, **fields)
+        applied = stubbed.opt_out_list.opt_in("+12065550101", FAR_FUTURE)
+        assert applied.outcome is Outcome.REFUSED
+        assert code in applied.reason and fields["Reason"] in applied.reason
+        assert stubbed.sleeps == []  # not retried
+
+
+def test_an_opt_out_the_service_refuses_is_a_permanent_failure() -> None:
+    with StubbedList() as stubbed:
+        stubbed.expect_error(
+            "put_opted_out_number", "+12065550101", "ValidationException", 400, Reason="CANNOT_ADD_OPTED_OUT_NUMBER"
+        )
+        with pytest.raises(OptOutRefused, match="CANNOT_ADD_OPTED_OUT_NUMBER"):
+            stubbed.opt_out_list.opt_out("+12065550101", FAR_FUTURE)
+
+
+def test_a_number_the_service_cannot_parse_is_poison_not_a_refusal() -> None:
+    with StubbedList() as stubbed:
+        stubbed.expect_error("put_opted_out_number", "+12065550101", "ValidationException", 400, Reason="CANNOT_PARSE")
+        with pytest.raises(PoisonRecordError) as caught:
+            stubbed.opt_out_list.opt_out("+12065550101", FAR_FUTURE)
+        assert not isinstance(caught.value, OptOutRefused)
+
+
+def test_a_list_name_the_service_rejects_is_a_deployment_problem_not_a_bad_record() -> None:
+    with StubbedList() as stubbed:
+        stubbed.expect_error(
+            "put_opted_out_number",
+            "+12065550101",
+            "ValidationException",
+            400,
+            Reason="FIELD_VALIDATION_FAILED",
+            Fields=[{"Name": "OptOutListName", "Message": "bad name"}],
+        )
+        with pytest.raises(TransientError):
+            stubbed.opt_out_list.opt_out("+12065550101", FAR_FUTURE)
+
+
+@pytest.mark.parametrize("phone", ["12065550101", "206-555-0101", "+0123", "+1234567890123456", "", None])
+def test_invalid_numbers_are_poison_and_never_sent(phone) -> None:
+    with StubbedList() as stubbed:  # no response queued: any call would fail the test
+        with pytest.raises(PoisonRecordError, match=r"E\.164"):
+            stubbed.opt_out_list.opt_out(phone, FAR_FUTURE)
+        with pytest.raises(PoisonRecordError, match=r"E\.164"):
+            stubbed.opt_out_list.opt_in(phone, FAR_FUTURE)
+
+
+def test_throttling_is_retried_with_bounded_backoff() -> None:
+    with StubbedList(max_attempts=3) as stubbed:
+        stubbed.expect_error("put_opted_out_number", "+12065550101", "ThrottlingException", 400)
+        stubbed.expect_error("put_opted_out_number", "+12065550101", "InternalServerException", 500)
+        stubbed.expect_put("+12065550101")
+        assert stubbed.opt_out_list.opt_out("+12065550101", FAR_FUTURE).outcome is Outcome.OPTED_OUT
+        assert len(stubbed.sleeps) == 2
+        assert all(0 <= delay <= stubbed.opt_out_list.max_delay_s for delay in stubbed.sleeps)
+        stubbed.stubber.assert_no_pending_responses()
+
+
+def test_throttling_past_the_attempts_is_transient() -> None:
+    with StubbedList(max_attempts=3) as stubbed:
+        for _ in range(3):
+            stubbed.expect_error("delete_opted_out_number", "+12065550101", "ThrottlingException", 400)
+        with pytest.raises(TransientError, match="still failing"):
+            stubbed.opt_out_list.opt_in("+12065550101", FAR_FUTURE)
+        assert len(stubbed.sleeps) == 2
+
+
+def test_retries_stop_at_the_deadline() -> None:
+    with StubbedList(max_attempts=10) as stubbed:
+        stubbed.expect_error("put_opted_out_number", "+12065550101", "ThrottlingException", 400)
+        stubbed.opt_out_list.clock = lambda: 100.0
+        with pytest.raises(TransientError):
+            stubbed.opt_out_list.opt_out("+12065550101", deadline=100.0)
+        assert stubbed.sleeps == []
+
+
+def test_access_denied_is_transient_so_the_batch_reaches_the_failure_destination() -> None:
+    with StubbedList() as stubbed:
+        stubbed.expect_error(
+            "put_opted_out_number", "+12065550101", "AccessDeniedException", 403, Reason="ACCOUNT_DISABLED"
+        )
+        with pytest.raises(TransientError, match="ACCOUNT_DISABLED"):
+            stubbed.opt_out_list.opt_out("+12065550101", FAR_FUTURE)
+        assert stubbed.sleeps == []
+
+
+def test_a_changed_number_opts_out_the_old_number_first() -> None:
+    change = OptInChange("user1", "update", "+12065550122", opted_in=True, previous_phone="+12065550102")
+    with StubbedList() as stubbed:
+        stubbed.expect_put("+12065550102")
+        stubbed.expect_delete("+12065550122")
+        applied = stubbed.opt_out_list.apply(change, FAR_FUTURE)
+        assert [entry.outcome for entry in applied] == [Outcome.OPTED_OUT, Outcome.OPTED_IN]
+        stubbed.stubber.assert_no_pending_responses()
+
+
+def test_an_invalid_old_number_is_skipped_with_a_reason() -> None:
+    change = OptInChange("user1", "update", "+12065550122", opted_in=False, previous_phone="555-0102")
+    with StubbedList() as stubbed:
+        stubbed.expect_put("+12065550122")
+        applied = stubbed.opt_out_list.apply(change, FAR_FUTURE)
+        assert applied[0].outcome is Outcome.SKIPPED and "E.164" in applied[0].reason
+        assert applied[1].outcome is Outcome.OPTED_OUT
+
+
+def test_a_row_without_phone_has_nothing_to_apply() -> None:
+    with StubbedList() as stubbed:
+        applied = stubbed.opt_out_list.apply(OptInChange("user1", "insert", None, opted_in=False), FAR_FUTURE)
+        assert [entry.outcome for entry in applied] == [Outcome.SKIPPED]
+
+
+# ---------------------------------------------------------------- OptInUpdater: batches
+def test_changes_are_applied_in_sequence_order_per_user() -> None:
+    event = kinesis_event(
+        [
+            row("userA", "+12065550101", 0),
+            row("userB", "+12065550102", 0),
+            row("userA", "+12065550101", 1),
+            row("userB", "+12065550102", 1, operation="delete"),
+        ]
+    )
+    event["Records"].reverse()  # delivered out of order: the updater sorts by sequence number
+    with StubbedList() as stubbed:
+        stubbed.expect_put("+12065550101")
+        stubbed.expect_put("+12065550102")
+        stubbed.expect_delete("+12065550101")
+        stubbed.expect_put("+12065550102")
+        metrics = RecordingMetrics()
+        outcome = updater_with(stubbed, metrics).process(event["Records"], FAR_FUTURE)
+        stubbed.stubber.assert_no_pending_responses()
+    assert outcome.response() == {"batchItemFailures": []}
+    assert outcome.counts["OptOuts"] == 3 and outcome.counts["OptIns"] == 1
+
+
+def test_a_transient_failure_holds_back_that_users_later_changes_and_later_opt_ins() -> None:
+    event = kinesis_event(
+        [
+            row("userA", "+12065550101", 0),
+            row("userB", "+12065550102", 0),  # throttled past the retries
+            row("userC", "+12065550103", 0),  # another user's opt-out: applied at once
+            row("userB", "+12065550102", 1),  # must not be applied before B's opt-out above
+            row("userC", "+12065550103", 1),  # an opt-in after the failure: redelivered anyway, waits
+            row("userC", "+12065550103", 0),  # C's later change waits behind it
+            row("userA", "+12065550101", 0),  # another opt-out: applied at once
+        ]
+    )
+    seqs = sequences(event)
+    with StubbedList(max_attempts=2) as stubbed:
+        stubbed.expect_put("+12065550101")
+        stubbed.expect_error("put_opted_out_number", "+12065550102", "ThrottlingException", 400)
+        stubbed.expect_error("put_opted_out_number", "+12065550102", "ThrottlingException", 400)
+        stubbed.expect_put("+12065550103")
+        stubbed.expect_put("+12065550101")
+        outcome = updater_with(stubbed).process(event["Records"], FAR_FUTURE)
+        stubbed.stubber.assert_no_pending_responses()
+    assert outcome.response() == {"batchItemFailures": [{"itemIdentifier": seqs[1]}]}
+    assert outcome.held_back == seqs[3:6]
+    assert list(outcome.failed_transient) == [seqs[1]]
+
+
+def test_an_invalid_phone_fails_that_record_only() -> None:
+    event = kinesis_event(
+        [
+            row("userA", "+12065550101", 0),
+            row("userB", "206-555-0102", 0),
+            row("userB", "+12065550102", 0),
+            row("userC", "+12065550103", 1),  # an opt-in after a failure waits for the redelivery
+        ]
+    )
+    seqs = sequences(event)
+    metrics = RecordingMetrics()
+    with StubbedList() as stubbed:
+        stubbed.expect_put("+12065550101")
+        stubbed.expect_put("+12065550102")
+        outcome = updater_with(stubbed, metrics).process(event["Records"], FAR_FUTURE)
+        updater_with(stubbed, metrics)._publish(outcome)
+        stubbed.stubber.assert_no_pending_responses()
+    assert outcome.response() == {"batchItemFailures": [{"itemIdentifier": seqs[1]}]}
+    assert "E.164" in outcome.failed_permanent[seqs[1]]
+    assert outcome.held_back == [seqs[3]]
+    assert metrics.values["Invalid"] == 1 and metrics.values["OptOuts"] == 2 and metrics.values["OptIns"] == 0
+
+
+def test_the_lowest_failed_sequence_is_reported_when_several_fail() -> None:
+    event = kinesis_event(
+        [
+            row("userA", "+12065550101", 0),  # throttled
+            row("userB", "bad", 0),  # invalid
+        ]
+    )
+    seqs = sequences(event)
+    with StubbedList(max_attempts=1) as stubbed:
+        stubbed.expect_error("put_opted_out_number", "+12065550101", "ThrottlingException", 400)
+        outcome = updater_with(stubbed).process(event["Records"], FAR_FUTURE)
+    assert outcome.response() == {"batchItemFailures": [{"itemIdentifier": seqs[0]}]}
+    assert set(outcome.failed_permanent) == {seqs[1]}
+
+
+def test_refused_deletions_are_counted_and_not_reported() -> None:
+    event = kinesis_event([row("userA", "+12065550101", 1)])
+    metrics = RecordingMetrics()
+    with StubbedList() as stubbed:
+        stubbed.expect_error(
+            "delete_opted_out_number",
+            "+12065550101",
+            "ConflictException",
+            409,
+            Reason="RESOURCE_MODIFICATION_NOT_ALLOWED",
+        )
+        updater = updater_with(stubbed, metrics)
+        outcome = updater.process(event["Records"], FAR_FUTURE)
+        updater._publish(outcome)
+    assert outcome.response() == {"batchItemFailures": []}
+    assert metrics.values["Refused"] == 1 and metrics.values["OptIns"] == 0
+
+
+def test_refused_opt_outs_are_counted_and_reported() -> None:
+    event = kinesis_event([row("userA", "+12065550101", 0)])
+    with StubbedList() as stubbed:
+        stubbed.expect_error(
+            "put_opted_out_number", "+12065550101", "ValidationException", 400, Reason="CANNOT_ADD_OPTED_OUT_NUMBER"
+        )
+        outcome = updater_with(stubbed).process(event["Records"], FAR_FUTURE)
+    assert outcome.response() == {"batchItemFailures": [{"itemIdentifier": sequences(event)[0]}]}
+    assert outcome.counts["Refused"] == 1 and outcome.counts["Invalid"] == 0
+
+
+def test_bad_base64_is_poison() -> None:
+    event = kinesis_event([row("userA", "+12065550101", 0)])
+    event["Records"][0]["kinesis"]["data"] = "%%%"
+    with StubbedList() as stubbed:
+        outcome = updater_with(stubbed).process(event["Records"], FAR_FUTURE)
+    assert "base64" in outcome.failed_permanent[sequences(event)[0]]
+
+
+def test_out_of_time_leaves_the_rest_for_the_retry() -> None:
+    event = kinesis_event([row("userA", "+12065550101", 0), row("userB", "+12065550102", 0)])
+    with StubbedList() as stubbed:
+        outcome = updater_with(stubbed).process(event["Records"], deadline=0.0)
+    assert outcome.response() == {"batchItemFailures": [{"itemIdentifier": sequences(event)[0]}]}
+
+
+def test_configuration_comes_from_the_environment() -> None:
+    config = UpdaterConfig.from_env(
+        {
+            "OPT_OUT_LIST_NAME": LIST,
+            "SOURCE_TABLE": "optin_status",
+            "SOURCE_SCHEMA": "blog_db",
+            "BEFORE_IMAGE_FIELD": "BI",
+        }
+    )
+    assert config == UpdaterConfig(LIST, DmsSource("optin_status", "blog_db", "BI"))
+    with pytest.raises(RuntimeError, match="OPT_OUT_LIST_NAME"):
+        UpdaterConfig.from_env({"SOURCE_TABLE": "optin_status"})
+
+
+# ---------------------------------------------------------------- the handler, unchanged, against the emulation
+@pytest.fixture
+def sms() -> Iterator[SmsEmulation]:
+    with SmsEmulation() as emulation:
+        emulation.create_opt_out_list(LIST)
+        yield emulation
+
+
+@pytest.fixture
+def handler(sms: SmsEmulation):
+    return load_handler_module("optin_updater", OPT_OUT_LIST_NAME=LIST, SOURCE_TABLE="optin_status")
+
+
+def invoke(handler, event: dict) -> dict:
+    return handler.lambda_handler(event, FakeLambdaContext(function_name="OptInUpdater"))
+
+
+def test_event_optin_load(handler, sms: SmsEmulation) -> None:
+    assert invoke(handler, load_event("dms-optin-load.json")) == {"batchItemFailures": []}
+    assert sms.opted_out_numbers(LIST) == {"+12065550103"}
+
+
+def test_event_optout_update_with_a_changed_number(handler, sms: SmsEmulation) -> None:
+    assert invoke(handler, load_event("dms-optout-update.json")) == {"batchItemFailures": []}
+    assert sms.opted_out_numbers(LIST) == {"+12065550101", "+12065550102"}
+
+
+def test_event_delete(handler, sms: SmsEmulation) -> None:
+    assert invoke(handler, load_event("dms-delete.json")) == {"batchItemFailures": []}
+    assert sms.opted_out_numbers(LIST) == {"+12065550103"}
+
+
+def test_event_invalid_phone(handler, sms: SmsEmulation) -> None:
+    event = load_event("dms-invalid-phone.json")
+    assert invoke(handler, event) == {"batchItemFailures": [{"itemIdentifier": sequences(event)[1]}]}
+    assert sms.opted_out_numbers(LIST) == {"+12065550104", "+12065550106"}
+
+
+def test_event_control(handler, sms: SmsEmulation, capsys) -> None:
+    assert invoke(handler, load_event("dms-control.json")) == {"batchItemFailures": []}
+    assert sms.opted_out_numbers(LIST) == set()
+    metrics = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    assert metrics and metrics[-1]["Ignored"] == [3.0]
+
+
+def test_event_optout_update_makes_exactly_these_calls(handler) -> None:
+    with StubbedList() as stubbed:
+        stubbed.expect_put("+12065550101")
+        stubbed.expect_put("+12065550102")  # user2's previous number, from the before image
+        stubbed.expect_delete("+12065550122")
+        handler.updater.opt_out_list = stubbed.opt_out_list
+        assert invoke(handler, load_event("dms-optout-update.json")) == {"batchItemFailures": []}
+        stubbed.stubber.assert_no_pending_responses()
+
+
+def run_like_the_event_source_mapping(handler, records: list[tuple[str, bytes]], retries: int = 5) -> list[str]:
+    """Batches of 100 from the checkpoint; a record failing past `retries` goes to the destination."""
+    event = kinesis_event(records)
+    pending, to_destination, attempts = event["Records"], [], 0
+    while pending:
+        response = invoke(handler, {"Records": pending[:100]})
+        failures = response["batchItemFailures"]
+        if not failures:
+            pending, attempts = pending[100:], 0
+            continue
+        failed = failures[0]["itemIdentifier"]
+        position = next(i for i, record in enumerate(pending) if record["kinesis"]["sequenceNumber"] == failed)
+        pending, attempts = pending[position:], attempts + 1
+        if attempts > retries:
+            to_destination.append(failed)
+            pending, attempts = pending[1:], 0
+    return to_destination
+
+
+def test_generated_changes_leave_the_expected_opt_out_list(handler, sms: SmsEmulation) -> None:
+    plan = plan_changes(40)
+    to_destination = run_like_the_event_source_mapping(handler, plan.records)
+    assert sms.opted_out_numbers(LIST) == plan.expected_opted_out
+    expected_invalid = [sequences(kinesis_event(plan.records))[i] for i in plan.invalid_record_positions]
+    assert to_destination == expected_invalid
+
+
+def test_throttling_in_the_middle_still_converges_to_the_expected_list(handler, sms: SmsEmulation) -> None:
+    plan = plan_changes(12)
+    handler.updater.opt_out_list.max_attempts = 1
+    sms.throttle_next(3)
+    run_like_the_event_source_mapping(handler, plan.records)
+    assert sms._throttle_next == 0  # the throttling did happen
+    assert sms.opted_out_numbers(LIST) == plan.expected_opted_out
+
+
+@pytest.mark.slow
+def test_demo_end_to_end_under_the_local_runtime() -> None:
+    """The template's pipeline under the local runtime: stream → mapping (bisect, retries) → function → list."""
+    template = REPO_ROOT / "template.yaml"
+    options = RuntimeOptions(template_path=template, parameter_overrides={"BatchingWindowSeconds": "0"})
+    with Runtime(options) as runtime:
+        sms = runtime.deployment.sms
+        assert sms is not None, "the runtime serves the SMS emulation for AWS::SMSVOICE::OptOutList"
+        list_name = str(runtime.template.ref("SmsOptOutList"))
+        context = RuntimeDemoContext(runtime)
+        demo = OptInDemo()
+        demo.produce(context)
+        runtime.drain(timeout_s=120)
+        section = demo.report(context)
+        assert section.problems == []
+        assert section.accounted
+        assert sms.opted_out_numbers(list_name) == demo.plan.expected_opted_out

@@ -1,0 +1,124 @@
+"""Demo: DMS change records of `optin_status` → the End User Messaging SMS opt-out list.
+
+Puts a scripted history of opt-in changes (see `tributary.dms_changes`) on the optin-cdc stream
+in DMS's format. After draining, prints the opt-out list (held by the runtime's SMS emulation)
+beside the list the service's rules say it must hold. Accounted only if the two match and every
+record with an invalid phone number reached the on-failure destination.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import boto3
+from botocore.exceptions import BotoCoreError, ClientError
+
+from tributary.demos import DemoContext, DemoSection
+from tributary.demos.stream_processor import RecordOnStream, read_stream
+from tributary.dms_changes import ChangePlan, plan_changes
+
+DEMO_USERS = 24
+FUNCTION = "OptInUpdaterFunction"
+STREAM = "OptInCdcStream"
+OPT_OUT_LIST = "SmsOptOutList"
+
+
+class OptInDemo:
+    name = "opt-in updater: DMS changes to the SMS opt-out list"
+    required_resources = (STREAM, OPT_OUT_LIST, FUNCTION)
+    parameter_overrides: Mapping[str, str] = {"BatchingWindowSeconds": "0"}
+
+    def __init__(self) -> None:
+        self.plan = ChangePlan()
+
+    def produce(self, ctx: DemoContext) -> None:
+        self.plan = plan_changes(DEMO_USERS)
+        kinesis = ctx.client("kinesis")
+        stream = ctx.physical_name(STREAM)
+        # One record per call, in order: DMS writes each user's changes in commit order.
+        for partition_key, data in self.plan.records:
+            kinesis.put_record(StreamName=stream, PartitionKey=partition_key, Data=data)
+
+    def report(self, ctx: DemoContext) -> DemoSection:
+        section = DemoSection(self.name, accounted=True)
+        list_name = ctx.physical_name(OPT_OUT_LIST)
+        try:
+            actual = opted_out_numbers(ctx.region, list_name)
+        except (ClientError, BotoCoreError) as error:
+            section.accounted = False
+            section.problems.append(f"cannot read opt-out list {list_name} (is the SMS emulation running?): {error}")
+            return section
+        expected = self.plan.expected_opted_out
+        section.lines.append(
+            f"{len(self.plan.records)} DMS records for {DEMO_USERS} users "
+            f"({self.plan.ignored_records} to ignore, {len(self.plan.invalid_record_positions)} invalid phone)"
+        )
+        section.lines += side_by_side(actual, expected)
+        if actual != expected:
+            section.accounted = False
+            section.problems.append(
+                f"opt-out list differs: missing {sorted(expected - actual)}, unexpected {sorted(actual - expected)}"
+            )
+        self._check_invalid_records(ctx, section)
+        return section
+
+    def _check_invalid_records(self, ctx: DemoContext, section: DemoSection) -> None:
+        stream = ctx.physical_name(STREAM)
+        on_stream = read_stream(ctx.client("kinesis"), stream)
+        batches = [record for record in ctx.on_failure_records() if _batch_stream(record) == stream]
+        for position in self.plan.invalid_record_positions:
+            data = self.plan.records[position][1]
+            found = [record for record in on_stream if record.data == data]
+            if found and all(_in_batches(record, batches) for record in found):
+                section.lines.append(f"  invalid phone record {found[0].sequence_number}: in an on-failure batch")
+            else:
+                section.accounted = False
+                section.problems.append(f"invalid phone record #{position} did not reach the on-failure destination")
+        stats = next((value for key, value in ctx.mapping_stats().items() if key.startswith(f"{FUNCTION}.")), None)
+        if stats is not None:
+            section.lines.append(
+                f"  {FUNCTION}: {stats.records_in} records in, {stats.invocations} invocations, "
+                f"{stats.retries} retries, {stats.records_to_destination} records on-failure"
+            )
+
+
+def opted_out_numbers(region: str, list_name: str) -> set[str]:
+    # Not ctx.client: the opt-out list lives in the SMS emulation, which boto3 reaches through
+    # AWS_ENDPOINT_URL_PINPOINT_SMS_VOICE_V2 (set when the runtime starts the emulation).
+    client = boto3.client("pinpoint-sms-voice-v2", region_name=region)
+    numbers: set[str] = set()
+    for page in client.get_paginator("describe_opted_out_numbers").paginate(OptOutListName=list_name):
+        numbers |= {entry["OptedOutNumber"] for entry in page["OptedOutNumbers"]}
+    return numbers
+
+
+def side_by_side(actual: set[str], expected: set[str]) -> list[str]:
+    lines = [f"  {'number':<14} {'opt-out list':<13} expected", f"  {'-' * 14} {'-' * 13} {'-' * 8}"]
+    for number in sorted(actual | expected):
+        mark = "" if (number in actual) == (number in expected) else "   <- differs"
+        lines.append(f"  {number:<14} {_yes(number in actual):<13} {_yes(number in expected)}{mark}")
+    lines.append(f"  {len(actual)} opted out, {len(expected)} expected")
+    return lines
+
+
+def _yes(flag: bool) -> str:
+    return "opted out" if flag else "-"
+
+
+def _batch_stream(record: Mapping[str, Any]) -> str:
+    return str((record.get("KinesisBatchInfo") or {}).get("streamArn", "")).rsplit("/", 1)[-1]
+
+
+def _in_batches(record: RecordOnStream, batches: Sequence[Mapping[str, Any]]) -> bool:
+    sequence = int(record.sequence_number)
+    return any(
+        batch["KinesisBatchInfo"]["shardId"] == record.shard_id
+        and int(batch["KinesisBatchInfo"]["startSequenceNumber"])
+        <= sequence
+        <= int(batch["KinesisBatchInfo"]["endSequenceNumber"])
+        for batch in batches
+    )
+
+
+PIPELINE = OptInDemo()
