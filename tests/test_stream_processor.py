@@ -4,14 +4,16 @@ import base64
 import json
 import sys
 from decimal import Decimal
+from uuid import UUID
 
 import boto3
 import pytest
-from support import AlwaysThrottled, FakeClock, FakeLambdaContext, load_event, load_handler_module
+from support import REPO_ROOT, AlwaysThrottled, FakeClock, FakeLambdaContext, load_event, load_handler_module
 
+from tributary_shared.avro_codec import RegistryDeserializer, canonical_definition
 from tributary_shared.dynamo_writer import BatchWriter
 from tributary_shared.errors import PoisonRecordError, TransientError
-from tributary_shared.payloads import decode_payload
+from tributary_shared.payloads import decode_payload, set_framed_decoder
 from tributary_shared.stream_processor import (
     ProcessorConfig,
     StreamProcessor,
@@ -219,3 +221,42 @@ def test_each_invocation_emits_metrics_and_a_structured_log_per_failure(aws, cap
     assert counts == {"RecordsIn": [5.0], "RecordsWritten": [4.0], "FailedPermanent": [1.0], "RecordsDeferred": [0.0]}
     (failure_log,) = [line for line in lines if line.get("message") == "permanent failure"]
     assert failure_log["level"] == "WARNING" and "not valid JSON" in failure_log["reason"]
+
+
+# ---------------------------------------------------------------- payments: registry-framed Avro
+
+# The schema-version UUIDs events/kinesis-payment-avro.json was framed with; a deployed function finds
+# them in the Glue registry, this test hands the codec the same schema files directly.
+PAYMENT_SCHEMA_VERSIONS = {
+    UUID("5e0c5a1e-7a1d-4c2b-9f00-00000000a001"): "payment_event_v1.avsc",
+    UUID("5e0c5a1e-7a1d-4c2b-9f00-00000000a002"): "payment_event_v2.avsc",
+}
+
+
+@pytest.fixture
+def schema_files_as_registry():
+    definitions = {
+        version: canonical_definition((REPO_ROOT / "schemas" / name).read_text())
+        for version, name in PAYMENT_SCHEMA_VERSIONS.items()
+    }
+    set_framed_decoder(RegistryDeserializer(definitions.__getitem__))
+    yield
+    set_framed_decoder(None)
+
+
+def test_avro_payment_event_keeps_the_latest_state_of_each_payment(aws, schema_files_as_registry):
+    boto3.client("dynamodb").create_table(
+        TableName="Payments",
+        BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=[{"AttributeName": "paymentId", "AttributeType": "S"}],
+        KeySchema=[{"AttributeName": "paymentId", "KeyType": "HASH"}],
+    )
+    handler = load_handler_module("stream_processor", TABLE_NAME="Payments", KEY_ATTRIBUTES="paymentId").lambda_handler
+    response = handler(load_event("kinesis-payment-avro.json"), FakeLambdaContext())
+    assert response == {"batchItemFailures": []}
+    items = {i["paymentId"]: i for i in boto3.resource("dynamodb").Table("Payments").scan()["Items"]}
+    assert {pid: (i["status"], i.get("channel")) for pid, i in items.items()} == {
+        "pay-00000001": ("SETTLED", "web"),
+        "pay-00000002": ("DECLINED", "mobile"),
+    }
+    assert isinstance(items["pay-00000001"]["amount"], Decimal)

@@ -1,5 +1,6 @@
 """template.yaml: the settings the code relies on, security defaults, and SAM's own validate/build."""
 
+import copy
 import json
 import os
 import subprocess
@@ -9,7 +10,8 @@ from typing import Any
 
 import pytest
 from samcli.yamlhelper import yaml_parse
-from support import REPO_ROOT
+from samtranslator.translator.transform import transform
+from support import REPO_ROOT, environment
 
 TEMPLATE = yaml_parse((REPO_ROOT / "template.yaml").read_text())
 RESOURCES: dict[str, dict[str, Any]] = TEMPLATE["Resources"]
@@ -99,28 +101,69 @@ def test_buckets_are_private_and_tls_only():
         ), name
 
 
-def statements_of(function: dict[str, Any]) -> list[dict[str, Any]]:
-    found: list[dict[str, Any]] = []
+class NoManagedPolicies:
+    """samtranslator asks for AWS's managed-policy map; a name it then looks up fails the test below."""
 
-    def walk(node: Any) -> None:
-        if isinstance(node, dict):
-            if "Effect" in node and "Action" in node:
-                found.append(node)
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for value in node:
-                walk(value)
-
-    walk(function["Properties"].get("Policies", []))
-    return found
+    def load(self) -> dict[str, str]:
+        return {}
 
 
-def test_function_policies_name_their_resources():
-    for name, function in resources_of("AWS::Serverless::Function").items():
-        for statement in statements_of(function):
-            resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
-            assert "*" not in resources, f"{name} grants {statement['Action']} on every resource"
+def transformed_template() -> dict[str, Any]:
+    """The template as CloudFormation receives it after SAM's transform (offline; code URIs stubbed)."""
+    template = copy.deepcopy(TEMPLATE)
+    for resource in template["Resources"].values():
+        if resource["Type"] == "AWS::Serverless::Function":
+            resource["Properties"]["CodeUri"] = "s3://bucket/function.zip"
+        elif resource["Type"] == "AWS::Serverless::LayerVersion":
+            resource["Properties"]["ContentUri"] = "s3://bucket/layer.zip"
+    with environment(AWS_DEFAULT_REGION="us-east-1"):
+        return transform(template, {}, NoManagedPolicies())
+
+
+def policy_statements(node: Any) -> list[dict[str, Any]]:
+    """Every IAM statement under `node`, whichever branch of an Fn::If it sits in."""
+    if isinstance(node, dict):
+        found = [node] if "Effect" in node and "Action" in node else []
+        return found + [s for value in node.values() for s in policy_statements(value)]
+    if isinstance(node, list):
+        return [s for value in node for s in policy_statements(value)]
+    return []
+
+
+def as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def test_every_role_names_its_resources():
+    resources = transformed_template()["Resources"]
+    roles = {name: r for name, r in resources.items() if r["Type"] == "AWS::IAM::Role"}
+    functions = {name: r for name, r in resources.items() if r["Type"] == "AWS::Lambda::Function"}
+    assert all("Fn::GetAtt" in f["Properties"]["Role"] for f in functions.values()), "every function has its own role"
+    for name, role in roles.items():
+        documents = [role["Properties"].get("Policies", []), role["Properties"].get("AssumeRolePolicyDocument")]
+        for arn in role["Properties"].get("ManagedPolicyArns", []):
+            assert isinstance(arn, dict) and "Ref" in arn, f"{name} attaches a policy defined outside the template"
+            documents.append(resources[arn["Ref"]]["Properties"]["PolicyDocument"])
+        for statement in policy_statements(documents):
+            if "Principal" in statement:
+                continue
+            if "*" in as_list(statement["Resource"]):
+                actions = as_list(statement["Action"])
+                assert all(a.startswith("xray:") for a in actions), f"{name} grants {actions} on every resource"
+
+
+@pytest.mark.parametrize("function", STREAM_PROCESSORS)
+def test_key_attributes_match_the_table_key_schema(function):
+    variables = RESOURCES[function]["Properties"]["Environment"]["Variables"]
+    table = variables["TABLE_NAME"]["Ref"]
+    key_schema = RESOURCES[table]["Properties"]["KeySchema"]
+    assert variables["KEY_ATTRIBUTES"].split(",") == [key["AttributeName"] for key in key_schema]
+
+
+def test_s3_failure_destination_gets_put_object_and_list_bucket():
+    statements = policy_statements(RESOURCES["DiscardedBatchDeliveryPolicy"]["Properties"]["PolicyDocument"])
+    actions = {action for statement in statements for action in as_list(statement["Action"])}
+    assert {"s3:PutObject", "s3:ListBucket", "sqs:SendMessage"} <= actions
 
 
 def sam(*args: str, cwd: Path = REPO_ROOT) -> subprocess.CompletedProcess[str]:

@@ -21,32 +21,17 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from tributary_shared.dynamo_writer import BatchWriter, PendingItem, WriteReport
 from tributary_shared.errors import PoisonRecordError, RecordError
+from tributary_shared.invocation import LambdaContextLike, LoggerLike, MetricsLike, invocation_deadline
 from tributary_shared.payloads import decode_payload
 
 # DynamoDB's item size limit: a record larger than this can never be written.
 DEFAULT_MAX_RECORD_BYTES = 400 * 1024
-# Time kept back from the invocation's remaining time to build and return the response.
-DEADLINE_MARGIN_S = 1.5
 # DynamoDB stores documents nested at most 32 levels deep.
 MAX_NESTING_DEPTH = 32
-
-
-class LambdaContextLike(Protocol):
-    def get_remaining_time_in_millis(self) -> int: ...
-
-
-class MetricsLike(Protocol):
-    def add_metric(self, name: str, unit: str, value: float) -> None: ...
-
-
-class LoggerLike(Protocol):
-    def warning(self, msg: object, *args: object, **kwargs: Any) -> None: ...
-
-    def info(self, msg: object, *args: object, **kwargs: Any) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -151,7 +136,7 @@ class StreamProcessor:
         return cls(ProcessorConfig.from_env(), **kwargs)
 
     def handle(self, event: dict[str, Any], context: LambdaContextLike) -> dict[str, Any]:
-        deadline = self.clock() + context.get_remaining_time_in_millis() / 1000 - DEADLINE_MARGIN_S
+        deadline = invocation_deadline(context, self.clock)
         outcome = self.process(event.get("Records") or [], deadline)
         self._publish(outcome)
         return outcome.response()
