@@ -3,7 +3,7 @@
 import json
 import random
 from collections import defaultdict
-from decimal import Decimal
+from decimal import Decimal, localcontext
 
 import pytest
 from hypothesis import given, settings
@@ -191,6 +191,25 @@ def test_state_survives_json_and_skips_redelivered_records(all_readings):
     assert restored.first_sequence == 1
 
 
+# Up to 15 integer digits and 20 decimals: 35 significant digits, as many as DynamoDB keeps (38)
+# once a few dozen are added up, more than Python's default 28-digit context.
+precise_figures = st.integers(min_value=-(10**35) + 1, max_value=10**35 - 1).map(lambda n: Decimal(n).scaleb(-20))
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(precise_figures, min_size=2, max_size=60), st.integers(min_value=1, max_value=7))
+def test_distance_sums_keep_dynamodb_precision(distances, batch_size):
+    state_json: dict = {}
+    for start in range(0, len(distances), batch_size):
+        state = WindowState.from_json(json.loads(json.dumps(state_json)))
+        for sequence, distance in enumerate(distances[start : start + batch_size], start=start + 1):
+            state.fold(parse_reading(payload("Precise", distance, 1, 1, 0)), sequence)
+        state_json = state.to_json()
+    with localcontext(prec=200):
+        exact = sum(distances, Decimal(0))
+    assert WindowState.from_json(state_json).unicorns["Precise"].distance == exact
+
+
 def test_poison_records_are_counted_once_however_often_redelivered():
     state = WindowState()
     assert state.count_poison(500)
@@ -242,6 +261,14 @@ def test_even_longest_names_leave_room_for_thousands():
         ({"Name": "A", "Distance": 1, "HealthPoints": 1, "StatusTime": "2026-11-21"}, "MagicPoints"),
         ({"Name": "A", "Distance": 1, "MagicPoints": 1, "HealthPoints": 1e300, "StatusTime": "x"}, "HealthPoints"),
         ({"Name": "A", "Distance": 1, "MagicPoints": 1, "HealthPoints": 1, "StatusTime": "yesterday"}, "StatusTime"),
+        (
+            {"Name": "A", "Distance": Decimal("1." + "1" * 38), "MagicPoints": 1, "HealthPoints": 1, "StatusTime": "x"},
+            "significant digits",
+        ),
+        (
+            {"Name": "A", "Distance": Decimal("1e-131"), "MagicPoints": 1, "HealthPoints": 1, "StatusTime": "x"},
+            "Distance",
+        ),
         ({"Name": "A", "Distance": 1, "MagicPoints": 1, "HealthPoints": 1, "StatusTime": 1795262400}, "StatusTime"),
     ],
 )

@@ -14,12 +14,14 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from tributary_shared.aggregation_sink import AggregationSink
-from tributary_shared.fleet_window import InvocationReport, handle_window_event
+from tributary_shared.fleet_window import FoldOutcome, InvocationReport, handle_window_event
 from tributary_shared.invocation import invocation_deadline
 
 logger = Logger()
 metrics = Metrics()
 tracer = Tracer()
+# A batch full of bad records should not flood the log: the first few name the problem.
+MAX_LOGGED_SEQUENCES = 10
 
 
 @cache
@@ -48,6 +50,7 @@ def _record(report: InvocationReport) -> None:
     fold = report.fold
     metrics.add_metric(name="RecordsFolded", unit=MetricUnit.Count, value=fold.folded)
     metrics.add_metric(name="RecordsRedelivered", unit=MetricUnit.Count, value=fold.redelivered)
+    metrics.add_metric(name="RecordsSkippedOutOfOrder", unit=MetricUnit.Count, value=len(fold.out_of_order))
     metrics.add_metric(name="PoisonRecords", unit=MetricUnit.Count, value=fold.new_poison)
     metrics.add_metric(name="StateBytes", unit=MetricUnit.Bytes, value=report.state_bytes)
     context = {
@@ -58,20 +61,18 @@ def _record(report: InvocationReport) -> None:
         "unicorns": report.unicorns,
         "stateBytes": report.state_bytes,
     }
-    if fold.failed_sequence:
-        kind = "poison" if fold.failure_permanent else "transient"
+    _record_failures(fold, context)
+    if report.flush_deferred:
         logger.warning(
-            f"{kind} record reported for retry: {fold.failure_reason}",
-            extra={**context, "sequenceNumber": fold.failed_sequence, "notReached": fold.not_reached},
+            f"large window state not stored yet, kept for the next batch: {report.flush_deferred}", extra=context
         )
-    if report.state_near_limit:
-        logger.warning("window state is close to Lambda's 1 MB limit; expect early termination", extra=context)
-    if report.closed and report.published:
-        metrics.add_metric(name="WindowsClosed", unit=MetricUnit.Count, value=1)
+    if report.published:
+        metrics.add_metric(name="WindowsClosed", unit=MetricUnit.Count, value=int(report.closed))
+        metrics.add_metric(name="SegmentsFlushed", unit=MetricUnit.Count, value=int(report.segment_flushed))
         metrics.add_metric(name="PartialWindows", unit=MetricUnit.Count, value=int(report.partial))
         metrics.add_metric(name="AggregationItems", unit=MetricUnit.Count, value=report.published.items_written)
         logger.info(
-            "window stored",
+            "window stored" if report.closed else "large window state stored as a partial segment",
             extra={
                 **context,
                 "partial": report.partial,
@@ -79,4 +80,19 @@ def _record(report: InvocationReport) -> None:
                 "summaries": report.published.summaries_sent,
                 "poisonInWindow": report.poison_in_window,
             },
+        )
+
+
+def _record_failures(fold: FoldOutcome, context: dict[str, Any]) -> None:
+    if fold.out_of_order:
+        logger.warning(
+            "records below the window's high-water mark that are not a re-delivered prefix were skipped",
+            extra={**context, "sequenceNumbers": fold.out_of_order[:MAX_LOGGED_SEQUENCES]},
+        )
+    for sequence, reason in list(fold.poison.items())[:MAX_LOGGED_SEQUENCES]:
+        logger.warning(f"poison record not folded: {reason}", extra={**context, "sequenceNumber": sequence})
+    if fold.transient_sequence:
+        logger.warning(
+            f"transient failure, batch reported for retry from here: {fold.transient_reason}",
+            extra={**context, "sequenceNumber": fold.transient_sequence, "notReached": fold.not_reached},
         )

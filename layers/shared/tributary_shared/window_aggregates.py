@@ -9,23 +9,27 @@ of a verbose object:
 
 A row takes about 90 bytes with 16-character names and float distances (over 10,000 unicorns per
 shard fit) and about 210 at worst (64-character names, every figure a 17-digit float: 5,000 fit).
-Past that Lambda ends the window early and nothing is lost: see `tributary_shared.fleet_window`.
-Numbers are exact decimals (DynamoDB stores decimals, and exact sums make merging associative);
-integral values are kept as JSON integers, others as decimal strings.
+Past 800 KB the function stores the state as a partial segment and goes on with an empty one, so
+nothing is lost and Lambda's own early end at 1 MB stays a backstop: see `tributary_shared.fleet_window`.
+Numbers are decimals with DynamoDB's precision: each figure has at most 38 significant digits (a
+reading with more is poison, DynamoDB could not store it) and sums are taken in a 38-digit context,
+so they are exact (and merging associative) as long as DynamoDB can hold the result; integral
+values are kept as JSON integers, others as decimal strings.
 First and last StatusTime are the smallest and largest reading times as epoch milliseconds, so
 the figures do not depend on the order records arrive in.
 
 `last` is the highest sequence number folded: the ESM delivers a shard's records in sequence order
 the first time, so a record at or below it is a re-delivery and is skipped rather than counted
-twice. `first` (the lowest sequence number folded) names the state's segment: a window Lambda ends
-early continues with a fresh state, and each segment is stored under its own key.
+twice. `first` (the lowest sequence number folded) names the state's segment: a window stored in
+segments (by the function past 800 KB, or by Lambda's early end) goes on with a fresh state, and
+each segment is stored under its own key.
 """
 
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal, InvalidOperation
+from decimal import Context, Decimal, InvalidOperation
 from typing import Any, Self
 
 from tributary_shared.errors import PoisonRecordError
@@ -35,7 +39,11 @@ MAX_NAME_CHARS = 64
 # Lambda's limit on a tumbling window's state per shard; past it the window ends early.
 STATE_LIMIT_BYTES = 1024 * 1024
 FIGURE_FIELDS = ("Distance", "MagicPoints", "HealthPoints")
-# Largest magnitude kept: DynamoDB numbers carry 38 digits, Decimal's context 28.
+# DynamoDB numbers: 38 significant digits, magnitudes from 1e-130. Python's default context has 28
+# digits, so sums use a context of their own.
+DYNAMODB_DIGITS = 38
+DYNAMODB_CONTEXT = Context(prec=DYNAMODB_DIGITS)
+MIN_ABS_FIGURE = Decimal("1e-130")
 MAX_ABS_FIGURE = Decimal("1e15")
 FLINK_TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -66,9 +74,19 @@ def _figure(payload: Mapping[str, Any], field_name: str) -> Decimal:
     if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
         raise PoisonRecordError(f"{field_name} must be a number, got {value!r:.80}")
     number = Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
-    if not number.is_finite() or abs(number) > MAX_ABS_FIGURE:
-        raise PoisonRecordError(f"{field_name} must be a finite number below {MAX_ABS_FIGURE}, got {value}")
+    if not number.is_finite() or abs(number) > MAX_ABS_FIGURE or (number and abs(number) < MIN_ABS_FIGURE):
+        raise PoisonRecordError(
+            f"{field_name} must be 0 or a finite number of magnitude {MIN_ABS_FIGURE}..{MAX_ABS_FIGURE}, "
+            f"got {value!s:.80}"
+        )
+    if _significant_digits(number) > DYNAMODB_DIGITS:
+        raise PoisonRecordError(f"{field_name} has more than {DYNAMODB_DIGITS} significant digits: {value!s:.80}")
     return number
+
+
+def _significant_digits(number: Decimal) -> int:
+    digits = "".join(map(str, number.as_tuple().digits)).strip("0")
+    return len(digits)
 
 
 def parse_status_time(value: Any) -> int:
@@ -119,7 +137,7 @@ class UnicornFigures:
     def merge(self, other: "UnicornFigures") -> "UnicornFigures":
         return UnicornFigures(
             self.count + other.count,
-            self.distance + other.distance,
+            DYNAMODB_CONTEXT.add(self.distance, other.distance),
             min(self.min_magic_points, other.min_magic_points),
             max(self.max_magic_points, other.max_magic_points),
             min(self.min_health_points, other.min_health_points),
@@ -211,6 +229,14 @@ class WindowState:
         if self.first_sequence is None:
             self.first_sequence = sequence
         self.last_sequence = sequence
+
+    def next_segment(self) -> "WindowState":
+        """An empty state for the rest of the window, keeping the high-water marks (re-deliveries stay skipped)."""
+        return WindowState(
+            last_sequence=self.last_sequence,
+            poison_count=self.poison_count,
+            last_poison_sequence=self.last_poison_sequence,
+        )
 
     def count_poison(self, sequence: int) -> bool:
         """Count a poison record once, however often the ESM re-delivers it; True if it was new."""
