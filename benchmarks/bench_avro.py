@@ -10,6 +10,8 @@ bare loop's cost. Both registries answer from memory, so only decoding is measur
 
 import io
 import itertools
+import statistics
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,12 +20,11 @@ from uuid import UUID
 from aws_schema_registry import KafkaDeserializer, SchemaRegistryClient
 from fastavro import schemaless_reader
 
-from benchmarks.common import interleaved_medians
 from tributary.producer import unicorn_statuses
 from tributary_shared.avro_codec import RegistryDeserializer, canonical_definition, encode_glue, parse_definition
 
 RECORDS = 100_000
-ROUNDS = 7
+ROUNDS = 9  # a multiple of the three contenders: each runs first, second and third equally often
 VERSION_ID = UUID("5e0c5a1e-7a1d-4c2b-9f00-00000000b001")
 DEFINITION = canonical_definition(
     (Path(__file__).resolve().parent.parent / "schemas" / "unicorn_status.avsc").read_text()
@@ -75,10 +76,26 @@ def contenders(records: list[bytes]) -> dict[str, Callable[[], object]]:
     return {"this codec": this_codec, "aws-glue-schema-registry": the_package, "bare fastavro": bare_fastavro}
 
 
+def round_orders(names: list[str], rounds: int) -> list[list[str]]:
+    """The contenders' order in each round, rotated so none always runs first (warm caches, turbo)."""
+    return [names[turn % len(names):] + names[: turn % len(names)] for turn in range(rounds)]
+
+
+def rotated_medians(runs: dict[str, Callable[[], None]], rounds: int) -> dict[str, float]:
+    """Median seconds per contender over `rounds`, all contenders in each round, in rotating order."""
+    timings: dict[str, list[float]] = {name: [] for name in runs}
+    for order in round_orders(list(runs), rounds):
+        for name in order:
+            started = time.perf_counter()
+            runs[name]()
+            timings[name].append(time.perf_counter() - started)
+    return {name: statistics.median(values) for name, values in timings.items()}
+
+
 def main() -> None:
     records = framed_records()
-    medians = interleaved_medians(contenders(records), ROUNDS)
-    print(f"decoding {RECORDS:,} Glue-framed unicorn records, median of {ROUNDS} interleaved rounds")
+    medians = rotated_medians(contenders(records), ROUNDS)
+    print(f"decoding {RECORDS:,} Glue-framed unicorn records, median of {ROUNDS} rounds in rotating order")
     for name, seconds in medians.items():
         print(f"  {name:<26} {RECORDS / seconds:>12,.0f} records/s")
     speedup = medians["aws-glue-schema-registry"] / medians["this codec"]

@@ -2,6 +2,7 @@
 
 import base64
 import contextlib
+import importlib.util
 import json
 import zlib
 from datetime import UTC, datetime
@@ -149,10 +150,33 @@ def test_customer_full_name_evolves_both_ways():
     assert v1_reader(new) == {"first_name": "Ada", "last_name": "Lovelace"}
 
 
-def test_a_reader_schema_the_writer_cannot_resolve_to_is_a_poison_record():
+def test_a_reader_schema_the_writer_cannot_resolve_to_is_a_transient_configuration_error():
     data = encode_glue(payment(), parse_definition(PAYMENT_V1), V1_ID)
-    with pytest.raises(PoisonRecordError, match="does not match its schema"):
+    with pytest.raises(TransientError, match="configuration problem") as caught:
         RegistryDeserializer(lookup, reader_schema=CUSTOMER_V1)(data)
+    assert not caught.value.permanent
+
+
+@pytest.mark.parametrize("compress", [False, True])
+def test_the_unresolvable_error_names_the_field(compress):
+    v1 = json.loads(PAYMENT_V1)
+    needs_merchant = v1 | {"fields": [*v1["fields"], {"name": "merchant", "type": "string"}]}
+    id_as_number = v1 | {"fields": [f | {"type": "long"} if f["name"] == "paymentId" else f for f in v1["fields"]]}
+    data = encode_glue(payment(), parse_definition(PAYMENT_V1), V1_ID, compress=compress)
+    deserializer = RegistryDeserializer(lookup, reader_schema=json.dumps(needs_merchant))
+    for _ in range(2):  # the first record plans the read, the second takes the cached fast path
+        with pytest.raises(TransientError, match=r"merchant \(not written, no default\)"):
+            deserializer(data)
+    with pytest.raises(TransientError, match=r"paymentId \(written as string, read as long\)"):
+        RegistryDeserializer(lookup, reader_schema=json.dumps(id_as_number))(data)
+
+
+@pytest.mark.parametrize("setting", ['{"type": "record"', '{"type": "record", "name": "R", "fields": [{"name": "a"}]}'])
+def test_a_bad_reader_schema_setting_fails_at_construction(setting):
+    with pytest.raises(ValueError, match="READER_SCHEMA"):
+        RegistryDeserializer(lookup, reader_schema=setting)
+    with pytest.raises(ValueError, match=r"bad schema registry configuration.*READER_SCHEMA"):
+        RegistryDeserializer.from_env({"READER_SCHEMA": setting})
 
 
 # ------------------------------------------------------------------------------------ caching
@@ -180,6 +204,43 @@ def test_the_cache_is_bounded_and_evicts_the_oldest():
     for data in (first, first, second, first):
         deserializer(data)
     assert calls == [V1_ID, V2_ID, V1_ID]
+
+
+def test_unknown_schema_versions_are_remembered_briefly():
+    calls: list[UUID] = []
+    now = [100.0]
+
+    def counting(version_id: UUID) -> str:
+        calls.append(version_id)
+        return lookup(version_id)
+
+    deserializer = RegistryDeserializer(counting, unknown_id_ttl=30, clock=lambda: now[0])
+    unknown = encode_glue(payment(), parse_definition(PAYMENT_V1), UUID(int=99))
+    for _ in range(50):
+        with pytest.raises(PoisonRecordError, match="no schema version"):
+            deserializer(unknown)
+    assert calls == [UUID(int=99)]
+    now[0] += 31
+    DEFINITIONS[UUID(int=99)] = PAYMENT_V1  # registered since
+    try:
+        assert deserializer(unknown) == as_decoded(payment())
+    finally:
+        del DEFINITIONS[UUID(int=99)]
+    assert calls == [UUID(int=99)] * 2
+
+
+def test_unknown_confluent_ids_are_remembered_briefly():
+    calls: list[int] = []
+
+    def missing(schema_id: int) -> str:
+        calls.append(schema_id)
+        raise PoisonRecordError(f"registry has no schema id {schema_id}")
+
+    deserializer = RegistryDeserializer(confluent_lookup=missing)
+    for _ in range(20):
+        with pytest.raises(PoisonRecordError):
+            deserializer(encode_confluent(payment(), parse_definition(PAYMENT_V1), 7))
+    assert calls == [7]
 
 
 def test_a_transient_lookup_failure_propagates_and_is_not_cached():
@@ -315,3 +376,27 @@ def test_the_template_registers_exactly_the_schema_files():
     resources = template["Resources"]
     assert resources["UnicornStatusSchema"]["Properties"]["SchemaDefinition"] == UNICORN
     assert resources["PaymentEventSchema"]["Properties"]["SchemaDefinition"] == PAYMENT_V1
+
+
+# ------------------------------------------------------------------------------------ benchmark fairness
+
+
+def load_benchmark():
+    """benchmarks/ is not a package on the test path: load the file itself."""
+    path = SCHEMAS.parent / "benchmarks" / "bench_avro.py"
+    spec = importlib.util.spec_from_file_location("bench_avro", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_benchmark_rotates_which_contender_runs_first():
+    bench = load_benchmark()
+    ROUNDS, round_orders, rotated_medians = bench.ROUNDS, bench.round_orders, bench.rotated_medians
+    names = ["this codec", "aws-glue-schema-registry", "bare fastavro"]
+    orders = round_orders(names, ROUNDS)
+    for position in range(len(names)):
+        assert sorted(order[position] for order in orders) == sorted(names * (ROUNDS // len(names)))
+    ran: list[str] = []
+    medians = rotated_medians({name: (lambda name=name: ran.append(name)) for name in names}, 3)
+    assert ran == [*names, *names[1:], names[0], names[2], *names[:2]] and set(medians) == set(names)

@@ -144,20 +144,112 @@ def test_progress_is_reported_after_every_request_and_reports_add_up():
     assert (total.sent, total.requests) == (1002, 4)
 
 
-def test_records_land_on_a_moto_stream_in_order(aws):
+def moto_stream(name: str) -> Any:
     kinesis = boto3.client("kinesis")
-    kinesis.create_stream(StreamName="wildrydes", ShardCount=1)
-    kinesis.get_waiter("stream_exists").wait(StreamName="wildrydes", WaiterConfig={"Delay": 0.1})
-    sent = [(f"unicorn-{i % 3}", f"record-{i}".encode()) for i in range(620)]
-    report = put_records(kinesis, "wildrydes", iter(sent))
-    assert (report.sent, report.failed, report.requests) == (620, 0, 2)
-    shard_id = kinesis.list_shards(StreamName="wildrydes")["Shards"][0]["ShardId"]
-    iterator = kinesis.get_shard_iterator(
-        StreamName="wildrydes", ShardId=shard_id, ShardIteratorType="TRIM_HORIZON"
-    )["ShardIterator"]
+    kinesis.create_stream(StreamName=name, ShardCount=1)
+    kinesis.get_waiter("stream_exists").wait(StreamName=name, WaiterConfig={"Delay": 0.1})
+    return kinesis
+
+
+def read_shard(kinesis: Any, stream: str, expected: int) -> list[bytes]:
+    """The stream's records in arrival order; gives up after a bounded number of reads."""
+    shard_id = kinesis.list_shards(StreamName=stream)["Shards"][0]["ShardId"]
+    iterator = kinesis.get_shard_iterator(StreamName=stream, ShardId=shard_id, ShardIteratorType="TRIM_HORIZON")[
+        "ShardIterator"
+    ]
     received: list[bytes] = []
-    while len(received) < len(sent):
+    for _ in range(20):
         response = kinesis.get_records(ShardIterator=iterator, Limit=10000)
         received += [record["Data"] for record in response["Records"]]
         iterator = response["NextShardIterator"]
-    assert received == [data for _, data in sent]
+        if len(received) >= expected:
+            break
+    return received
+
+
+def test_records_land_on_a_moto_stream_in_order(aws):
+    kinesis = moto_stream("wildrydes")
+    sent = [(f"unicorn-{i % 310}", f"record-{i}".encode()) for i in range(620)]
+    report = put_records(kinesis, "wildrydes", iter(sent))
+    assert (report.sent, report.failed, report.requests) == (620, 0, 2)
+    assert read_shard(kinesis, "wildrydes", len(sent)) == [data for _, data in sent]
+
+
+def test_a_request_carries_one_record_per_partition_key():
+    client = FakeKinesis()
+    sent = [("a", b"1"), ("b", b"1"), ("a", b"2"), ("c", b"1"), ("a", b"3"), ("b", b"2")]
+    report = put_records(client, "s", sent, sleep=no_sleep)
+    keys_and_data = [[(r["PartitionKey"], r["Data"]) for r in request] for request in client.requests]
+    assert keys_and_data == [
+        [("a", b"1"), ("b", b"1"), ("c", b"1")],
+        [("a", b"2"), ("b", b"2")],
+        [("a", b"3")],
+    ]
+    assert report.sent == 6
+
+
+def test_one_busy_key_does_not_make_put_records_read_everything_ahead():
+    pulled = [0]
+
+    def one_key() -> Any:
+        for number in range(5000):
+            pulled[0] = number + 1
+            yield "only-key", str(number).encode()
+
+    pulled_at_each_request: list[int] = []
+
+    class Watching(FakeKinesis):
+        def put_records(self, StreamName: str, Records: list[dict[str, Any]]) -> dict[str, Any]:
+            pulled_at_each_request.append(pulled[0])
+            return super().put_records(StreamName, Records)
+
+    client = Watching()
+    report = put_records(client, "s", one_key(), sleep=no_sleep)
+    assert report.sent == 5000 and all(len(request) == 1 for request in client.requests)
+    assert [int(request[0]["Data"]) for request in client.requests] == list(range(5000))
+    assert max(count - index for index, count in enumerate(pulled_at_each_request)) <= MAX_RECORDS_PER_REQUEST + 1
+
+
+class FirstRecordThrottledOnce:
+    """A real (moto) Kinesis client whose first PutRecords call fails its first record."""
+
+    def __init__(self, kinesis: Any) -> None:
+        self.kinesis = kinesis
+        self.calls = 0
+
+    def put_records(self, StreamName: str, Records: list[dict[str, Any]]) -> dict[str, Any]:
+        self.calls += 1
+        if self.calls > 1:
+            return self.kinesis.put_records(StreamName=StreamName, Records=Records)
+        rest = self.kinesis.put_records(StreamName=StreamName, Records=Records[1:]) if Records[1:] else None
+        throttled = {"ErrorCode": "ProvisionedThroughputExceededException", "ErrorMessage": "slow down"}
+        return {"FailedRecordCount": 1, "Records": [throttled, *(rest["Records"] if rest else [])]}
+
+
+def test_a_resent_record_still_lands_before_the_next_record_of_its_key(aws):
+    kinesis = moto_stream("ordered")
+    sent = [("Shadowfax", b"first"), ("Shadowfax", b"second"), ("Rocinante", b"other")]
+    report = put_records(FirstRecordThrottledOnce(kinesis), "ordered", sent, sleep=no_sleep)
+    assert (report.sent, report.retried, report.failed) == (3, 1, 0)
+    arrived = read_shard(kinesis, "ordered", len(sent))
+    assert sorted(arrived) == sorted(data for _, data in sent)
+    assert [data for data in arrived if data in (b"first", b"second")] == [b"first", b"second"]
+
+
+def test_a_put_stopped_midway_counts_what_it_took_but_did_not_send_as_failed():
+    class StopsOnSecondRequest(FakeKinesis):
+        def put_records(self, StreamName: str, Records: list[dict[str, Any]]) -> dict[str, Any]:
+            if self.requests:
+                self.requests.append(Records)
+                raise ClientError({"Error": {"Code": "AccessDeniedException"}}, "PutRecords")
+            return super().put_records(StreamName, Records)
+
+    total = PutReport(sent=7)
+    client = StopsOnSecondRequest()
+    sent = [(f"key-{i % 300}", str(i).encode()) for i in range(1000)]
+    with pytest.raises(ClientError):
+        put_records(client, "s", sent, sleep=no_sleep, into=total)
+    assert total.sent == 7 + 300
+    # The failed request's 300 and the 400 read ahead for later requests.
+    assert total.failed == 700 and {entry.error_code for entry in total.failed_entries} == {"NotSent"}
+    assert sorted(data for _, data in sent[300:]) == sorted(entry.data for entry in total.failed_entries)

@@ -10,6 +10,7 @@ from pathlib import Path
 import boto3
 import fastavro
 import pytest
+from botocore.exceptions import ClientError
 
 from tributary import consumer, producer
 from tributary_shared import payloads
@@ -190,3 +191,189 @@ def test_the_summary_stream_and_timestamps(stream, capsys):
 def test_a_missing_stream_is_reported_not_retried(aws, capsys):
     assert producer.main("produce", ["--stream", "nowhere", "--msgs", "1", "--rate", "0"]) == 2
     assert "ResourceNotFoundException" in capsys.readouterr().err
+
+
+class StopsOnSecondPut:
+    """Kinesis that takes the first PutRecords and then is stopped by `stop` (Ctrl-C, access denied)."""
+
+    def __init__(self, kinesis, stop: BaseException) -> None:
+        self.kinesis = kinesis
+        self.stop = stop
+        self.calls = 0
+
+    def put_records(self, **request):
+        self.calls += 1
+        if self.calls > 1:
+            raise self.stop
+        return self.kinesis.put_records(**request)
+
+
+@pytest.mark.parametrize(
+    ("stop", "exit_code"),
+    [
+        (KeyboardInterrupt(), 1),
+        (ClientError({"Error": {"Code": "AccessDeniedException", "Message": "no"}}, "PutRecords"), 2),
+    ],
+)
+def test_an_aborted_run_reports_what_it_sent_and_counts_the_rest_as_failed(stream, capsys, monkeypatch, stop,
+                                                                          exit_code):
+    stream()
+    kinesis = StopsOnSecondPut(boto3.client("kinesis"), stop)
+    monkeypatch.setattr(producer, "aws_client", lambda service, endpoint_url: kinesis)
+    argv = ["--stream", "wildrydes", "--msgs", "120", "--rate", "0", "--unicorns", "50"]
+    assert producer.main("produce", argv) == exit_code
+    # 50 unicorns: requests of 50, 50 and 20 (one record per unicorn each); the second is stopped.
+    assert "sent 50, retried 0, failed 70" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------ the tail
+
+
+def test_latest_is_the_default_start(stream, capsys, monkeypatch):
+    stream(shards=1)
+    kinesis = boto3.client("kinesis")
+    kinesis.put_record(StreamName="wildrydes", PartitionKey="old", Data=b'{"seen": "before the tail"}')
+    refresh = consumer.StreamTail.refresh_shards
+
+    def refresh_then_put(tail: consumer.StreamTail) -> None:
+        first = not tail.shards
+        refresh(tail)
+        if first:  # the tail holds its LATEST iterators now: this record is after them
+            kinesis.put_record(StreamName="wildrydes", PartitionKey="new", Data=b'{"seen": "after"}')
+
+    monkeypatch.setattr(consumer.StreamTail, "refresh_shards", refresh_then_put)
+    argv = ["--stream", "wildrydes", "--poll-interval", "0", "--max-records", "1", "--idle-exit", "20"]
+    assert consumer.main("consume", argv) == 0
+    assert capsys.readouterr().out.splitlines() == ['{"seen": "after"}']
+
+
+class BehindForAWhile:
+    """Kinesis whose first GetRecords answers per shard are empty but behind: a gap in the shard."""
+
+    def __init__(self, kinesis, empty_answers: int) -> None:
+        self.kinesis = kinesis
+        self.empty_answers = empty_answers
+        self.get_records_calls = 0
+
+    def __getattr__(self, name: str):
+        return getattr(self.kinesis, name)
+
+    def get_records(self, **request):
+        self.get_records_calls += 1
+        if self.get_records_calls <= self.empty_answers:
+            return {"Records": [], "NextShardIterator": request["ShardIterator"], "MillisBehindLatest": 60_000}
+        return self.kinesis.get_records(**request)
+
+
+def test_idle_exit_waits_until_every_shard_is_at_its_tip(stream, capsys, monkeypatch):
+    stream(shards=2)
+    assert producer.main("produce", ["--stream", "wildrydes", "--msgs", "6", "--rate", "0", "--unicorns", "3"]) == 0
+    capsys.readouterr()
+    gappy = BehindForAWhile(boto3.client("kinesis"), empty_answers=4)
+    monkeypatch.setattr(consumer, "aws_client", lambda service, endpoint_url: gappy)
+    lines, errors = consume(capsys, "--stream", "wildrydes", "--idle-exit", "0")
+    assert len(lines) == 6 and not errors
+
+
+class Throttling:
+    """Kinesis that throttles the first ListShards and the first two GetRecords calls."""
+
+    def __init__(self, kinesis) -> None:
+        self.kinesis = kinesis
+        self.throttles = {"list_shards": 1, "get_records": 2}
+
+    def __getattr__(self, name: str):
+        call = getattr(self.kinesis, name)
+        if name not in self.throttles:
+            return call
+
+        def maybe_throttled(**request):
+            if self.throttles[name]:
+                self.throttles[name] -= 1
+                raise ClientError({"Error": {"Code": "ProvisionedThroughputExceededException"}}, name)
+            return call(**request)
+
+        return maybe_throttled
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+def test_the_tail_backs_off_when_throttled_and_paces_each_shard(stream):
+    stream(shards=1)
+    kinesis = boto3.client("kinesis")
+    kinesis.put_record(StreamName="wildrydes", PartitionKey="k", Data=b"{}")
+    clock = FakeClock()
+    tail = consumer.StreamTail(Throttling(kinesis), "wildrydes", "TRIM_HORIZON", clock=clock, sleep=clock.sleep)
+    called_at: list[float] = []
+    get_records = kinesis.get_records
+    kinesis.get_records = lambda **request: called_at.append(clock.now) or get_records(**request)
+    tail.refresh_shards()  # the throttled ListShards is retried
+    rounds = [tail.poll() for _ in range(4)]
+    assert [len(r.records) for r in rounds] == [0, 0, 1, 0]
+    assert not rounds[0].caught_up and rounds[3].idle
+    assert len(called_at) == 2  # the throttled calls never reached the stream
+    assert called_at[0] >= 2 * consumer.MIN_GET_RECORDS_INTERVAL  # each throttle pushed the next call back
+    assert called_at[1] - called_at[0] == pytest.approx(consumer.MIN_GET_RECORDS_INTERVAL)
+
+
+class ReshardedKinesis:
+    """A stream split once: the parent holds a key's first records, a child its later ones.
+
+    ListShards names the child first, as nothing promises parents come first.
+    """
+
+    def __init__(self) -> None:
+        self.data = {"shardId-000000000000": [b"p1", b"p2"], "shardId-000000000001": [b"c1", b"c2"]}
+        self.polls: list[str] = []
+
+    def list_shards(self, **request):
+        return {
+            "Shards": [
+                {"ShardId": "shardId-000000000001", "ParentShardId": "shardId-000000000000",
+                 "SequenceNumberRange": {"StartingSequenceNumber": "10"}},
+                {"ShardId": "shardId-000000000000",
+                 "SequenceNumberRange": {"StartingSequenceNumber": "1", "EndingSequenceNumber": "9"}},
+            ]
+        }
+
+    def get_shard_iterator(self, StreamName: str, ShardId: str, ShardIteratorType: str, **options):
+        assert ShardIteratorType == "TRIM_HORIZON"
+        return {"ShardIterator": f"{ShardId}:0"}
+
+    def get_records(self, ShardIterator: str, Limit: int):
+        shard_id, position = ShardIterator.rsplit(":", 1)
+        self.polls.append(shard_id)
+        records = self.data[shard_id][int(position):int(position) + 1]
+        done = int(position) + len(records)
+        closed_and_done = shard_id.endswith("0") and done == len(self.data[shard_id])
+        return {
+            "Records": [{"Data": data, "SequenceNumber": str(done), "PartitionKey": "K"} for data in records],
+            "NextShardIterator": None if closed_and_done else f"{shard_id}:{done}",
+            "MillisBehindLatest": 0 if done == len(self.data[shard_id]) else 1000,
+        }
+
+
+def test_a_child_shard_is_read_after_its_parent_is_read_to_the_end():
+    clock = FakeClock()
+    kinesis = ReshardedKinesis()
+    tail = consumer.StreamTail(kinesis, "s", "TRIM_HORIZON", clock=clock, sleep=clock.sleep)
+    tail.refresh_shards()
+    read: list[bytes] = []
+    for _ in range(10):
+        result = tail.poll()
+        read += [record["Data"] for record in result.records]
+        if result.idle:
+            break
+    assert read == [b"p1", b"p2", b"c1", b"c2"]
+    assert kinesis.polls[:2] == ["shardId-000000000000"] * 2

@@ -204,7 +204,11 @@ class ConfluentHandler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         self.requests.append(self.path)
-        if self.failures:
+        if self.path.startswith("/garbled/"):
+            self.wfile.write(b"NOT HTTP AT ALL\r\n\r\n")
+        elif not self.path.startswith("/schemas/"):  # a wrong base URL: the server's own 404 page
+            self._answer_html(404, b"<html><body>Not Found</body></html>")
+        elif self.failures:
             self._answer(self.failures.pop(0), {"error_code": 50001, "message": "busy"})
         elif self.headers.get("Authorization") != self.credentials:
             self._answer(401, {"error_code": 401, "message": "Unauthorized"})
@@ -214,9 +218,11 @@ class ConfluentHandler(BaseHTTPRequestHandler):
             self._answer(404, {"error_code": 40403, "message": "Schema not found"})
 
     def _answer(self, status: int, body: dict) -> None:
-        payload = json.dumps(body).encode()
+        self._answer_html(status, json.dumps(body).encode(), "application/vnd.schemaregistry.v1+json")
+
+    def _answer_html(self, status: int, payload: bytes, content_type: str = "text/html") -> None:
         self.send_response(status)
-        self.send_header("Content-Type", "application/vnd.schemaregistry.v1+json")
+        self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(payload)))
         self.end_headers()
         self.wfile.write(payload)
@@ -251,12 +257,23 @@ def test_confluent_schema_by_id_with_basic_auth(confluent):
 
 
 def test_confluent_failures_map_to_record_errors(confluent):
-    with pytest.raises(PoisonRecordError, match=r"schema id 99.*404"):
+    with pytest.raises(PoisonRecordError, match=r"schema id 99.*404, error_code 40403"):
         registry_at(confluent).schema_definition(99)
     with pytest.raises(PoisonRecordError, match="PROTOBUF"):
         registry_at(confluent).schema_definition(8)
     with pytest.raises(TransientError, match="HTTP 401"):
         ConfluentSchemaRegistry(confluent, auth=lambda: ("reader", "wrong")).schema_definition(7)
+
+
+def test_a_404_that_is_not_schema_not_found_is_transient(confluent):
+    with pytest.raises(TransientError, match=r"HTTP 404 without error_code 40403.*registry URL"):
+        registry_at(confluent + "/wrong-prefix").schema_definition(7)
+
+
+def test_a_garbled_answer_is_retried_then_transient(confluent):
+    with pytest.raises(TransientError, match=r"unreachable.*NOT HTTP"):
+        registry_at(confluent + "/garbled", attempts=2).schema_definition(7)
+    assert len(ConfluentHandler.requests) == 2
 
 
 def test_confluent_server_errors_are_retried_then_transient(confluent):

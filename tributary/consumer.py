@@ -3,15 +3,20 @@
 Records are decoded like the Lambda functions decode them (tributary_shared.payloads): JSON, or
 Avro framed for the Glue Schema Registry or a Confluent registry, with the writer schema looked
 up in the registry. A record that does not decode is reported on stderr and the tail goes on.
-`--max-records` and `--idle-exit` end the tail for scripts and demos.
+`--max-records` and `--idle-exit` end the tail for scripts and demos (idle: every shard reports
+itself at its tip, MillisBehindLatest 0, and nothing new came). Each shard is read at most five
+times a second (its GetRecords limit), throttling backs off, and after a reshard a child shard is
+read only once its parents are read to their end, so a partition key's records print in order.
 """
 
 import argparse
 import json
 import os
+import random
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -22,83 +27,185 @@ from tributary_shared.errors import RecordError
 START_POSITIONS = ("LATEST", "TRIM_HORIZON", "AT_TIMESTAMP")
 GET_RECORDS_LIMIT = 1000
 SHARD_REFRESH_ROUNDS = 10
+# A shard serves 5 GetRecords calls a second, shared by every consumer: one call per 200 ms at most.
+MIN_GET_RECORDS_INTERVAL = 0.2
+THROTTLE_ERRORS = frozenset(
+    {"ProvisionedThroughputExceededException", "LimitExceededException", "KMSThrottlingException"}
+)
+THROTTLED_CALL_ATTEMPTS = 8
+MAX_BACKOFF = 5.0
 
 
-def shard_ids(kinesis: Any, stream: str) -> list[str]:
-    shards, token = [], None
-    while True:
-        page = kinesis.list_shards(NextToken=token) if token else kinesis.list_shards(StreamName=stream)
-        shards += [shard["ShardId"] for shard in page["Shards"]]
-        token = page.get("NextToken")
-        if not token:
-            return shards
+def _error_code(error: Exception) -> str:
+    return str(getattr(error, "response", {}).get("Error", {}).get("Code", ""))
+
+
+def _backoff(attempt: int) -> float:
+    """Full-jitter exponential backoff before retry number `attempt` (1-based)."""
+    return random.uniform(0, min(MAX_BACKOFF, 0.2 * 2**attempt))
+
+
+@dataclass
+class ShardState:
+    """Where the tail is in one shard, and when it may next call GetRecords on it."""
+
+    start: str  # the shard's own start type, for a new iterator when the old one expires
+    parents: tuple[str, ...]
+    closed: bool
+    iterator: str | None = None  # None while held for its parents, and once read to its end
+    last_sequence: str | None = None
+    next_call: float = 0.0  # time.monotonic() instant
+    throttled: int = 0
+    finished: bool = False
+
+
+@dataclass
+class Round:
+    """One GetRecords per open shard: the records, and whether every shard said it is at the tip."""
+
+    records: list[dict[str, Any]] = field(default_factory=list)
+    caught_up: bool = True
+
+    @property
+    def idle(self) -> bool:
+        return self.caught_up and not self.records
 
 
 class StreamTail:
-    """Shard iterators of every shard of a stream, refreshed so shards from resharding are read too."""
+    """Every shard of a stream, read in order: a reshard's children after their parents' last record."""
 
-    def __init__(self, kinesis: Any, stream: str, start: str, timestamp: datetime | None = None) -> None:
+    def __init__(
+        self,
+        kinesis: Any,
+        stream: str,
+        start: str,
+        timestamp: datetime | None = None,
+        *,
+        min_interval: float = MIN_GET_RECORDS_INTERVAL,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self.kinesis = kinesis
         self.stream = stream
         self.start = start
         self.timestamp = timestamp
-        self.iterators: dict[str, str] = {}
-        self.last_sequence: dict[str, str] = {}
-        self.known: set[str] = set()
+        self.min_interval = min_interval
+        self.clock = clock
+        self.sleep = sleep
+        self.shards: dict[str, ShardState] = {}
 
-    def _iterator(self, shard_id: str, kind: str) -> str:
+    def _call(self, operation: str, **params: Any) -> dict[str, Any]:
+        """A control-plane call, backing off while Kinesis throttles it."""
+        from botocore.exceptions import ClientError
+
+        for attempt in range(1, THROTTLED_CALL_ATTEMPTS + 1):
+            try:
+                return dict(getattr(self.kinesis, operation)(**params))
+            except ClientError as error:
+                if _error_code(error) not in THROTTLE_ERRORS or attempt == THROTTLED_CALL_ATTEMPTS:
+                    raise
+            self.sleep(_backoff(attempt))
+        raise AssertionError("unreachable: the loop returns or raises")
+
+    def _iterator(self, shard_id: str, state: ShardState) -> str:
+        kind = "AFTER_SEQUENCE_NUMBER" if state.last_sequence else state.start
         options: dict[str, Any] = {"StreamName": self.stream, "ShardId": shard_id, "ShardIteratorType": kind}
         if kind == "AT_TIMESTAMP":
             options["Timestamp"] = self.timestamp
         elif kind == "AFTER_SEQUENCE_NUMBER":
-            options["StartingSequenceNumber"] = self.last_sequence[shard_id]
-        return str(self.kinesis.get_shard_iterator(**options)["ShardIterator"])
+            options["StartingSequenceNumber"] = state.last_sequence
+        return str(self._call("get_shard_iterator", **options)["ShardIterator"])
+
+    def _listed_shards(self) -> list[dict[str, Any]]:
+        shards, token = [], None
+        while True:
+            where = {"NextToken": token} if token else {"StreamName": self.stream}
+            page = self._call("list_shards", **where)
+            shards += page["Shards"]
+            token = page.get("NextToken")
+            if not token:
+                return shards
 
     def refresh_shards(self) -> None:
         # Shards that appear after the tail began are children of a reshard: read them whole.
-        kind = self.start if not self.known else "TRIM_HORIZON"
-        for shard_id in shard_ids(self.kinesis, self.stream):
-            if shard_id not in self.known:
-                self.known.add(shard_id)
-                self.iterators[shard_id] = self._iterator(shard_id, kind)
+        start = "TRIM_HORIZON" if self.shards else self.start
+        for shard in self._listed_shards():
+            closed = "EndingSequenceNumber" in shard.get("SequenceNumberRange", {})
+            state = self.shards.get(shard["ShardId"])
+            if state is None:
+                parents = tuple(shard[key] for key in ("ParentShardId", "AdjacentParentShardId") if shard.get(key))
+                self.shards[shard["ShardId"]] = ShardState(start, parents, closed)
+            else:
+                state.closed = closed
+        self._open_ready_shards()
 
-    def poll(self) -> list[dict[str, Any]]:
-        """One GetRecords per open shard; the records they returned, shard by shard."""
+    def _open_ready_shards(self) -> None:
+        """Give an iterator to every shard whose parents (those still listed) are read to their end."""
+        for shard_id, state in self.shards.items():
+            if state.iterator is None and not state.finished and all(
+                self.shards[parent].finished for parent in state.parents if parent in self.shards
+            ):
+                state.iterator = self._iterator(shard_id, state)
+
+    def poll(self) -> Round:
+        """One GetRecords per open shard, each at most every `min_interval` seconds."""
+        result = Round()
+        for shard_id, state in list(self.shards.items()):
+            if state.finished:
+                continue
+            if state.iterator is None:  # held until its parents are read to their end
+                result.caught_up = False
+                continue
+            if not self._read_shard(shard_id, state, result):
+                result.caught_up = False
+        return result
+
+    def _read_shard(self, shard_id: str, state: ShardState, result: Round) -> bool:
+        """Read one batch of the shard into `result`; True when the shard said it is at its tip."""
         from botocore.exceptions import ClientError
 
-        records: list[dict[str, Any]] = []
-        for shard_id, iterator in list(self.iterators.items()):
-            try:
-                response = self.kinesis.get_records(ShardIterator=iterator, Limit=GET_RECORDS_LIMIT)
-            except ClientError as error:
-                code = error.response.get("Error", {}).get("Code")
-                if code == "ExpiredIteratorException":
-                    resume = "AFTER_SEQUENCE_NUMBER" if shard_id in self.last_sequence else self.start
-                    self.iterators[shard_id] = self._iterator(shard_id, resume)
-                elif code != "ProvisionedThroughputExceededException":
-                    raise
-                continue
-            for record in response["Records"]:
-                record["shardId"] = shard_id
-                records.append(record)
-            if response["Records"]:
-                self.last_sequence[shard_id] = response["Records"][-1]["SequenceNumber"]
-            next_iterator = response.get("NextShardIterator")
-            if next_iterator:
-                self.iterators[shard_id] = next_iterator
+        wait = state.next_call - self.clock()
+        if wait > 0:
+            self.sleep(wait)
+        try:
+            response = self.kinesis.get_records(ShardIterator=state.iterator, Limit=GET_RECORDS_LIMIT)
+        except ClientError as error:
+            code = _error_code(error)
+            if code == "ExpiredIteratorException":
+                state.iterator = self._iterator(shard_id, state)
+            elif code in THROTTLE_ERRORS:
+                state.throttled += 1
+                state.next_call = self.clock() + max(self.min_interval, _backoff(state.throttled))
+                return False
             else:
-                del self.iterators[shard_id]  # closed by a reshard and read to its end
-        return records
+                raise
+            return False
+        state.throttled = 0
+        state.next_call = self.clock() + self.min_interval
+        for record in response["Records"]:
+            record["shardId"] = shard_id
+            result.records.append(record)
+        if response["Records"]:
+            state.last_sequence = response["Records"][-1]["SequenceNumber"]
+        at_tip = response.get("MillisBehindLatest") == 0 and not response["Records"]
+        next_iterator = response.get("NextShardIterator")
+        # A closed shard ends with no next iterator; at its tip is the same place (moto keeps iterating).
+        if not next_iterator or (state.closed and at_tip):
+            state.iterator, state.finished = None, True
+            self._open_ready_shards()
+        else:
+            state.iterator = next_iterator
+        return response.get("MillisBehindLatest") == 0
 
-    def rounds(self, poll_interval: float, sleep: Callable[[float], None] = time.sleep) -> Iterator[list[dict]]:
-        """Endless polling rounds; sleeps `poll_interval` after a round that found nothing."""
+    def rounds(self, poll_interval: float) -> Iterator[Round]:
+        """Endless polling rounds; sleeps `poll_interval` after an idle round (caught up, nothing new)."""
         for round_number in range(sys.maxsize):
             if round_number % SHARD_REFRESH_ROUNDS == 0:
                 self.refresh_shards()
-            records = self.poll()
-            yield records
-            if not records:
-                sleep(poll_interval)
+            result = self.poll()
+            yield result
+            if result.idle:
+                self.sleep(poll_interval)
 
 
 def decoded_line(record: dict[str, Any]) -> tuple[str | None, str | None]:
@@ -159,10 +266,10 @@ def main(command: str, argv: list[str]) -> int:
     kinesis = aws_client("kinesis", args.endpoint_url)
     configure_decoding(args)
     tail = StreamTail(kinesis, args.stream, args.start, args.timestamp)
-    seen, last_record_at = 0, time.monotonic()
+    seen, last_busy_at = 0, time.monotonic()
     try:
-        for records in tail.rounds(args.poll_interval):
-            for record in records:
+        for result in tail.rounds(args.poll_interval):
+            for record in result.records:
                 line, problem = decoded_line(record)
                 if line is not None:
                     print(line, flush=True)
@@ -171,9 +278,10 @@ def main(command: str, argv: list[str]) -> int:
                 seen += 1
                 if args.max_records is not None and seen >= args.max_records:
                     return 0
-            if records:
-                last_record_at = time.monotonic()
-            elif args.idle_exit is not None and time.monotonic() - last_record_at >= args.idle_exit:
+            # Idle only when every shard says it is at its tip: an empty answer alone can be a gap.
+            if not result.idle:
+                last_busy_at = time.monotonic()
+            elif args.idle_exit is not None and time.monotonic() - last_busy_at >= args.idle_exit:
                 return 0
     except KeyboardInterrupt:
         return 0

@@ -30,7 +30,7 @@ from uuid import UUID
 from botocore.exceptions import ClientError
 
 from tributary.aws_guard import is_loopback_url
-from tributary_shared.kinesis_put import PutReport, put_records
+from tributary_shared.kinesis_put import FailedEntry, PutReport, put_records
 from tributary_shared.schema_registry import COMPATIBILITY_MODES
 
 SCHEMAS = Path(__file__).resolve().parent.parent / "schemas"
@@ -356,23 +356,34 @@ def main(command: str, argv: list[str]) -> int:
         entries = itertools.islice(entries, args.msgs)
     progress = Progress(args.msgs)
     total = PutReport()
+    stopped_by: ClientError | None = None
     try:
         for chunk in paced(entries, args.rate):
-            report = put_records(
-                kinesis,
-                args.stream,
-                chunk,
-                on_progress=lambda running: progress.update(
-                    total.sent + running.sent, total.retried + running.retried, total.failed + running.failed
-                ),
-            )
-            total.add(report)
+            send_chunk(kinesis, args.stream, chunk, total, progress)
     except KeyboardInterrupt:
         pass
     except ClientError as error:  # no such stream, access denied: nothing more will get through
+        stopped_by = error
+    finally:  # an aborted run still reports what it sent, and what it took but did not send as failed
         progress.finish(total)
-        print(f"tributary {command}: {error}", file=sys.stderr)
+    if stopped_by is not None:
+        print(f"tributary {command}: {stopped_by}", file=sys.stderr)
         return 2
-    progress.finish(total)
     return 1 if total.failed else 0
 
+
+def send_chunk(kinesis: Any, stream: str, chunk: list[Entry], total: PutReport, progress: Progress) -> None:
+    """Put one paced chunk, adding to `total`; if the put is stopped, the chunk's rest counts as failed."""
+    remaining = iter(chunk)
+    try:
+        put_records(
+            kinesis,
+            stream,
+            remaining,
+            into=total,
+            on_progress=lambda running: progress.update(running.sent, running.retried, running.failed),
+        )
+    except BaseException as error:
+        reason = f"not sent: {type(error).__name__} stopped the run"
+        total.failed_entries += [FailedEntry(key, data, "NotSent", reason) for key, data in remaining]
+        raise

@@ -7,8 +7,12 @@ The body is schemaless Avro binary. `RegistryDeserializer` decodes either framin
 writer schema up once per schema id (bounded per-process cache), reads the body with fastavro,
 optionally projects it onto a configured reader schema (a consumer built for v1 keeps working
 when producers move to v2), and turns every way a record can be bad into a PoisonRecordError
-that says what is wrong. Per uncompressed Glue record the codec adds one slice and one dict
-lookup (header version, compression byte and schema version checked at once) to fastavro.
+that says what is wrong. A reader schema that cannot read a writer schema is a configuration
+problem, not the record's: that is a TransientError naming the fields, so the batch waits for
+the fix instead of records being discarded. A schema id the registry does not know is
+remembered for a short while, so a burst of such records costs one registry call, not one each.
+Per uncompressed Glue record the codec adds one slice and one dict lookup (header version,
+compression byte and schema version checked at once) to fastavro.
 
 Values come back as fastavro reads them, except temporal and uuid logical types, which become
 ISO-8601 strings and str so records are JSON-printable and storable in DynamoDB; `decimal`
@@ -21,12 +25,14 @@ import os
 import zlib
 from collections.abc import Callable, Mapping
 from datetime import UTC, date, datetime, time
+from time import monotonic
 from typing import Any
 from uuid import UUID
 
 from fastavro import parse_schema, schemaless_reader, schemaless_writer
+from fastavro.read import SchemaResolutionError
 
-from tributary_shared.errors import PoisonRecordError
+from tributary_shared.errors import PoisonRecordError, TransientError
 
 GLUE_HEADER_VERSION = 0x03
 COMPRESSION_NONE = 0x00
@@ -37,6 +43,9 @@ CONFLUENT_HEADER_SIZE = 5
 # A Kinesis record is at most 1 MiB; a zlib body inflating far past that is a bomb, not a record.
 MAX_DECOMPRESSED_BYTES = 16 * 1024 * 1024
 DEFAULT_CACHE_SIZE = 1000
+# How long a schema id the registry said it does not have is answered from memory. Short: a
+# producer may register the version a moment later, but a burst of poison records costs one call.
+DEFAULT_UNKNOWN_ID_TTL = 30.0
 PORTABLE_LOGICAL_TYPES = frozenset(
     {
         "timestamp-millis",
@@ -118,13 +127,19 @@ class RegistryDeserializer:
         *,
         reader_schema: str | Mapping[str, Any] | None = None,
         cache_size: int = DEFAULT_CACHE_SIZE,
+        unknown_id_ttl: float = DEFAULT_UNKNOWN_ID_TTL,
+        clock: Callable[[], float] = monotonic,
     ) -> None:
         if cache_size < 1:
             raise ValueError("cache_size must be at least 1")
         self._glue_lookup = glue_lookup
         self._confluent_lookup = confluent_lookup
-        self._reader_definition = None if reader_schema is None else canonical_definition(reader_schema)
+        self._reader_definition, self._reader = _reader_schema(reader_schema)
         self._cache_size = cache_size
+        self._unknown_id_ttl = unknown_id_ttl
+        self._clock = clock
+        # Schema ids the registry does not have: (framing, id) -> (until when, the registry's answer).
+        self._unknown_ids: dict[tuple[str, UUID | int], tuple[float, PoisonRecordError]] = {}
         self._glue_plans: dict[bytes, ReadPlan] = {}  # by schema-version UUID
         # By the whole 18-byte header of uncompressed Glue records: one slice and one lookup
         # check the header version, the compression byte and the schema version at once.
@@ -154,12 +169,15 @@ class RegistryDeserializer:
             secret_id = environ.get("CONFLUENT_REGISTRY_AUTH_SECRET")
             auth = (lambda: secret_credentials(secret_id)) if secret_id else None
             confluent = ConfluentSchemaRegistry(url, auth=auth).schema_definition
-        return cls(
-            glue.schema_definition,
-            confluent,
-            reader_schema=environ.get("READER_SCHEMA") or None,
-            cache_size=int(environ.get("SCHEMA_CACHE_SIZE", DEFAULT_CACHE_SIZE)),
-        )
+        try:
+            return cls(
+                glue.schema_definition,
+                confluent,
+                reader_schema=environ.get("READER_SCHEMA") or None,
+                cache_size=int(environ.get("SCHEMA_CACHE_SIZE", DEFAULT_CACHE_SIZE)),
+            )
+        except ValueError as error:  # fail the cold start: no record is to blame for a bad setting
+            raise ValueError(f"bad schema registry configuration: {error}") from error
 
     def __call__(self, data: bytes) -> dict[str, Any]:
         # The common case, uncompressed Glue with a known schema version, is inlined: it runs per record.
@@ -171,6 +189,8 @@ class RegistryDeserializer:
         try:
             # Passing reader_schema=None still costs fastavro a comparison: leave it out.
             record = schemaless_reader(body, writer) if reader is None else schemaless_reader(body, writer, reader)
+        except SchemaResolutionError as error:
+            raise _unresolvable(error, writer, reader) from error
         except Exception as error:  # EOFError, UnicodeDecodeError, IndexError, SchemaResolutionError...
             raise _mismatch(error) from error
         if body.read(1):
@@ -220,7 +240,8 @@ class RegistryDeserializer:
         version_id = UUID(bytes=key)
         if self._glue_lookup is None:
             raise PoisonRecordError(f"Glue-framed record (schema version {version_id}) but no Glue registry")
-        plan = self._plan(self._glue_lookup(version_id), f"schema version {version_id}")
+        definition = self._look_up("glue", version_id, self._glue_lookup)
+        plan = self._plan(definition, f"schema version {version_id}")
         return _remember(self._glue_plans, key, plan, self._cache_size)
 
     def _confluent_plan(self, schema_id: int) -> ReadPlan:
@@ -228,19 +249,48 @@ class RegistryDeserializer:
             raise PoisonRecordError(
                 f"Confluent-framed record (schema id {schema_id}) but no Confluent registry is configured"
             )
-        plan = self._plan(self._confluent_lookup(schema_id), f"schema id {schema_id}")
+        definition = self._look_up("confluent", schema_id, self._confluent_lookup)
+        plan = self._plan(definition, f"schema id {schema_id}")
         return _remember(self._confluent_plans, schema_id, plan, self._cache_size)
+
+    def _look_up[I: (UUID, int)](self, framing: str, schema_id: I, lookup: Callable[[I], str]) -> str:
+        """The registry's definition for `schema_id`, or its recent "no such schema" again."""
+        now = self._clock()
+        known_unknown = self._unknown_ids.get((framing, schema_id))
+        if known_unknown is not None:
+            until, error = known_unknown
+            if now < until:
+                raise PoisonRecordError(f"{error.reason} (remembered for {self._unknown_id_ttl:g} s)")
+            del self._unknown_ids[(framing, schema_id)]
+        try:
+            return lookup(schema_id)
+        except PoisonRecordError as error:
+            if len(self._unknown_ids) >= self._cache_size:
+                del self._unknown_ids[next(iter(self._unknown_ids))]
+            self._unknown_ids[(framing, schema_id)] = (now + self._unknown_id_ttl, error)
+            raise
 
     def _plan(self, writer_definition: str, subject: str) -> ReadPlan:
         try:
             writer = parse_definition(writer_definition)
-            reader = None if self._reader_definition is None else parse_definition(self._reader_definition)
         except Exception as error:  # fastavro raises several types for a schema it cannot use
             raise PoisonRecordError(f"writer schema of {subject} is not usable Avro: {error}") from error
+        reader = self._reader
         if canonical_definition(writer_definition) == self._reader_definition:
             reader = None
         output = self._reader_definition or writer_definition
         return writer, reader, _has_portable_types(json.loads(output))
+
+
+def _reader_schema(reader_schema: str | Mapping[str, Any] | None) -> tuple[str | None, Any]:
+    """(canonical definition, parsed schema) of the configured reader schema, or (None, None)."""
+    if reader_schema is None:
+        return None, None
+    try:
+        definition = canonical_definition(reader_schema)
+        return definition, parse_definition(definition)
+    except Exception as error:  # invalid JSON, or JSON fastavro cannot use as a schema
+        raise ValueError(f"reader schema (READER_SCHEMA) is not a usable Avro schema: {error}") from error
 
 
 def _remember[K](plans: dict[K, ReadPlan], key: K, plan: ReadPlan, limit: int) -> ReadPlan:
@@ -269,7 +319,9 @@ def _read(body: io.BytesIO, plan: ReadPlan) -> dict[str, Any]:
     writer, reader, portable = plan
     try:
         record = schemaless_reader(body, writer, reader)
-    except Exception as error:  # EOFError, UnicodeDecodeError, IndexError, SchemaResolutionError...
+    except SchemaResolutionError as error:
+        raise _unresolvable(error, writer, reader) from error
+    except Exception as error:  # EOFError, UnicodeDecodeError, IndexError...
         raise _mismatch(error) from error
     if body.read(1):
         raise _leftovers(body)
@@ -283,6 +335,44 @@ def _mismatch(error: Exception) -> PoisonRecordError:
         f"Avro body does not match its schema (truncated, corrupt or written with another schema): "
         f"{type(error).__name__}: {error}"
     )
+
+
+def _unresolvable(error: SchemaResolutionError, writer: Any, reader: Any) -> TransientError:
+    """The configured reader schema cannot read this writer schema: fix the configuration, keep the record."""
+    fields = ", ".join(_unresolvable_fields(writer, reader)) or "see detail"
+    return TransientError(
+        f"reader schema cannot read records written with writer schema {writer.get('name')!r} "
+        f"(a configuration problem, not the record's): fields {fields}; fastavro: {error}"
+    )
+
+
+def _unresolvable_fields(writer: Any, reader: Any) -> list[str]:
+    """Reader fields the writer lacks with no default, or has with another type (top level)."""
+    if not (isinstance(writer, dict) and isinstance(reader, dict)):
+        return []
+    if writer.get("name") != reader.get("name"):
+        return [f"<record name {writer.get('name')!r} vs {reader.get('name')!r}>"]
+    written = {}
+    for field in writer.get("fields", []):
+        for name in (field["name"], *field.get("aliases", [])):
+            written[name] = field
+    problems = []
+    for field in reader.get("fields", []):
+        match = next((written[n] for n in (field["name"], *field.get("aliases", [])) if n in written), None)
+        if match is None and "default" not in field:
+            problems.append(f"{field['name']} (not written, no default)")
+        elif match is not None and match["type"] != field["type"]:
+            written_as, read_as = _type_name(match["type"]), _type_name(field["type"])
+            problems.append(f"{field['name']} (written as {written_as}, read as {read_as})")
+    return problems
+
+
+def _type_name(avro_type: Any) -> str:
+    if isinstance(avro_type, dict):
+        return str(avro_type.get("logicalType") or avro_type.get("name") or avro_type.get("type"))
+    if isinstance(avro_type, list):
+        return "[" + ", ".join(_type_name(branch) for branch in avro_type) + "]"
+    return str(avro_type)
 
 
 def _leftovers(body: io.BytesIO) -> PoisonRecordError:

@@ -5,10 +5,16 @@ throttling, internal failure). The response lists, in request order, a sequence 
 error code per record; resending the whole batch would duplicate the records that made it, so
 only the failed entries are resent, with exponential backoff and full jitter. Records that can
 never be accepted (over the size limit, bad partition key) are reported without being sent.
+
+Kinesis keeps a partition key's records in the order they arrive. A request carrying two
+records of one key could land the second while the first fails and is resent after it, so a
+request carries at most one record per partition key; a record whose key is already in the
+request waits for the next one, which is sent only once this one's retries are over.
 """
 
 import random
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -86,50 +92,82 @@ def put_records(
     max_record_bytes: int = MAX_RECORD_BYTES,
     sleep: Callable[[float], None] = time.sleep,
     on_progress: Callable[[PutReport], None] | None = None,
+    into: PutReport | None = None,
 ) -> PutReport:
     """Put (partition key, data) entries on `stream_name`; return what was sent, retried and failed.
 
-    Entries are consumed lazily in requests of at most 500 records and 5 MiB. A request whose
+    Entries are consumed lazily in requests of at most 500 records and 5 MiB, one record per
+    partition key (so a key's records land in order even when some are resent). A request whose
     records partly fail is followed by resends of just the failed entries, up to `max_attempts`
     sends per entry; `on_progress` is called with the running report after every request.
-    Errors that are not the stream's fault to retry (missing stream, access denied) propagate.
+    `into` is a report to add to (a producer keeping one running total) instead of a new one.
+    Errors that are not the stream's fault to retry (missing stream, access denied) propagate, as
+    does KeyboardInterrupt; the report then already counts the entries taken but not confirmed
+    written as failed (error code NotSent), so a caller's totals stay right.
     """
     if max_attempts < 1:
         raise ValueError("max_attempts must be at least 1")
-    report = PutReport()
-    for batch in _requests(entries, report, max_record_bytes):
-        pending = batch
-        for attempt in range(1, max_attempts + 1):
-            if attempt > 1:
-                report.retried += len(pending)
-                sleep(random.uniform(0, min(max_delay, base_delay * 2 ** (attempt - 1))))
-            pending = _send(client, stream_name, pending, report, final=attempt == max_attempts)
-            if on_progress:
-                on_progress(report)
-            if not pending:
-                break
+    report = PutReport() if into is None else into
+    valid = _valid_entries(entries, report, max_record_bytes)
+    waiting: deque[tuple[str, bytes]] = deque()  # entries read ahead, in their original order
+    pending: list[tuple[str, bytes]] = []
+    try:
+        while pending := _next_request(valid, waiting):
+            for attempt in range(1, max_attempts + 1):
+                if attempt > 1:
+                    report.retried += len(pending)
+                    sleep(random.uniform(0, min(max_delay, base_delay * 2 ** (attempt - 1))))
+                pending = _send(client, stream_name, pending, report, final=attempt == max_attempts)
+                if on_progress:
+                    on_progress(report)
+                if not pending:
+                    break
+    except BaseException as error:
+        reason = f"not confirmed written: {type(error).__name__} stopped the put"
+        report.failed_entries += [FailedEntry(key, data, "NotSent", reason) for key, data in [*pending, *waiting]]
+        raise
     return report
 
 
-def _requests(
-    entries: Iterable[tuple[str, bytes]], report: PutReport, max_record_bytes: int
-) -> Iterator[list[tuple[str, bytes]]]:
-    """Group valid entries into requests within the count and byte limits; report invalid ones."""
+def _next_request(valid: Iterator[tuple[str, bytes]], waiting: deque[tuple[str, bytes]]) -> list[tuple[str, bytes]]:
+    """Take the next request's entries from `waiting`, then `valid`; leave the rest in `waiting`.
+
+    An entry whose key is already in the request is set aside (at most one request's worth, so
+    a stream of one key does not buffer without bound) and goes back, in order, for the next one.
+    """
     batch: list[tuple[str, bytes]] = []
+    keys: set[str] = set()
     batch_bytes = 0
+    set_aside: list[tuple[str, bytes]] = []
+    while len(batch) < MAX_RECORDS_PER_REQUEST and len(set_aside) < MAX_RECORDS_PER_REQUEST:
+        entry = waiting.popleft() if waiting else next(valid, None)
+        if entry is None:
+            break
+        partition_key, data = entry
+        if partition_key in keys:
+            set_aside.append(entry)
+            continue
+        size = record_size(partition_key, data)
+        if batch and batch_bytes + size > MAX_BYTES_PER_REQUEST:
+            waiting.appendleft(entry)
+            break
+        batch.append(entry)
+        keys.add(partition_key)
+        batch_bytes += size
+    waiting.extendleft(reversed(set_aside))
+    return batch
+
+
+def _valid_entries(
+    entries: Iterable[tuple[str, bytes]], report: PutReport, max_record_bytes: int
+) -> Iterator[tuple[str, bytes]]:
+    """The entries Kinesis can accept; the others go straight to the report's failures."""
     for partition_key, data in entries:
         problem = _invalid(partition_key, data, max_record_bytes)
         if problem:
             report.failed_entries.append(FailedEntry(partition_key, data, *problem))
-            continue
-        size = record_size(partition_key, data)
-        if batch and (len(batch) == MAX_RECORDS_PER_REQUEST or batch_bytes + size > MAX_BYTES_PER_REQUEST):
-            yield batch
-            batch, batch_bytes = [], 0
-        batch.append((partition_key, data))
-        batch_bytes += size
-    if batch:
-        yield batch
+        else:
+            yield partition_key, data
 
 
 def _invalid(partition_key: str, data: bytes, max_record_bytes: int) -> tuple[str, str] | None:

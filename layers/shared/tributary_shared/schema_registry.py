@@ -32,6 +32,9 @@ GLUE_TRANSIENT_ERRORS = frozenset(
 )
 GLUE_PERMANENT_ERRORS = frozenset({"EntityNotFoundException", "InvalidInputException"})
 CONFLUENT_ACCEPT = "application/vnd.schemaregistry.v1+json, application/json"
+# The registry's error_code in a 404 body for "schema not found"; any other 404 (a wrong base
+# URL, a proxy's page) says nothing about the record, so it is retried rather than discarded.
+CONFLUENT_SCHEMA_NOT_FOUND = 40403
 
 Sleep = Callable[[float], None]
 
@@ -373,6 +376,7 @@ class ConfluentSchemaRegistry:
 
     def _get(self, path: str, subject: str) -> dict[str, Any]:
         # Imported on the first Confluent lookup: urllib.request costs a cold start ~20 ms.
+        import http.client
         import urllib.error
         import urllib.request
 
@@ -385,9 +389,13 @@ class ConfluentSchemaRegistry:
                 retry = error.code == 429 or error.code >= 500
                 if not retry or attempt == self.attempts:
                     _raise_http_error(error, subject)
-            except (urllib.error.URLError, TimeoutError, ConnectionError) as error:
+            # URLError, timeouts and resets are OSErrors; a garbled or cut-off answer is an HTTPException.
+            except (OSError, http.client.HTTPException) as error:
                 if attempt == self.attempts:
-                    raise TransientError(f"registry unreachable looking up {subject}: {error}") from error
+                    raise TransientError(
+                        f"registry unreachable (or not answering HTTP) looking up {subject}: "
+                        f"{type(error).__name__}: {error}"
+                    ) from error
             self.sleep(_backoff(attempt))
         raise AssertionError("unreachable: the loop returns or raises")
 
@@ -404,10 +412,28 @@ def _json_object(raw: bytes, subject: str) -> dict[str, Any]:
 
 def _raise_http_error(error: "urllib.error.HTTPError", subject: str) -> NoReturn:
     if error.code == 404:
-        raise PoisonRecordError(f"registry has no {subject} (HTTP 404)") from error
+        error_code = _confluent_error_code(error)
+        if error_code == CONFLUENT_SCHEMA_NOT_FOUND:
+            raise PoisonRecordError(f"registry has no {subject} (HTTP 404, error_code {error_code})") from error
+        raise TransientError(
+            f"registry lookup of {subject} got HTTP 404 without error_code {CONFLUENT_SCHEMA_NOT_FOUND} "
+            f"(error_code {error_code}): is the registry URL right?"
+        ) from error
     if error.code in (401, 403) or error.code == 429 or error.code >= 500:
         raise TransientError(f"registry lookup of {subject} failed: HTTP {error.code}") from error
     raise PoisonRecordError(f"registry refused the lookup of {subject}: HTTP {error.code}") from error
+
+
+def _confluent_error_code(error: "urllib.error.HTTPError") -> int | None:
+    """The `error_code` of a Confluent error body ({"error_code": 40403, "message": ...}), if any."""
+    import http.client
+
+    try:
+        body = json.loads(error.read(64 * 1024))
+    except (ValueError, OSError, http.client.HTTPException):
+        return None
+    code = body.get("error_code") if isinstance(body, dict) else None
+    return code if isinstance(code, int) else None
 
 
 def secret_credentials(secret_id: str, client: Any = None) -> tuple[str, str]:
