@@ -97,13 +97,16 @@ class FakeClock:
 
 
 def mapping(stream_arn: str, invoker: Callable[[dict], InvocationResult], **settings: Any) -> EventSourceMapping:
+    """A mapping under test; retries and re-reads are immediate unless `retry_delay_s` / `idle_read_interval_s` say."""
     clock = settings.pop("clock", None)
     trace = settings.pop("trace", None)
+    delays = {"retry_delay_s": settings.pop("retry_delay_s", 0.0),
+              "idle_read_interval_s": settings.pop("idle_read_interval_s", 0.0)}
     settings.setdefault("starting_position", "TRIM_HORIZON")
     config = MappingConfig(function_name="under-test", function_arn=FUNCTION_ARN, source_arn=stream_arn, **settings)
     if clock is None:
-        return EventSourceMapping(config, invoker, trace=trace)
-    return EventSourceMapping(config, invoker, trace=trace, clock=clock)
+        return EventSourceMapping(config, invoker, trace=trace, **delays)
+    return EventSourceMapping(config, invoker, trace=trace, clock=clock, **delays)
 
 
 def run_until_drained(*mappings: EventSourceMapping) -> None:

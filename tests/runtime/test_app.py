@@ -1,5 +1,6 @@
 """The runtime's wiring: event source mappings from SAM events and AWS::Lambda::EventSourceMapping."""
 
+import os
 from pathlib import Path
 
 import boto3
@@ -70,3 +71,32 @@ def test_table_changes_reach_functions_through_the_table_stream_and_the_kinesis_
     counters = pipeline.counters()["mappings"]
     assert counters["ChangesMapping"]["invocations"] == 1
     assert counters["RecorderFunction.ItemChanges"]["records_in"] == 1
+
+
+def test_a_failed_start_stops_the_emulator_and_restores_the_environment(monkeypatch):
+    before = dict(os.environ)
+    runtime = Runtime(RuntimeOptions(template_path=FIXTURES / "pipeline.yaml"))
+    stopped = []
+    stop_server = runtime.aws.stop
+    monkeypatch.setattr(runtime.aws, "stop", lambda: stopped.append(True) or stop_server())
+
+    def broken_deploy(*arguments):
+        raise RuntimeError("deployment broke")
+
+    monkeypatch.setattr("tributary.runtime.app.deploy", broken_deploy)
+    with pytest.raises(RuntimeError, match="deployment broke"), runtime:
+        pass
+
+    assert stopped == [True]
+    assert dict(os.environ) == before
+
+
+def test_live_counters_show_why_a_mapping_is_stuck(pipeline):
+    boto3.client("kinesis").put_record(StreamName="t-input", Data=b"not json", PartitionKey="k")
+    pipeline.step()
+
+    counters = pipeline.counters()["mappings"]["WriterFunction.Input"]
+
+    assert counters["last_error"].startswith("JSONDecodeError")
+    [reason] = counters["stuck"]
+    assert "1 records" in reason and "failed 1 times, last error: JSONDecodeError" in reason

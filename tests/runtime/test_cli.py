@@ -3,6 +3,7 @@
 import json
 import os
 import queue
+import re
 import signal
 import subprocess
 import sys
@@ -217,3 +218,46 @@ def test_stream_processor_demo_reports_records_neither_written_nor_on_failure(aw
     section = demo.report(FakeDemoContext(failures))
     assert [problem for problem in section.problems if problem.startswith("payments")] == []
     assert "  accounted: 40 written + 2 in on-failure batches of 42, 0 lost" in section.lines
+
+
+def test_run_carries_on_past_functions_it_cannot_run_and_says_why_it_is_not_drained(aws, tmp_path, monkeypatch,
+                                                                                    capsys):
+    monkeypatch.chdir(tmp_path)  # the default function log goes under ./.tributary/
+    trace = tmp_path / "trace.jsonl"
+    status = main(
+        "run",
+        [
+            "--template", str(FIXTURES / "mixed.yaml"),
+            "--records", f"InputStream={FIXTURES / 'input.jsonl'}",
+            "--until-drained", "--timeout", "2", "--trace", str(trace),
+        ],
+    )  # fmt: skip
+    captured = capsys.readouterr()
+    assert status == 1
+    out, err = captured.out, captured.err
+    assert "function not run: InlineFunction: InlineCode is not run locally" in out
+    assert "function not run: NodeFunction: Runtime nodejs20.x is not run locally" in out
+    assert "event not emulated: InlineFunction.Input (Kinesis): InlineCode" in out
+    assert "warning: FailingFunction.Input: MaximumRetryAttempts -1 and MaximumRecordAgeInSeconds -1" in out
+    assert "  InputStream: mixed-input  arn:aws:kinesis:us-east-1:123456789012:stream/mixed-input" in out
+    assert re.search(r"not drained after 2\.0 s: .*4 records \d+\.\.\d+ failed [1-3] times, "
+                     r"last error: ValueError: cannot handle 4 records", err), err
+    # A second apart, not back to back: a handful of attempts, not thousands.
+    assert 1 <= sum(json.loads(line)["type"] == "invocation" for line in trace.read_text().splitlines()) <= 3
+    [log] = (tmp_path / ".tributary" / "logs").glob("run-*.log")
+    assert f"function output: {log.relative_to(tmp_path)}" in out
+    assert "Traceback" in log.read_text() and "ValueError: cannot handle 4 records" in log.read_text()
+
+
+class WindowedRuntime:
+    def longest_tumbling_window_s(self) -> int:
+        return 900
+
+
+def test_the_default_drain_timeout_outlasts_the_longest_tumbling_window():
+    from argparse import Namespace
+
+    from tributary.runtime.cli import WINDOW_TIMEOUT_MARGIN_S, drain_timeout
+
+    assert drain_timeout(Namespace(timeout=None), WindowedRuntime()) == 900 + WINDOW_TIMEOUT_MARGIN_S
+    assert drain_timeout(Namespace(timeout=12.5), WindowedRuntime()) == 12.5

@@ -2,6 +2,7 @@
 
 import pytest
 from esm_support import (
+    FakeClock,
     Recorder,
     create_queue,
     create_stream,
@@ -13,7 +14,7 @@ from esm_support import (
     run_until_drained,
 )
 
-from tributary.runtime.esm import InvocationResult
+from tributary.runtime.esm import InvocationResult, drain
 
 ONE_TO_TEN = list(range(1, 11))
 
@@ -198,3 +199,40 @@ def test_an_invoker_that_raises_is_a_function_error(aws):
     assert esm.stats.function_errors == 1
     assert esm.stats.deliveries[0]["condition"] == "RetryAttemptsExhausted"
     assert esm.stats.deliveries[0]["destination"] is None
+
+
+def test_a_failed_batch_waits_before_its_retry_while_the_clock_stands_still(aws):
+    clock = FakeClock()
+    stream = create_stream()
+    put_numbers([1, 2])
+    function = Recorder(raise_on(1))
+    esm = mapping(stream, function, clock=clock, retry_delay_s=1.0)
+
+    for _ in range(5):
+        esm.poll()
+    assert function.batches == [[1, 2]]  # no retry before the delay has passed
+    clock.advance(1.0)
+    esm.poll()
+    assert function.batches == [[1, 2], [1, 2]]
+
+
+def test_not_drained_names_the_stuck_records_their_attempts_and_the_last_error(aws):
+    clock = FakeClock()
+    stream = create_stream()
+    sequence_numbers = put_numbers([1, 2, 3])
+
+    def failing(event, numbers):
+        return InvocationResult(function_error="Unhandled", error_message=f"KeyError: 'amount' (attempt {clock.now})")
+
+    esm = mapping(stream, Recorder(failing), clock=clock, retry_delay_s=1.0)
+    esm.poll()
+    clock.advance(1.0)
+    esm.poll()
+
+    with pytest.raises(TimeoutError) as raised:
+        drain([esm], timeout_s=0.2, sleep=lambda _: None)
+
+    message = str(raised.value)
+    assert f"3 records {sequence_numbers[1]}..{sequence_numbers[3]} failed 2 times" in message
+    assert f"last error: KeyError: 'amount' (attempt {clock.now})" in message
+    assert esm.stats.last_error == f"KeyError: 'amount' (attempt {clock.now})"

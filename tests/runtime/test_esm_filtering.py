@@ -4,6 +4,7 @@ import boto3
 import pytest
 from esm_support import Recorder, create_stream, mapping, numbers_of, put_numbers, run_until_drained
 
+from tributary.runtime.esm import InvocationResult
 from tributary.runtime.filtering import kinesis_filter_subject, matches, matches_any
 
 ORDER = {"kind": "order", "amount": 25, "tags": ["new", "vip"], "customer": {"id": "C-17", "email": None},
@@ -51,10 +52,28 @@ def test_unsupported_operators_are_named():
         matches({"kind": [{"wildcard": "or*"}]}, ORDER)
 
 
-def test_kinesis_filters_see_data_as_json_only_when_it_parses():
-    assert kinesis_filter_subject(b'{"a": 1}') == {"data": {"a": 1}}
-    assert kinesis_filter_subject(b"\x00\x01binary") == {"data": "AAFiaW5hcnk="}
-    assert matches_any([], {"data": "anything"})
+def test_kinesis_filters_see_metadata_and_data_only_when_it_parses_as_json():
+    metadata = {"partitionKey": "p1", "sequenceNumber": "42", "data": "eyJhIjogMX0="}
+    assert kinesis_filter_subject(b'{"a": 1}', metadata) == {"partitionKey": "p1", "sequenceNumber": "42",
+                                                             "data": {"a": 1}}
+    assert kinesis_filter_subject(b"\x00\x01binary", metadata) == {"partitionKey": "p1", "sequenceNumber": "42"}
+    assert matches_any([], {"partitionKey": "p1"})
+
+
+@pytest.mark.parametrize(
+    "pattern",
+    [{"data": {"a": [{"exists": False}]}}, {"data": [{"exists": False}]}, {"data": [{"anything-but": "x"}]}],
+)
+def test_a_data_pattern_drops_non_json_data_whatever_it_says(pattern):
+    # AWS: non-JSON data with a filter pattern on data properties -> Lambda drops the record.
+    assert not matches_any([pattern], kinesis_filter_subject(b"plain text", {"partitionKey": "p1"}))
+
+
+def test_a_pattern_on_other_keys_still_filters_non_json_data():
+    # AWS: non-JSON data without a data pattern -> filtered on the other (metadata) properties only.
+    subject = kinesis_filter_subject(b"plain text", {"partitionKey": "p1"})
+    assert matches_any([{"partitionKey": ["p1"]}], subject)
+    assert not matches_any([{"partitionKey": ["p2"]}], subject)
 
 
 def test_the_mapping_delivers_only_matching_records_and_moves_past_the_rest(aws):
@@ -73,3 +92,18 @@ def test_the_mapping_delivers_only_matching_records_and_moves_past_the_rest(aws)
     assert esm.stats.records_in == 5
     assert esm.stats.records_filtered_out == 3
     assert esm.stats.records_succeeded == 2
+
+
+def test_a_partition_key_pattern_delivers_non_json_records(aws):
+    stream = create_stream()
+    kinesis = boto3.client("kinesis")
+    kinesis.put_record(StreamName="events", Data=b"plain text", PartitionKey="wanted")
+    kinesis.put_record(StreamName="events", Data=b"other text", PartitionKey="unwanted")
+    function_events: list = []
+    esm = mapping(stream, lambda event: function_events.append(event) or InvocationResult(),
+                  filter_patterns=({"partitionKey": ["wanted"]},))
+
+    run_until_drained(esm)
+
+    assert [[r["kinesis"]["partitionKey"] for r in e["Records"]] for e in function_events] == [["wanted"]]
+    assert esm.stats.records_filtered_out == 1

@@ -228,3 +228,55 @@ def test_dynamodb_discards_are_described_by_ddb_stream_batch_info(aws):
     assert info["streamArn"] == stream_arn
     assert info["batchSize"] == 1
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", info["approximateArrivalOfFirstRecord"])
+
+
+class CountingReads:
+    """Wraps a mapping's source to count GetRecords calls."""
+
+    def __init__(self, esm) -> None:
+        self.calls = 0
+        self._read = esm.source.read
+        esm.source.read = self
+
+    def __call__(self, *arguments):
+        self.calls += 1
+        return self._read(*arguments)
+
+
+def test_an_idle_shard_is_read_again_only_after_the_idle_interval(aws):
+    clock = FakeClock()
+    stream = create_stream()
+    esm = mapping(stream, Recorder(), clock=clock, idle_read_interval_s=1.0)
+    reads = CountingReads(esm)
+
+    for _ in range(10):
+        esm.poll()
+    assert reads.calls == 1  # one empty read, then the shard backs off
+    clock.advance(1.0)
+    esm.poll()
+    assert reads.calls == 2
+
+
+def test_draining_still_sees_records_put_while_a_shard_backs_off(aws):
+    clock = FakeClock()
+    stream = create_stream()
+    function = Recorder()
+    esm = mapping(stream, function, clock=clock, idle_read_interval_s=1.0)
+    esm.poll()  # empty: the shard backs off, and the clock never moves
+    put_numbers([1, 2])
+
+    run_until_drained(esm)
+
+    assert function.batches == [[1, 2]]
+
+
+def test_a_record_alone_over_the_payload_limit_still_makes_a_batch_of_one(aws, monkeypatch):
+    stream = create_stream()
+    put_numbers([1, 2])
+    monkeypatch.setattr("tributary.runtime.esm.PAYLOAD_LIMIT_BYTES", 10)
+    function = Recorder()
+    esm = mapping(stream, function)
+
+    run_until_drained(esm)
+
+    assert function.batches == [[1], [2]]

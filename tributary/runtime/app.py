@@ -21,7 +21,7 @@ import boto3
 
 from tributary.emulator import EmbeddedAws
 from tributary.runtime import emulations, esm
-from tributary.runtime.functions import LocalFunction, load_functions, route_function_output
+from tributary.runtime.functions import LocalFunction, load_functions, route_function_output, unloadable_functions
 from tributary.runtime.resources import Deployment, deploy
 from tributary.runtime.template import Template, TemplateError
 
@@ -35,6 +35,8 @@ class RuntimeOptions:
     port: int | None = None
     trace_path: Path | None = None
     function_log: TextIO | None = None
+    retry_delay_s: float = 1.0  # before invoking the same records again after a function error
+    idle_read_interval_s: float = 1.0  # before reading a shard again after an empty read
 
 
 class Runtime:
@@ -46,6 +48,7 @@ class Runtime:
         self.aws = EmbeddedAws(options.port)
         self.deployment = Deployment()
         self.functions: dict[str, LocalFunction] = {}
+        self.skipped_functions: dict[str, str] = {}  # logical id -> why it does not run locally
         self.mappings: dict[str, esm.EventSourceMapping] = {}
         self.emulations: list[emulations.Emulation] = []
         self.unmapped_events: list[str] = []
@@ -58,14 +61,23 @@ class Runtime:
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's per-request access log
         self._saved_environment = dict(os.environ)
         self.aws.start()
+        try:
+            self._start_in_emulator()
+        except BaseException:
+            self.stop()  # `with` never reaches __exit__ when __enter__ fails: no server left running
+            raise
+        return self
+
+    def _start_in_emulator(self) -> None:
         route_function_output(self.options.function_log)
         self.deployment = deploy(self.template, boto3.session.Session())
+        self.skipped_functions = unloadable_functions(self.template)
         self.functions = load_functions(self.template)
         self._create_mappings()
+        self._name_events_of_skipped_functions()
         self.emulations = emulations.build(self.template, self.deployment, self.functions, self._function_by_name)
         for mapping in self.mappings.values():
             mapping.start()  # LATEST means from now: before anything is produced
-        return self
 
     def stop(self) -> None:
         for mapping in self.mappings.values():
@@ -102,6 +114,11 @@ class Runtime:
             if resource.type == "AWS::Lambda::EventSourceMapping":
                 self._create_raw_mapping(resource.logical_id, self.template.resolve(resource.properties))
 
+    def _name_events_of_skipped_functions(self) -> None:
+        for logical_id, reason in self.skipped_functions.items():
+            for event_name, event in self._function_events(logical_id).items():
+                self.unmapped_events.append(f"{logical_id}.{event_name} ({event.get('Type')}): {reason}")
+
     def _function_events(self, logical_id: str) -> dict:
         spec = next(spec for spec in self.template.functions() if spec.logical_id == logical_id)
         return self.template.resolve(spec.properties.get("Events") or {})
@@ -109,14 +126,27 @@ class Runtime:
     def _create_raw_mapping(self, logical_id: str, properties: dict) -> None:
         function = self._function_by_name(str(properties.get("FunctionName", "")))
         if function is None:
-            self.unmapped_events.append(f"{logical_id} (function {properties.get('FunctionName')} not in template)")
+            self.unmapped_events.append(f"{logical_id} (function {properties.get('FunctionName')} not run locally)")
             return
         config = mapping_config(function, properties, properties["EventSourceArn"])
         self.mappings[logical_id] = self._mapping(config, function)
 
     def _mapping(self, config: esm.MappingConfig, function: LocalFunction) -> esm.EventSourceMapping:
         # Invocations are serialised anyway (see functions.py): one worker per mapping is enough.
-        return esm.EventSourceMapping(config, function.invoke, trace=self.trace, max_workers=1)
+        return esm.EventSourceMapping(config, function.invoke, trace=self.trace, max_workers=1,
+                                      retry_delay_s=self.options.retry_delay_s,
+                                      idle_read_interval_s=self.options.idle_read_interval_s)
+
+    def retry_forever_warnings(self) -> list[str]:
+        """Mappings on which one failing record blocks its shard for good (until it expires from the stream)."""
+        return [
+            f"{key}: MaximumRetryAttempts -1 and MaximumRecordAgeInSeconds -1 (the defaults): a record the "
+            "function keeps failing is retried forever and holds up its shard; set either, and an OnFailure "
+            "destination"
+            for key, mapping in self.mappings.items()
+            if mapping.config.enabled and mapping.config.maximum_retry_attempts == -1
+            and mapping.config.maximum_record_age_s == -1
+        ]
 
     def _function_by_name(self, name_or_arn: str) -> LocalFunction | None:
         name = name_or_arn.rsplit(":function:", 1)[-1].split(":")[0]
@@ -133,9 +163,16 @@ class Runtime:
             worked = mapping.poll() or worked
         return worked
 
-    def drain(self, timeout_s: float, sleep: Callable[[float], None] = time.sleep) -> None:
-        """Step until every mapping and emulation is drained; TimeoutError naming the busy ones after `timeout_s`."""
-        esm.drain([*self.emulations, *self.mappings.values()], timeout_s=timeout_s, sleep=sleep)
+    def drain(self, timeout_s: float, sleep: Callable[[float], None] = time.sleep,
+              notify: Callable[[str], None] | None = None) -> None:
+        """Step until every mapping and emulation is drained; TimeoutError naming the busy ones after `timeout_s`.
+
+        `notify` hears once about each tumbling window the drain waits for.
+        """
+        esm.drain([*self.emulations, *self.mappings.values()], timeout_s=timeout_s, sleep=sleep, notify=notify)
+
+    def longest_tumbling_window_s(self) -> int:
+        return max((mapping.config.tumbling_window_s or 0 for mapping in self.mappings.values()), default=0)
 
     # ------------------------------------------------------------ observing
 
@@ -150,6 +187,8 @@ class Runtime:
                 "retries": mapping.stats.retries,
                 "iterator_age_ms": mapping.stats.iterator_age_ms,
                 "to_on_failure": mapping.stats.records_to_destination,
+                "last_error": mapping.stats.last_error,
+                "stuck": mapping.stuck(),
             }
             for key, mapping in self.mappings.items()
         }

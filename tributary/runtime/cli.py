@@ -5,6 +5,10 @@
   every section accounts for every record.
 - `run`: the same engine on any SAM template: put JSON-lines files on streams, drain, print counters.
 - `query`: SQL (DuckDB) over the data lake of a running `tributary up` (Parquet read through its S3 API).
+
+What the functions print (their logs, tracebacks of errors) goes to `--logs FILE`, or else to a new
+file `.tributary/logs/<command>-<time>.log` under the current directory (gitignored), named at
+start-up: the runtime's own output stays readable and nothing a function says is lost.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import json
 import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -27,7 +32,10 @@ from tributary.runtime.template import Template, TemplateError, parse_parameter_
 from tributary_shared.kinesis_put import put_records
 
 DEFAULT_DRAIN_TIMEOUT_S = 300.0
+WINDOW_TIMEOUT_MARGIN_S = 60.0
 LIVE_REFRESH_S = 2.0
+LIVE_IDLE_SLEEP_S = 0.2  # shards back off for a second after an empty read anyway
+FUNCTION_LOG_DIRECTORY = Path(".tributary") / "logs"
 
 
 def main(command: str, argv: list[str]) -> int:
@@ -46,6 +54,7 @@ def main(command: str, argv: list[str]) -> int:
 
 def _parser(command: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=f"tributary {command}")
+    parser.set_defaults(command=command)
     if command == "query":
         parser.add_argument("sql", nargs="?", help="SQL, or the name of one of the template's Athena named queries")
         parser.add_argument("--endpoint-url", help="the running `tributary up` (default http://127.0.0.1:PORT)")
@@ -56,8 +65,11 @@ def _parser(command: str) -> argparse.ArgumentParser:
     parser.add_argument("--parameter-overrides", nargs="+", default=[], metavar="KEY=VALUE")
     parser.add_argument("--port", type=int, default=None, help="emulator port (default: a free one)")
     parser.add_argument("--trace", type=Path, default=None, help="JSON lines: one per invocation and delivery")
-    parser.add_argument("--logs", type=Path, default=None, help="file for the functions' own output (default: none)")
-    parser.add_argument("--timeout", type=float, default=DEFAULT_DRAIN_TIMEOUT_S, help="seconds to wait for draining")
+    parser.add_argument("--logs", type=Path, default=None,
+                        help=f"file for the functions' own output (default: a new file in {FUNCTION_LOG_DIRECTORY})")
+    parser.add_argument("--timeout", type=float, default=None,
+                        help=f"seconds to wait for draining (default {DEFAULT_DRAIN_TIMEOUT_S:.0f}, or the longest "
+                             f"TumblingWindowInSeconds + {WINDOW_TIMEOUT_MARGIN_S:.0f} if longer)")
     if command == "run":
         parser.add_argument("--records", action="append", default=[], metavar="STREAM=FILE.jsonl")
         parser.add_argument("--partition-key", help="field of each line whose value is the partition key")
@@ -66,17 +78,38 @@ def _parser(command: str) -> argparse.ArgumentParser:
 
 
 @contextlib.contextmanager
-def _runtime(arguments: argparse.Namespace, overrides: Mapping[str, str]) -> Iterator[Runtime]:
+def _runtime(arguments: argparse.Namespace, overrides: Mapping[str, str],
+             options: RuntimeOptions | None = None) -> Iterator[Runtime]:
+    """A started Runtime for the command's arguments; `options` gives defaults the arguments override."""
     with contextlib.ExitStack() as stack:
-        logs: TextIO | None = stack.enter_context(arguments.logs.open("a")) if arguments.logs else None
-        options = RuntimeOptions(
+        log_path = arguments.logs or function_log_path(arguments.command)
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        logs: TextIO = stack.enter_context(log_path.open("a", encoding="utf-8"))
+        print(f"function output: {log_path}", flush=True)
+        runtime_options = replace(
+            options or RuntimeOptions(),
             template_path=arguments.template,
             parameter_overrides=overrides,
             port=arguments.port,
             trace_path=arguments.trace,
             function_log=logs,
         )
-        yield stack.enter_context(Runtime(options))
+        yield stack.enter_context(Runtime(runtime_options))
+
+
+def function_log_path(command: str) -> Path:
+    return FUNCTION_LOG_DIRECTORY / f"{command}-{time.strftime('%Y%m%d-%H%M%S')}.log"
+
+
+def drain_timeout(arguments: argparse.Namespace, runtime: Runtime) -> float:
+    """--timeout, or enough for the longest tumbling window to end and be finally invoked."""
+    if arguments.timeout is not None:
+        return float(arguments.timeout)
+    return max(DEFAULT_DRAIN_TIMEOUT_S, runtime.longest_tumbling_window_s() + WINDOW_TIMEOUT_MARGIN_S)
+
+
+def print_now(text: str) -> None:
+    print(text, flush=True)
 
 
 def _print_start(runtime: Runtime) -> None:
@@ -84,12 +117,14 @@ def _print_start(runtime: Runtime) -> None:
     for line in runtime.deployment.summary_lines():
         print(f"  {line}")
     print(f"  functions: {', '.join(runtime.functions) or 'none'}")
+    for logical_id, reason in runtime.skipped_functions.items():
+        print(f"  function not run: {logical_id}: {reason}")
     print(f"  event source mappings: {', '.join(runtime.mappings) or 'none'}")
     for name in runtime.unmapped_events:
         print(f"  event not emulated: {name}")
     for emulation in runtime.emulations:
         print(f"  emulation: {emulation.name}")
-    for warning in runtime.template.warnings:
+    for warning in [*runtime.template.warnings, *runtime.retry_forever_warnings()]:
         print(f"  warning: {warning}")
 
 
@@ -101,6 +136,9 @@ def counter_lines(counters: Mapping[str, Any]) -> list[str]:
             f"errors={item['errors']:<4} retries={item['retries']:<4} age={item['iterator_age_ms']}ms "
             f"on-failure={item['to_on_failure']}"
         )
+        lines += [f"    {reason}" for reason in item.get("stuck", [])]
+        if item.get("last_error"):
+            lines.append(f"    last function error: {item['last_error']}")
     for name, item in counters["emulations"].items():
         lines.append(f"{name:<40} " + " ".join(f"{key}={value}" for key, value in item.items()))
     return lines
@@ -126,7 +164,7 @@ def _run_live(runtime: Runtime) -> None:
     try:
         while True:
             if not runtime.step():
-                time.sleep(0.05)
+                time.sleep(LIVE_IDLE_SLEEP_S)
             if time.monotonic() >= next_refresh:
                 lines = counter_lines(runtime.counters())
                 if lines != shown:
@@ -152,7 +190,7 @@ def _run(arguments: argparse.Namespace) -> int:
             _run_live(runtime)
             return 0
         try:
-            runtime.drain(arguments.timeout)
+            runtime.drain(drain_timeout(arguments, runtime), notify=print_now)
         except TimeoutError as error:
             print(f"tributary run: {error}", file=sys.stderr)
             return 1
@@ -209,7 +247,7 @@ def _describe_failure(record: Mapping[str, Any]) -> str:
 
 
 def _demo(arguments: argparse.Namespace) -> int:
-    return run_demo(arguments, _runtime, _print_start)
+    return run_demo(arguments, _runtime, _print_start, drain_timeout)
 
 
 # ---------------------------------------------------------------- query

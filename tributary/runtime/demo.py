@@ -13,10 +13,15 @@ from typing import Any
 import boto3
 
 from tributary.demos import DemoPipeline, DemoSection, discover_pipelines
-from tributary.runtime.app import Runtime
+from tributary.runtime.app import Runtime, RuntimeOptions
 from tributary.runtime.template import REGION, load_yaml, parse_parameter_overrides
 
-RuntimeFactory = Callable[[argparse.Namespace, Mapping[str, str]], contextlib.AbstractContextManager[Runtime]]
+RuntimeFactory = Callable[[argparse.Namespace, Mapping[str, str], RuntimeOptions],
+                          contextlib.AbstractContextManager[Runtime]]
+DrainTimeout = Callable[[argparse.Namespace, Runtime], float]
+# The demo is a scripted, finite run: it retries and re-reads sooner than Lambda (1 s) to finish quickly;
+# the order and number of invocations are the same.
+DEMO_OPTIONS = RuntimeOptions(retry_delay_s=0.1, idle_read_interval_s=0.1)
 
 
 class RuntimeDemoContext:
@@ -64,17 +69,18 @@ def demo_overrides(template_path: Any, pipelines: Sequence[DemoPipeline], user: 
     return {**overrides, **user}
 
 
-def run_demo(arguments: argparse.Namespace, runtime_factory: RuntimeFactory, print_start: Callable) -> int:
+def run_demo(arguments: argparse.Namespace, runtime_factory: RuntimeFactory, print_start: Callable,
+             drain_timeout: DrainTimeout) -> int:
     started = time.monotonic()
     pipelines = discover_pipelines()
     overrides = demo_overrides(arguments.template, pipelines, parse_parameter_overrides(arguments.parameter_overrides))
-    with runtime_factory(arguments, overrides) as runtime:
+    with runtime_factory(arguments, overrides, DEMO_OPTIONS) as runtime:
         print_start(runtime)
         context = RuntimeDemoContext(runtime)
         active = [pipeline for pipeline in pipelines if _missing(context, pipeline) == []]
         sections = [_skipped(pipeline, _missing(context, pipeline)) for pipeline in pipelines if pipeline not in active]
         failed_producers = {pipeline.name: _produce(pipeline, context) for pipeline in active}
-        drained_problem = _drain(runtime, arguments.timeout)
+        drained_problem = _drain(runtime, drain_timeout(arguments, runtime))
         for pipeline in active:
             section = _report(pipeline, context)
             if failed_producers[pipeline.name]:
@@ -111,7 +117,7 @@ def _report(pipeline: DemoPipeline, context: RuntimeDemoContext) -> DemoSection:
 
 def _drain(runtime: Runtime, timeout_s: float) -> str:
     try:
-        runtime.drain(timeout_s)
+        runtime.drain(timeout_s, notify=lambda text: print(text, flush=True))
     except TimeoutError as error:
         return str(error)
     return ""

@@ -16,19 +16,29 @@ CONTRACT (the host codes against these names):
     Invoker = Callable[[dict], InvocationResult]
         The host enforces the function's Timeout. With parallelization_factor > 1 the engine calls the
         invoker from several threads at once (one per virtual shard) unless ``max_workers=1`` is passed.
-    EventSourceMapping(config, invoker, *, trace=None, clock=time.time, max_workers=None)
+    EventSourceMapping(config, invoker, *, trace=None, clock=time.time, max_workers=None,
+                       retry_delay_s=1.0, idle_read_interval_s=1.0)
+        ``retry_delay_s``: how long a lane waits before invoking the same records again after a
+        function error (Lambda does not retry at once). ``idle_read_interval_s``: after a read that
+        returned nothing, the shard is not read again for this long (Lambda polls a shard about once a
+        second). Both are measured with ``clock``.
         .uuid                    the mapping's UUID (S3 destination keys use it)
         .start() -> None         read the shard list and take shard iterators now (LATEST means "from
                                  here"); poll() calls it on first use
         .poll() -> bool          one step: one GetRecords per shard, at most one invocation per
                                  (virtual) shard; True if it did any work
         .is_drained() -> bool    every shard read to its end, nothing queued, retried or windowed
+        .wake() -> None          forget idle back-offs: the next poll reads every shard
+        .stuck() -> list[str]    what keeps it from being drained: the sequence range, attempts and
+                                 last function error of each batch being retried, open windows
+        .waiting_windows() -> list[str]  windows whose lane waits for the clock to pass their end
         .stats: MappingStats     counters; records_in == records_filtered_out + records_succeeded +
                                  records_discarded once drained
         .close() -> None         stop the worker threads
-    drain(pollables, *, timeout_s, sleep=time.sleep) -> None
+    drain(pollables, *, timeout_s, sleep=time.sleep, notify=None) -> None
         poll everything (anything with poll() and is_drained()) until a full round does no work and all
-        are drained; raises TimeoutError naming what is not drained.
+        are drained (then once more with idle back-offs woken, to be sure); raises TimeoutError naming
+        what is not drained and why (stuck()); calls notify(text) once per window it waits for.
     TraceWriter(path_or_text_stream)  (tributary.runtime.trace): one JSON line per invocation and per
         on-failure delivery; see that module for the line shapes.
 
@@ -44,7 +54,7 @@ windows", "Retain discarded batch records", "event filtering"), per shard and in
   retries the same records. MaximumRetryAttempts N allows N retries (N + 1 invocations); -1 = forever.
   Before every invocation, records older than MaximumRecordAgeInSeconds are split off and discarded.
   Discarded records go to the on-failure destination (RetryAttemptsExhausted / RecordAgeExceeded) and
-  the lane moves on.
+  the lane moves on. A retry waits ``retry_delay_s`` first; other lanes carry on meanwhile.
 - BisectBatchOnFunctionError: a failed batch of two or more records is split into halves (the first
   half gets len // 2 records and runs first), recursively; splitting does not consume the retry quota,
   so retries are only counted (and exhausted) on single-record batches.
@@ -59,15 +69,17 @@ windows", "Retain discarded batch records", "event filtering"), per shard and in
   floor(arrival / W) * W; the event gains window/state/shardId/eventSourceARN/isFinalInvokeForWindow/
   isWindowTerminatedEarly. A response without a ``state`` object is a function error. The final
   invoke (no records, isFinalInvokeForWindow true) happens once a record of a later window is read, or
-  the clock has passed the window end and the shard is read to its end; it is retried until it
-  succeeds (AWS: "pauses further processing until a successful invocation"). A returned state over
-  1 MB ends the window early: a final invoke with isWindowTerminatedEarly true, then the same window
-  continues with a fresh state.
+  the clock has passed the window end and the shard is read to its current tip, or at once when
+  the shard has ended (closed by resharding and read to its end: AWS considers the window closed and
+  the child shards start their own windows); it is retried until it succeeds (AWS: "pauses further
+  processing until a successful invocation"). A returned state over 1 MB ends the window early: a
+  final invoke with isWindowTerminatedEarly true, then the same window continues with a fresh state.
 - ParallelizationFactor F: each shard has F lanes (virtual shards); a record goes to lane
   md5(partition key) mod F (DynamoDB: the item's Keys), so order holds per key; lanes run concurrently.
 - FilterCriteria: records matching no pattern are dropped and counted, never delivered. Kinesis
-  patterns see only ``{"data": <JSON of the record data, or its base64 when not JSON>}``; DynamoDB
-  patterns see the whole stream record. Operators: see tributary.runtime.filtering.
+  patterns see the record's metadata (partitionKey, sequenceNumber, ...) and ``data`` parsed as JSON;
+  when the data is not JSON a pattern on ``data`` drops the record (AWS), one on other keys still
+  applies. DynamoDB patterns see the whole stream record. Operators: see tributary.runtime.filtering.
 - Enabled false: nothing is read; the mapping counts as drained.
 """
 
@@ -184,6 +196,7 @@ class MappingStats:
     bisections: int = 0
     windows_closed: int = 0
     iterator_age_ms: int = 0
+    last_error: str | None = None
     deliveries: list[dict] = field(default_factory=list)
 
 
@@ -195,6 +208,7 @@ class PendingBatch:
     records: list[StreamRecord]
     invocations: int = 0
     function_error: str | None = None
+    error_message: str | None = None
 
 
 @dataclass
@@ -204,6 +218,7 @@ class OpenWindow:
     state: dict[str, Any] = field(default_factory=dict)
     terminated_early: bool = False
     final_attempts: int = 0
+    final_error: str | None = None
 
 
 @dataclass
@@ -217,6 +232,7 @@ class Lane:
     pending: deque[PendingBatch] = field(default_factory=deque)
     checkpoint: str | None = None
     window: OpenWindow | None = None
+    retry_at: float = 0.0  # after a function error: no invocation before this instant
 
     def busy(self) -> bool:
         return bool(self.queue or self.pending or self.window)
@@ -228,16 +244,28 @@ class ShardReader:
     parent_ids: tuple[str, ...]
     iterator: str | None
     lanes: list[Lane]
+    ending_sequence: str | None = None  # set once the shard is closed (resharding)
     last_read: str | None = None
     caught_up: bool = False
     children_checked: bool = False
+    closure_checked: bool = False  # the shard list was read since this shard was last caught up
+    next_read_at: float = 0.0  # idle back-off after an empty read
 
     @property
     def exhausted(self) -> bool:
         return self.iterator is None
 
+    @property
+    def ended(self) -> bool:
+        """Closed and read to its end: no record can arrive any more (unlike a shard read to its tip).
+
+        AWS returns no next iterator at the end of a closed shard; moto keeps returning one, so a
+        closed shard whose latest read came back empty has ended too.
+        """
+        return self.exhausted or (self.ending_sequence is not None and self.caught_up)
+
     def finished(self) -> bool:
-        return self.exhausted and not any(lane.busy() for lane in self.lanes)
+        return self.ended and not any(lane.busy() for lane in self.lanes)
 
 
 @dataclass(frozen=True)
@@ -263,8 +291,12 @@ class EventSourceMapping:
         trace: TraceWriter | None = None,
         clock: Callable[[], float] = time.time,
         max_workers: int | None = None,
+        retry_delay_s: float = 1.0,
+        idle_read_interval_s: float = 1.0,
     ) -> None:
         self.config = config
+        self.retry_delay_s = retry_delay_s
+        self.idle_read_interval_s = idle_read_interval_s
         self.invoker = invoker
         self.trace = trace
         self.clock = clock
@@ -314,7 +346,7 @@ class EventSourceMapping:
         now = self.clock()
         worked = self._discover_children()
         for shard in list(self._shards.values()):
-            worked |= self._fetch(shard)
+            worked |= self._fetch(shard, now)
         lanes = [(shard, lane) for shard in self._shards.values() for lane in shard.lanes]
         return any(self._run_lanes(lanes, now)) or worked
 
@@ -325,6 +357,35 @@ class EventSourceMapping:
             return False
         return all((shard.exhausted or shard.caught_up) and not any(lane.busy() for lane in shard.lanes)
                    for shard in self._shards.values())
+
+    def wake(self) -> None:
+        for shard in self._shards.values():
+            shard.next_read_at = 0.0
+
+    def stuck(self) -> list[str]:
+        """Why the mapping is not drained: each batch being retried and each open window, per lane."""
+        reasons = []
+        for shard in self._shards.values():
+            for lane in shard.lanes:
+                if lane.pending and lane.pending[0].invocations:
+                    reasons.append(_describe_retry(lane.shard_id, lane.pending[0]))
+                elif lane.window is not None and lane.window.final_attempts:
+                    reasons.append(f"{lane.shard_id}: final invoke of window ending "
+                                   f"{dest.iso_seconds(lane.window.end)}, attempt {lane.window.final_attempts}, "
+                                   f"last error: {lane.window.final_error}")
+        return reasons + self.waiting_windows()
+
+    def waiting_windows(self) -> list[str]:
+        """Open windows with nothing left to do but wait for the clock to pass their end."""
+        now = self.clock()
+        return [
+            f"window {dest.iso_seconds(lane.window.start)}..{dest.iso_seconds(lane.window.end)} of "
+            f"{self.config.function_name} on {lane.shard_id} to end at "
+            f"{time.strftime('%H:%M:%S', time.localtime(lane.window.end))}"
+            for shard in self._shards.values() if shard.caught_up and not shard.ended
+            for lane in shard.lanes
+            if lane.window is not None and not lane.queue and not lane.pending and now < lane.window.end
+        ]
 
     def _run_lanes(self, lanes: list[tuple[ShardReader, Lane]], now: float) -> list[bool]:
         if self._workers <= 1 or len(lanes) <= 1:
@@ -340,18 +401,26 @@ class EventSourceMapping:
         timestamp = self.config.starting_position_timestamp if position == "AT_TIMESTAMP" else None
         iterator = self.source.iterator(shard.shard_id, position, timestamp)
         lanes = [Lane(shard.shard_id, index) for index in range(self.config.parallelization_factor)]
-        self._shards[shard.shard_id] = ShardReader(shard.shard_id, shard.parent_ids, iterator, lanes)
+        self._shards[shard.shard_id] = ShardReader(shard.shard_id, shard.parent_ids, iterator, lanes,
+                                                   ending_sequence=shard.ending_sequence)
 
     def _discover_children(self) -> bool:
         """Shards created by resharding start at TRIM_HORIZON once their parents are processed."""
         newly_finished = [s for s in self._shards.values() if s.finished() and not s.children_checked]
-        if not newly_finished and self._polls % _REDISCOVER_EVERY_POLLS:
+        # moto never ends a closed shard's iterators: learn that a shard was closed from the shard list,
+        # read again whenever a shard has just been caught up.
+        newly_caught_up = [s for s in self._shards.values() if s.caught_up and s.ending_sequence is None
+                           and not s.closure_checked]
+        if not (newly_finished or newly_caught_up) and self._polls % _REDISCOVER_EVERY_POLLS:
             return False
         for shard in newly_finished:
             shard.children_checked = True
+        for shard in newly_caught_up:
+            shard.closure_checked = True
         added = False
         for shard in self.source.shards():
             if shard.shard_id in self._shards:
+                self._shards[shard.shard_id].ending_sequence = shard.ending_sequence
                 continue
             parents = [self._shards.get(parent) for parent in shard.parent_ids]
             if all(parent is None or parent.finished() for parent in parents):
@@ -359,8 +428,8 @@ class EventSourceMapping:
                 added = True
         return added
 
-    def _fetch(self, shard: ShardReader) -> bool:
-        if shard.exhausted:
+    def _fetch(self, shard: ShardReader, now: float) -> bool:
+        if shard.exhausted or now < shard.next_read_at:
             return False
         capacity = self.config.batch_size * len(shard.lanes)
         if sum(len(lane.queue) for lane in shard.lanes) >= capacity:
@@ -368,10 +437,13 @@ class EventSourceMapping:
         # Read ahead of the batch in flight, as Lambda's poller does, so batching windows start on time.
         result = self._read(shard, min(2 * capacity, 10_000))
         shard.iterator = result.next_iterator
+        if result.records:
+            shard.closure_checked = False
         shard.caught_up = not result.records
+        shard.next_read_at = now + self.idle_read_interval_s if shard.caught_up else 0.0
         for record in result.records:
             shard.last_read = record.sequence_number
-            self._accept(shard, record)
+            self._accept(shard, record, now)
         return bool(result.records)
 
     def _read(self, shard: ShardReader, limit: int) -> ReadResult:
@@ -386,14 +458,14 @@ class EventSourceMapping:
                                                   after_sequence=shard.last_read)
             return self.source.read(shard.shard_id, shard.iterator, limit)
 
-    def _accept(self, shard: ShardReader, record: StreamRecord) -> None:
+    def _accept(self, shard: ShardReader, record: StreamRecord, now: float) -> None:
         self._count("records_in", 1)
         if not self._passes_filters(record):
             self._count("records_filtered_out", 1)
             return
         lane = shard.lanes[self._lane_index(record)]
         if not lane.queue:
-            lane.gathering_since = self.clock()
+            lane.gathering_since = now  # the poll's instant: with no batching window the batch goes this poll
         lane.queue.append(record)
 
     def _passes_filters(self, record: StreamRecord) -> bool:
@@ -409,12 +481,14 @@ class EventSourceMapping:
     # -- one lane step: at most one invocation
 
     def _step(self, shard: ShardReader, lane: Lane, now: float) -> bool:
+        if now < lane.retry_at:
+            return False
         if lane.window is not None and lane.window.terminated_early:
-            return self._invoke_final(lane)
+            return self._invoke_final(lane, now)
         if not lane.pending:
             if self._window_over(shard, lane, now):
-                return self._invoke_final(lane)
-            batch = self._take_batch(lane, now)
+                return self._invoke_final(lane, now)
+            batch = self._take_batch(shard, lane, now)
             if batch is None:
                 return False
             lane.pending.append(PendingBatch(batch))
@@ -428,15 +502,16 @@ class EventSourceMapping:
             return False
         if lane.queue:
             return self._window_start(lane.queue[0]) >= lane.window.end
-        return now >= lane.window.end and (shard.caught_up or shard.exhausted)
+        # A shard read to its tip may still get records of this window; an ended one cannot.
+        return shard.ended or (now >= lane.window.end and shard.caught_up)
 
-    def _take_batch(self, lane: Lane, now: float) -> list[StreamRecord] | None:
+    def _take_batch(self, shard: ShardReader, lane: Lane, now: float) -> list[StreamRecord] | None:
         if not lane.queue:
             return None
         records, full = self._gather(lane)
         waited = now - (lane.gathering_since if lane.gathering_since is not None else now)
         window_ended = lane.window is not None and now >= lane.window.end
-        if not (full or window_ended or waited >= self.config.maximum_batching_window_s):
+        if not (full or window_ended or shard.ended or waited >= self.config.maximum_batching_window_s):
             return None
         for _ in records:
             lane.queue.popleft()
@@ -454,7 +529,7 @@ class EventSourceMapping:
         for record in lane.queue:
             if first_window is not None and self._window_start(record) != first_window:
                 return records, True
-            if size + record.size > PAYLOAD_LIMIT_BYTES:
+            if records and size + record.size > PAYLOAD_LIMIT_BYTES:
                 return records, True
             records.append(record)
             size += record.size
@@ -476,6 +551,9 @@ class EventSourceMapping:
         else:
             self._failed(lane, batch, now)
         return True
+
+    def _retry_later(self, lane: Lane, now: float) -> None:
+        lane.retry_at = now + self.retry_delay_s
 
     def _discard_expired(self, lane: Lane, batch: PendingBatch, now: float) -> bool:
         max_age = self.config.maximum_record_age_s
@@ -500,6 +578,8 @@ class EventSourceMapping:
         outcome = self._judge(result, batch.records)
         if outcome.kind == "error":
             batch.function_error = outcome.function_error
+            batch.error_message = outcome.error
+            self.stats.last_error = outcome.error
             if outcome.function_error:
                 self._count("function_errors", 1)
         elif outcome.kind == "partial":
@@ -570,10 +650,12 @@ class EventSourceMapping:
         if max_retries >= 0 and batch.invocations > max_retries:
             lane.pending.popleft()
             self._discard(lane, batch.records, dest.RETRY_ATTEMPTS_EXHAUSTED, batch, now)
+        else:
+            self._retry_later(lane, now)
 
     # -- windows
 
-    def _invoke_final(self, lane: Lane) -> bool:
+    def _invoke_final(self, lane: Lane, now: float) -> bool:
         window = lane.window
         assert window is not None
         event = self._event(lane, [], final=True)
@@ -587,6 +669,9 @@ class EventSourceMapping:
                    if result.function_error else Outcome("success"))
         if outcome.function_error:
             self._count("function_errors", 1)
+            window.final_error = outcome.error
+            self.stats.last_error = outcome.error
+            self._retry_later(lane, now)
         self._trace_invocation(lane, event, window.final_attempts, outcome, lane.checkpoint, final=True)
         if outcome.kind == "success":
             self._close_window(lane, window)
@@ -665,6 +750,12 @@ class EventSourceMapping:
         )
 
 
+def _describe_retry(shard_id: str, batch: PendingBatch) -> str:
+    first, last = batch.records[0].sequence_number, batch.records[-1].sequence_number
+    return (f"{shard_id}: {len(batch.records)} records {first}..{last} failed {batch.invocations} times, "
+            f"last error: {batch.error_message}")
+
+
 def _sequence_of(event_record: dict[str, Any]) -> str:
     if "kinesis" in event_record:
         return event_record["kinesis"]["sequenceNumber"]
@@ -712,26 +803,53 @@ class Pollable(Protocol):
     def is_drained(self) -> bool: ...
 
 
-def drain(pollables: Sequence[Pollable], *, timeout_s: float,
-          sleep: Callable[[float], None] = time.sleep) -> None:
+def drain(pollables: Sequence[Pollable], *, timeout_s: float, sleep: Callable[[float], None] = time.sleep,
+          notify: Callable[[str], None] | None = None) -> None:
     """Poll until a whole round does no work and everything is drained."""
     deadline = time.monotonic() + timeout_s
+    announced: set[str] = set()
     while True:
-        worked = False
-        for pollable in pollables:
-            worked |= pollable.poll()
+        worked = _poll_round(pollables)
         if not worked and all(pollable.is_drained() for pollable in pollables):
-            return
+            _wake(pollables)  # shards backing off since an empty read may have been written to since
+            worked = _poll_round(pollables)
+            if not worked and all(pollable.is_drained() for pollable in pollables):
+                return
         if time.monotonic() > deadline:
             stuck = [_describe(pollable) for pollable in pollables if not pollable.is_drained()]
-            raise TimeoutError(f"not drained after {timeout_s} s: {', '.join(stuck) or 'still working'}")
+            raise TimeoutError(f"not drained after {timeout_s} s: {'; '.join(stuck) or 'still working'}")
+        if notify is not None:
+            _announce_windows(pollables, announced, notify)
         if not worked:
             sleep(0.05)
 
 
+def _poll_round(pollables: Sequence[Pollable]) -> bool:
+    worked = False
+    for pollable in pollables:
+        worked |= pollable.poll()
+    return worked
+
+
+def _wake(pollables: Sequence[Pollable]) -> None:
+    for pollable in pollables:
+        if isinstance(pollable, EventSourceMapping):
+            pollable.wake()
+
+
+def _announce_windows(pollables: Sequence[Pollable], announced: set[str], notify: Callable[[str], None]) -> None:
+    for pollable in pollables:
+        if isinstance(pollable, EventSourceMapping):
+            for window in pollable.waiting_windows():
+                if window not in announced:
+                    announced.add(window)
+                    notify(f"waiting for {window}")
+
+
 def _describe(pollable: Pollable) -> str:
-    config = getattr(pollable, "config", None)
-    if isinstance(config, MappingConfig):
-        return f"{config.function_name} <- {config.source_arn}"
+    if isinstance(pollable, EventSourceMapping):
+        config = pollable.config
+        reasons = pollable.stuck()
+        return f"{config.function_name} <- {config.source_arn}" + (f" ({'; '.join(reasons)})" if reasons else "")
     return repr(pollable)
 

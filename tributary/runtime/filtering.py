@@ -16,7 +16,7 @@ Not supported (a pattern using them raises ``ValueError``): ``cidr``, ``wildcard
 
 from __future__ import annotations
 
-import base64
+import contextlib
 import json
 from collections.abc import Sequence
 from typing import Any
@@ -31,18 +31,31 @@ _NUMERIC_OPERATORS = {
 }
 
 
-def kinesis_filter_subject(data: bytes) -> dict[str, Any]:
-    """What a Kinesis filter sees: only the `data` key, as JSON when the bytes parse as JSON."""
-    try:
-        return {"data": json.loads(data)}
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        # Non-JSON data can only be matched by patterns that do not look inside `data`.
-        return {"data": base64.b64encode(data).decode("ascii")}
+def kinesis_filter_subject(data: bytes, metadata: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What a Kinesis filter sees: the record's metadata and `data` parsed as JSON.
+
+    AWS ("Filtering with Kinesis" / "Properly filtering Kinesis messages"): when the data is not valid
+    JSON, a pattern on `data` drops the record, while a pattern on the other (metadata) properties
+    still filters on those. So non-JSON data is left out of the subject, and `matches_any` fails every
+    pattern that names `data` for it.
+    """
+    subject = {key: value for key, value in (metadata or {}).items() if key != "data"}
+    with contextlib.suppress(UnicodeDecodeError, json.JSONDecodeError):
+        subject["data"] = json.loads(data)
+    return subject
 
 
 def matches_any(patterns: Sequence[dict[str, Any]], subject: dict[str, Any]) -> bool:
     """A record is delivered when it matches at least one pattern (or there are none)."""
-    return not patterns or any(matches(pattern, subject) for pattern in patterns)
+    return not patterns or any(_matches_pattern(pattern, subject) for pattern in patterns)
+
+
+def _matches_pattern(pattern: dict[str, Any], subject: dict[str, Any]) -> bool:
+    # A `data` rule on a Kinesis record whose data is not JSON: Lambda drops the record, whatever
+    # the rule (even {"exists": false}).
+    if isinstance(pattern, dict) and "data" in pattern and "data" not in subject:
+        return False
+    return matches(pattern, subject)
 
 
 def matches(pattern: dict[str, Any], subject: Any) -> bool:

@@ -10,6 +10,10 @@ For every invocation of a function:
 - an exception, a timeout or a response that is not JSON-serialisable is a function error with
   `functionError` "Unhandled", as Lambda reports it.
 
+Functions it cannot run this way (a Runtime other than python3.x, InlineCode, a container image, no
+local CodeUri directory) are named by `unloadable_functions` with the reason and left out; the rest
+of the template still runs.
+
 Invocations are serialised by one lock because environment variables and `sys.modules` are
 process-wide. What function threads print (Powertools logs) goes to the function log
 (`route_function_output`), never to the runtime's own output.
@@ -291,5 +295,34 @@ def _run_with_timeout(handler: Any, event: dict, context: LambdaContext, timeout
 
 
 def load_functions(template: Template) -> dict[str, LocalFunction]:
-    """Every AWS::Serverless::Function of the template, by logical id."""
-    return {spec.logical_id: LocalFunction(function_config(template, spec)) for spec in template.functions()}
+    """Every AWS::Serverless::Function of the template this runtime can run, by logical id."""
+    unloadable = unloadable_functions(template)
+    return {
+        spec.logical_id: LocalFunction(function_config(template, spec))
+        for spec in template.functions()
+        if spec.logical_id not in unloadable
+    }
+
+
+def unloadable_functions(template: Template) -> dict[str, str]:
+    """Functions this runtime cannot run in-process, by logical id, with the reason."""
+    reasons = {spec.logical_id: _unloadable_reason(template, spec) for spec in template.functions()}
+    return {logical_id: reason for logical_id, reason in reasons.items() if reason}
+
+
+def _unloadable_reason(template: Template, spec: FunctionSpec) -> str:
+    properties = spec.properties
+    runtime = template.resolve(properties.get("Runtime"))
+    if properties.get("PackageType") == "Image":
+        return "container image functions are not run locally"
+    if not (isinstance(runtime, str) and runtime.startswith("python3")):
+        return f"Runtime {runtime} is not run locally (python3.x only)"
+    if "InlineCode" in properties:
+        return "InlineCode is not run locally (a local CodeUri directory is needed)"
+    code_uri = template.resolve(properties.get("CodeUri"))
+    if not isinstance(code_uri, str) or not (template.base_dir / code_uri).is_dir():
+        return f"CodeUri {code_uri!r} is not a local directory"
+    handler = template.resolve(properties.get("Handler"))
+    if not isinstance(handler, str) or "." not in handler:
+        return f"Handler {handler!r} is not module.function"
+    return ""

@@ -26,6 +26,7 @@ from tributary.runtime.template import Template, TemplateError
 @dataclass
 class Deployment:
     created: list[str] = field(default_factory=list)
+    physical: dict[str, str] = field(default_factory=dict)  # logical id -> name (and ARN) in the emulator
     skipped: list[tuple[str, str]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     s3_lambda_notifications: dict[str, list[dict]] = field(default_factory=dict)  # bucket name -> configs
@@ -35,7 +36,8 @@ class Deployment:
     sms: SmsEmulation | None = None  # started when the template declares an SMS opt-out list
 
     def summary_lines(self) -> list[str]:
-        lines = [f"created {len(self.created)} resources: {', '.join(self.created)}"]
+        lines = [f"created {len(self.created)} resources:"]
+        lines += [f"  {logical_id}: {self.physical.get(logical_id, '')}" for logical_id in self.created]
         lines += [f"skipped {logical_id}: {reason}" for logical_id, reason in self.skipped]
         return lines + self.notes
 
@@ -52,7 +54,7 @@ NOT_NEEDED_LOCALLY = {
     "AWS::SNS::TopicPolicy": "resource policies are not enforced locally",
     "AWS::KMS::Key": "encryption at rest is not emulated",
     "AWS::KMS::Alias": "encryption at rest is not emulated",
-    "AWS::Logs::LogGroup": "function logs go to the --logs file",
+    "AWS::Logs::LogGroup": "function output goes to the function log file (--logs, or .tributary/logs/)",
     "AWS::Lambda::Permission": "IAM is not enforced locally",
     "AWS::Serverless::Function": "runs in-process",
     "AWS::Serverless::LayerVersion": "its ContentUri is on each function's import path",
@@ -75,6 +77,7 @@ class _Deployer:
     def record(self, logical_id: str, **attributes: Any) -> None:
         self.template.record_attributes(logical_id, attributes)
         self.deployment.created.append(logical_id)
+        self.deployment.physical[logical_id] = _physical_description(attributes)
 
     def deploy(self) -> Deployment:
         ordered = sorted(self.template.resources.values(), key=lambda resource: _ORDER.get(resource.type, 99))
@@ -92,6 +95,13 @@ class _Deployer:
         for logical_id in self.template.skipped_by_condition:
             self.deployment.skipped.append((logical_id, "its Condition is false"))
         return self.deployment
+
+
+def _physical_description(attributes: dict[str, Any]) -> str:
+    """What to point the producer or the AWS CLI at: the name (an SQS Ref is its URL), and the ARN."""
+    name = str(attributes.get("QueueName") or attributes.get("TopicName") or attributes.get("Ref") or "")
+    arn = attributes.get("Arn")
+    return f"{name}  {arn}" if arn and arn != name else name
 
 
 def deploy(template: Template, session: boto3.session.Session | None = None) -> Deployment:

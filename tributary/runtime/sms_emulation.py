@@ -9,11 +9,18 @@ DescribeOptedOutNumbers. It follows the documented rules (API reference, 2022-03
 - numbers must be E.164 (ValidationException, FIELD_VALIDATION_FAILED);
 - a list that does not exist: ResourceNotFoundException, ResourceType `opt-out-list`;
 - deleting a number that is not on the list: ResourceNotFoundException, `opted-out-number`;
+- DescribeOptedOutNumbers naming a number that is not on the list: no entry for it (the reference
+  does not say whether the service answers so or with ResourceNotFoundException `opted-out-number`;
+  the updater accepts both);
 - "each destination phone number can only be deleted once every 30 days": the documentation
   names no error for this; the emulation answers ConflictException (RESOURCE_MODIFICATION_NOT_ALLOWED),
   the error DeleteOptedOutNumber declares for state conflicts. The clock is injectable.
 
-It is not the service: no authentication, no quotas, no sharing, no opt-out keywords. A function
+Opt-out keywords are simulated, not received: `opt_out_by_keyword` puts a number on a list as the
+service does when the recipient replies STOP, with `EndUserOptedOut` true (DescribeOptedOutNumbers
+reports it; a later PutOptedOutNumber keeps it).
+
+It is not the service: no authentication, no quotas, no sharing, no messages. A function
 reaches it unchanged through botocore's service-specific endpoint variable
 AWS_ENDPOINT_URL_PINPOINT_SMS_VOICE_V2 (service id "Pinpoint SMS Voice V2"), which `start()` sets.
 """
@@ -157,6 +164,17 @@ class SmsEmulation:
     def opted_out_numbers(self, list_name: str) -> set[str]:
         with self._lock:
             return set(self._list(list_name).numbers)
+
+    def opt_out_by_keyword(self, list_name: str, number: str) -> None:
+        """What the service does when the recipient of a message replies STOP (or another opt-out keyword)."""
+        number = _e164(number)
+        with self._lock:
+            state = self._list(list_name)
+            state.numbers[number] = OptedOutNumber(self.clock(), end_user_opted_out=True)
+
+    def end_user_opted_out(self, list_name: str) -> set[str]:
+        with self._lock:
+            return {number for number, entry in self._list(list_name).numbers.items() if entry.end_user_opted_out}
 
     def throttle_next(self, requests: int) -> None:
         """Answer the next `requests` opt-out calls with ThrottlingException (tests of retries)."""

@@ -37,6 +37,7 @@ class StreamRecord:
 class ShardInfo:
     shard_id: str
     parent_ids: tuple[str, ...]
+    ending_sequence: str | None = None  # present once the shard is closed
 
 
 @dataclass(frozen=True)
@@ -96,7 +97,7 @@ class KinesisSource:
         request: dict[str, Any] = {"StreamName": self.stream_name}
         while True:
             page = self.client.list_shards(**request)
-            found += [ShardInfo(s["ShardId"], _parents(s, "ParentShardId", "AdjacentParentShardId"))
+            found += [ShardInfo(s["ShardId"], _parents(s, "ParentShardId", "AdjacentParentShardId"), _ending(s))
                       for s in page["Shards"]]
             if not page.get("NextToken"):
                 return found
@@ -137,7 +138,7 @@ class KinesisSource:
             "eventSourceARN": self.arn,
         }
         return _stream_record(sequence_number, arrival, raw["PartitionKey"], event_record,
-                              kinesis_filter_subject(raw["Data"]))
+                              kinesis_filter_subject(raw["Data"], event_record["kinesis"]))
 
     def format_arrival(self, epoch_seconds: float) -> str:
         return dest.iso_millis(epoch_seconds)
@@ -156,7 +157,7 @@ class DynamoDBStreamSource:
         request: dict[str, Any] = {"StreamArn": self.arn}
         while True:
             description = self.client.describe_stream(**request)["StreamDescription"]
-            found += [ShardInfo(s["ShardId"], _parents(s, "ParentShardId")) for s in description["Shards"]]
+            found += [ShardInfo(s["ShardId"], _parents(s, "ParentShardId"), _ending(s)) for s in description["Shards"]]
             if not description.get("LastEvaluatedShardId"):
                 return found
             request["ExclusiveStartShardId"] = description["LastEvaluatedShardId"]
@@ -190,6 +191,10 @@ class DynamoDBStreamSource:
 
 def _parents(shard: dict[str, Any], *keys: str) -> tuple[str, ...]:
     return tuple(shard[key] for key in keys if shard.get(key))
+
+
+def _ending(shard: dict[str, Any]) -> str | None:
+    return (shard.get("SequenceNumberRange") or {}).get("EndingSequenceNumber")
 
 
 def _base64(data: bytes) -> str:

@@ -1,6 +1,7 @@
 """The `--trace FILE` writer: one JSON line per invocation and per on-failure delivery.
 
-Line shapes (``type`` tells them apart):
+The file is truncated when the run starts: it holds one run. Every line has ``time`` (UTC, ISO 8601
+with milliseconds, when it was written). Line shapes (``type`` tells them apart):
 
 - ``{"type": "invocation", "function", "mapping", "shard", "lane", "sequenceNumbers": [...], "attempt",
   "window": {"start", "end"} | null, "final": bool, "outcome", "error", "checkpoint"}``; ``outcome`` is
@@ -16,16 +17,20 @@ from __future__ import annotations
 
 import json
 import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
 
 class TraceWriter:
-    """Appends JSON lines to a file (or any text stream); safe to share between mappings and threads."""
+    """Writes JSON lines to a file it truncates (or any text stream); safe to share between mappings and threads."""
 
-    def __init__(self, target: str | Path | TextIO) -> None:
+    def __init__(self, target: str | Path | TextIO, clock: Callable[[], float] = time.time) -> None:
+        self._clock = clock
         if isinstance(target, str | Path):
-            self._stream: TextIO = Path(target).open("a", encoding="utf-8")  # noqa: SIM115 - closed in close()
+            self._stream: TextIO = Path(target).open("w", encoding="utf-8")  # noqa: SIM115 - closed in close()
             self._owns_stream = True
         else:
             self._stream = target
@@ -39,7 +44,8 @@ class TraceWriter:
         self._write({"type": "delivery", **fields})
 
     def _write(self, line: dict[str, Any]) -> None:
-        text = json.dumps(line, separators=(",", ":"), default=str)
+        moment = datetime.fromtimestamp(self._clock(), UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        text = json.dumps({"time": moment, **line}, separators=(",", ":"), default=str)
         with self._lock:
             self._stream.write(text + "\n")
             self._stream.flush()
