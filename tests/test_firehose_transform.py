@@ -2,6 +2,7 @@
 
 import base64
 import json
+import re
 from decimal import Decimal
 from typing import Any
 
@@ -218,6 +219,61 @@ def test_microsecond_precision_change_time() -> None:
     record["data"] = base64.b64encode(json.dumps(change).encode()).decode()
     [row] = rows_of(transform_order_changes(firehose_event(record), TABLE)[0])
     assert row["change_time"] == "2020-09-02T10:15:00.123Z"
+
+
+def with_change_times(record: dict[str, Any], created: Any, precision: Any, arrival: Any) -> dict[str, Any]:
+    change = json.loads(base64.b64decode(record["data"]))
+    change["dynamodb"]["ApproximateCreationDateTime"] = created
+    change["dynamodb"]["ApproximateCreationDateTimePrecision"] = precision
+    record["data"] = base64.b64encode(json.dumps(change).encode()).decode()
+    return {**record, "approximateArrivalTimestamp": arrival}
+
+
+TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z")
+
+
+@pytest.mark.parametrize("created", [1e20, 1e18, -1e15, 10**400, float("nan"), float("inf"), -float("inf")])
+def test_an_impossible_change_time_fails_only_its_own_record(created: Any) -> None:
+    records = [
+        change_record(new=item_image(), record_id="before"),
+        with_change_times(change_record(new=item_image(), record_id="bad"), created, "MILLISECOND", 1599041700456),
+        change_record(new=item_image(), record_id="after"),
+    ]
+    response, summary = transform_order_changes(firehose_event(*records), TABLE)
+    assert [(r["recordId"], r["result"]) for r in response["records"]] == [
+        ("before", "Ok"),
+        ("bad", "ProcessingFailed"),
+        ("after", "Ok"),
+    ]
+    assert "ApproximateCreationDateTime" in summary.failed["bad"] and len(summary.failed["bad"]) < 200
+
+
+epoch_values = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(10**30), max_value=10**30),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=5),
+)
+
+
+@given(
+    st.lists(
+        st.tuples(epoch_values, st.sampled_from(["MILLISECOND", "MICROSECOND", None, 7]), epoch_values),
+        min_size=1,
+        max_size=8,
+    )
+)
+def test_any_change_times_answer_every_record_id_exactly_once(times: list[tuple[Any, Any, Any]]) -> None:
+    records = [
+        with_change_times(change_record(new=item_image(), record_id=f"r-{n}"), created, precision, arrival)
+        for n, (created, precision, arrival) in enumerate(times)
+    ]
+    response, summary = transform_order_changes(firehose_event(*records), TABLE)
+    assert [r["recordId"] for r in response["records"]] == [r["recordId"] for r in records]
+    assert {r["result"] for r in response["records"]} <= {"Ok", "ProcessingFailed"}
+    assert summary.ok + len(summary.failed) == len(records)
+    assert all(TIMESTAMP.fullmatch(row["change_time"]) for row in rows_of(response))
 
 
 def test_an_event_without_records_is_an_invocation_error_not_a_malformed_response() -> None:

@@ -10,13 +10,21 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from tributary_shared.dynamo_writer import BatchWriter
-from tributary_shared.order_loader import LoadRequest, LoadResult, OrderCsvLoader, requests_from_event
+from tributary_shared.order_loader import (
+    LoadFailed,
+    LoadRequest,
+    LoadResult,
+    OrderCsvLoader,
+    order_table_writer,
+    requests_from_event,
+)
 
 TABLE_NAME = os.environ["TABLE_NAME"]
 # Stop and hand over to a fresh invocation when less than this is left (ms).
 CONTINUATION_MARGIN_S = int(os.environ.get("CONTINUATION_MARGIN_MS", "15000")) / 1000
 ROWS_PER_WRITE = int(os.environ.get("ROWS_PER_WRITE", "500"))
+# BatchWriteItem requests in flight at once: each is mostly a round trip to DynamoDB.
+WRITE_THREADS = int(os.environ.get("WRITE_THREADS", "1"))
 
 logger = Logger()
 metrics = Metrics()
@@ -26,8 +34,8 @@ tracer = Tracer()
 @cache
 def loader() -> OrderCsvLoader:
     # Clients on first use: importing the handler stays cheap and tests can point boto3 first.
-    writer = BatchWriter(TABLE_NAME, ("order_id", "item_id"))
-    return OrderCsvLoader(boto3.client("s3"), writer, rows_per_write=ROWS_PER_WRITE)
+    writer = order_table_writer(TABLE_NAME)
+    return OrderCsvLoader(boto3.client("s3"), writer, rows_per_write=ROWS_PER_WRITE, write_threads=WRITE_THREADS)
 
 
 @cache
@@ -51,7 +59,15 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     requests, skipped = requests_from_event(event)
     results: list[LoadResult] = []
     for request in requests:
-        result = loader().load(request, lambda: context.get_remaining_time_in_millis() / 1000, CONTINUATION_MARGIN_S)
+        try:
+            result = loader().load(
+                request, lambda: context.get_remaining_time_in_millis() / 1000, CONTINUATION_MARGIN_S
+            )
+        except LoadFailed as failure:
+            # Raised on: Lambda retries this invocation, then sends its payload to the on-failure destination.
+            logger.error("load failed", extra={"error": str(failure), "resume_from": failure.request.to_payload()})
+            metrics.add_metric("OrderLoadsFailed", MetricUnit.Count, 1)
+            raise
         if result.continuation is not None:
             invoke_continuation(result.continuation, context)
         log_result(request, result)

@@ -194,7 +194,10 @@ def parse_time_stamp(text: str) -> str:
         raise ValueError(f"time_stamp {text!r} is not an ISO 8601 date-time") from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return format_timestamp(moment)
+    try:
+        return format_timestamp(moment)
+    except OverflowError:  # e.g. 0001-01-01T00:00:00+01:00 is before year 1 in UTC
+        raise ValueError(f"time_stamp {text!r} is outside the years 1 to 9999 in UTC") from None
 
 
 def parse_transaction_date(text: str) -> str:

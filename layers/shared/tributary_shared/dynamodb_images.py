@@ -136,4 +136,5 @@ def _to_timestamp(value: Any) -> str:
 
 def format_timestamp(moment: datetime) -> str:
     """The timestamp form Firehose's OpenX JSON SerDe parses (`yyyy-MM-dd'T'HH:mm:ss.SSS'Z'`)."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    # isoformat, unlike strftime's %Y, always writes the year with four digits.
+    return moment.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"

@@ -135,13 +135,28 @@ def _item_values(change_type: str, stream_record: Mapping[str, Any]) -> dict[str
 
 def _change_time(stream_record: Mapping[str, Any], record: Mapping[str, Any]) -> str:
     created = stream_record.get("ApproximateCreationDateTime")
-    if isinstance(created, int | float) and not isinstance(created, bool):
+    if _is_number(created):
         per_second = 1_000_000 if stream_record.get("ApproximateCreationDateTimePrecision") == "MICROSECOND" else 1000
-        return format_timestamp(datetime.fromtimestamp(created / per_second, tz=UTC))
+        return _epoch_timestamp("ApproximateCreationDateTime", created, per_second)
     arrival = record.get("approximateArrivalTimestamp")
-    if isinstance(arrival, int | float) and not isinstance(arrival, bool):
-        return format_timestamp(datetime.fromtimestamp(arrival / 1000, tz=UTC))
+    if _is_number(arrival):
+        return _epoch_timestamp("approximateArrivalTimestamp", arrival, 1000)
     raise InvalidChange("record has neither ApproximateCreationDateTime nor approximateArrivalTimestamp")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _epoch_timestamp(name: str, value: float, per_second: int) -> str:
+    """The timestamp of an epoch count of 1/per_second seconds; InvalidChange if no datetime can hold it."""
+    try:
+        # ValueError: NaN or a year outside 1..9999; OverflowError: too big for a float or a C time_t;
+        # OSError: outside the platform's localtime range.
+        moment = datetime.fromtimestamp(value / per_second, tz=UTC)
+    except (ValueError, OverflowError, OSError):
+        raise InvalidChange(f"{name} {value!r:.40} is not a representable epoch time") from None
+    return format_timestamp(moment)
 
 
 def _sequence_number(record: Mapping[str, Any]) -> str:

@@ -2,24 +2,34 @@
 
 - The object is read as a stream (a ranged GET from the resume point), never whole.
 - Good rows are written with BatchWriter (BatchWriteItem, 25 per request, retried); an item is the
-  full row keyed by (order_id, item_id), so loading a file twice leaves the same table.
+  full row keyed by (order_id, item_id), so loading a file twice leaves the same table. With
+  `write_threads` > 1 a batch's requests run in parallel (a request's time is mostly the round
+  trip), split by key so that the rows of one key stay in one writer call, in file order.
 - Bad rows are reported with their line number and reason, in the result and in a rejects object
   next to the source (`<key>.rejects.json`: it does not end in `.csv`, so it cannot re-trigger the
   loader).
 - When the invocation's time runs low, the load stops at a line boundary after a written batch
   and returns a continuation request: the same object (pinned by ETag) from that byte and line.
+- A load that cannot finish what it was asked (the object was replaced or deleted under a
+  continuation, or no progress in several segments) raises LoadFailed, so Lambda retries the
+  invocation and then hands its payload (the resume point) to the on-failure destination.
+  Only a missing object on a first segment is a no-op: there is nothing to load.
 """
 
 import json
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import unquote_plus
 
+import boto3
+from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from tributary_shared.csv_orders import (
+    KEY_COLUMNS,
     HeaderError,
     Line,
     RejectedRow,
@@ -29,7 +39,7 @@ from tributary_shared.csv_orders import (
     parse_row,
     reject,
 )
-from tributary_shared.dynamo_writer import BatchWriter, PendingItem
+from tributary_shared.dynamo_writer import CLIENT_CONFIG, MAX_BATCH_ITEMS, BatchWriter, PendingItem, WriteReport
 
 REJECTS_SUFFIX = ".rejects.json"
 READ_CHUNK_BYTES = 256 * 1024
@@ -132,6 +142,17 @@ class LoadResult:
         }
 
 
+def order_table_writer(table_name: str) -> BatchWriter:
+    """The loader's writer to the OrderTransactions table.
+
+    Client-side parameter validation is off: it re-checks every attribute of every 25-item request
+    (about half of botocore's own time per BatchWriteItem, measured) for items this module built
+    itself, and DynamoDB validates each request anyway (a refused item is reported by its line).
+    """
+    client = boto3.client("dynamodb", config=CLIENT_CONFIG.merge(Config(parameter_validation=False)))
+    return BatchWriter(table_name, KEY_COLUMNS, client=client)
+
+
 def requests_from_event(event: Mapping[str, Any]) -> tuple[list[LoadRequest], list[str]]:
     """Load requests from an S3 notification or a direct payload, and the keys skipped (not *.csv)."""
     if "Records" not in event:
@@ -198,20 +219,23 @@ class OrderCsvLoader:
         writer: BatchWriter,
         *,
         rows_per_write: int = 500,
+        write_threads: int = 1,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.s3 = s3
         self.writer = writer
         self.rows_per_write = rows_per_write
+        self.write_threads = write_threads
         self.clock = clock
+        self._pool = ThreadPoolExecutor(write_threads, "order-writer") if write_threads > 1 else None
 
     def load(self, request: LoadRequest, time_left_s: Callable[[], float], margin_s: float) -> LoadResult:
         """Load from `request`'s resume point until the end or until less than `margin_s` is left."""
         result = LoadResult(request.bucket, request.key, request.rows_loaded, request.rows_rejected, request.segment)
         try:
             body, request = self._open(request)
-        except _ObjectGone as gone:
-            result.error = str(gone)
+        except _ObjectMissing as missing:
+            result.error = str(missing)
             return result
         if body is None:
             return result
@@ -240,8 +264,10 @@ class OrderCsvLoader:
             code = error.response.get("Error", {}).get("Code", "")
             if code == "InvalidRange":
                 return None, request
+            if code == "NoSuchKey" and _is_first_segment(request):
+                raise _ObjectMissing(f"s3://{request.bucket}/{request.key} does not exist") from error
             if code in {"NoSuchKey", "PreconditionFailed", "412"}:
-                raise _ObjectGone(_gone_reason(code, request)) from error
+                raise LoadFailed(_gone_reason(code, request), request) from error
             raise
         size = _object_size(response, ranged="Range" in arguments)
         return response["Body"], replace(request, etag=response.get("ETag"), size=size)
@@ -301,7 +327,7 @@ class OrderCsvLoader:
         failed_rows: list[RejectedRow] = []
         if batch.rows:
             deadline = self.clock() + max(MIN_WRITE_WINDOW_S, time_left_s() - margin_s)
-            report = self.writer.write(batch.rows, deadline)
+            report = self._write(batch.rows, deadline)
             if report.transient:
                 return False  # the next segment rewrites this batch; rewriting an item is harmless
             failed_rows = [
@@ -313,11 +339,18 @@ class OrderCsvLoader:
         progress.byte, progress.line = batch.end_byte, batch.next_line
         return True
 
+    def _write(self, rows: list[PendingItem], deadline: float) -> WriteReport:
+        parts = split_by_key(rows, self.write_threads)
+        if self._pool is None or len(parts) == 1:
+            return self.writer.write(rows, deadline)
+        return merge_reports(self._pool.map(lambda part: self.writer.write(part, deadline), parts))
+
     def _store_rejects(self, request: LoadRequest, progress: _Progress, total_rejected: int) -> str | None:
         """Write `<key>.rejects.json` covering every segment so far; remove a stale one on a clean run."""
         key = rejects_key_for(request.key)
         if total_rejected == 0:
-            if request.segment == 1:
+            # The bucket is versioned: deleting a key that is not there would still add a delete marker.
+            if request.segment == 1 and self._exists(request.bucket, key):
                 self.s3.delete_object(Bucket=request.bucket, Key=key)
             return None
         earlier = self._earlier_rejects(request, key)
@@ -336,6 +369,15 @@ class OrderCsvLoader:
         )
         return key
 
+    def _exists(self, bucket: str, key: str) -> bool:
+        try:
+            self.s3.head_object(Bucket=bucket, Key=key)
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code", "") in {"404", "NoSuchKey", "NotFound"}:
+                return False
+            raise
+        return True
+
     def _earlier_rejects(self, request: LoadRequest, key: str) -> list[dict[str, Any]]:
         if request.segment == 1 or request.rows_rejected == 0:
             return []
@@ -350,11 +392,11 @@ class OrderCsvLoader:
     def _continue(request: LoadRequest, progress: _Progress, result: LoadResult) -> None:
         stalled = request.stalled + 1 if progress.byte == request.start_byte else 0
         if stalled > MAX_STALLED_SEGMENTS:
-            result.error = (
-                f"no progress in {stalled} consecutive segments at line {progress.line}"
-                " (DynamoDB throttling or too little time per invocation)"
+            raise LoadFailed(
+                f"s3://{request.bucket}/{request.key}: no progress in {stalled} consecutive segments"
+                " (DynamoDB throttling or too little time per invocation)",
+                request,
             )
-            return
         result.continuation = replace(
             request,
             start_byte=progress.byte,
@@ -367,15 +409,55 @@ class OrderCsvLoader:
         )
 
 
-class _ObjectGone(Exception):
-    """The object was deleted or replaced: loading it cannot succeed on a retry."""
+def split_by_key(rows: list[PendingItem], ways: int) -> list[list[PendingItem]]:
+    """Up to `ways` parts of at least a full request each; all rows of a key in one part, in order."""
+    ways = min(ways, len(rows) // MAX_BATCH_ITEMS)
+    if ways <= 1:
+        return [rows]
+    parts: list[list[PendingItem]] = [[] for _ in range(ways)]
+    for row in rows:
+        parts[hash(tuple(row.item[name] for name in KEY_COLUMNS)) % ways].append(row)
+    return [part for part in parts if part]
+
+
+def merge_reports(reports: Iterable[WriteReport]) -> WriteReport:
+    merged = WriteReport()
+    for report in reports:
+        merged.written += report.written
+        merged.transient |= report.transient
+        merged.permanent |= report.permanent
+        merged.requests += report.requests
+    return merged
+
+
+class LoadFailed(Exception):
+    """The load stopped short of the end of the object; the message names the object and resume point.
+
+    Raised out of the handler so that Lambda retries the invocation and, when retries are used up,
+    sends its payload (the request to resume from) to the on-failure destination.
+    """
+
+    def __init__(self, reason: str, request: LoadRequest) -> None:
+        super().__init__(
+            f"{reason}; the rest of the file is not loaded: resume at byte {request.start_byte},"
+            f" line {request.start_line} (segment {request.segment})"
+        )
+        self.request = request
+
+
+class _ObjectMissing(Exception):
+    """A first segment found no object: nothing was asked that could be done."""
+
+
+def _is_first_segment(request: LoadRequest) -> bool:
+    return request.segment == 1 and request.start_byte == 0 and request.etag is None
 
 
 def _gone_reason(code: str, request: LoadRequest) -> str:
     if code == "NoSuchKey":
-        return f"s3://{request.bucket}/{request.key} does not exist"
+        return f"s3://{request.bucket}/{request.key} was deleted after line {request.start_line - 1} was loaded"
     return (
-        f"s3://{request.bucket}/{request.key} changed after line {request.start_line - 1} was loaded;"
+        f"s3://{request.bucket}/{request.key} was replaced after line {request.start_line - 1} was loaded;"
         " the new version's own upload event loads it"
     )
 
