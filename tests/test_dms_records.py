@@ -94,6 +94,46 @@ def test_no_previous_number_when_unchanged_or_unknown(before) -> None:
     assert parse_dms_record(dms(**extra), SOURCE).previous_phone is None
 
 
+def opt_in_update(before: dict | None, operation: str = "update") -> OptInChange:
+    row = {"userid": "user1", "phone": "+12065550101", "optin": 1, "lastupdate": 1593867999}
+    extra = {} if before is None else {"before-image": before}
+    change = parse_dms_record(dms(operation, data=row, **extra), SOURCE)
+    assert isinstance(change, OptInChange) and change.opted_in
+    return change
+
+
+@pytest.mark.parametrize("optin", [1, "1", True])
+def test_an_update_that_leaves_the_same_number_opted_in_is_no_opt_in(optin) -> None:
+    before = {"userid": "user1", "phone": "+12065550101", "optin": optin, "lastupdate": 1593867404}
+    assert opt_in_update(before).already_opted_in
+
+
+@pytest.mark.parametrize(
+    "before",
+    [
+        {"userid": "user1", "phone": "+12065550101", "optin": 0},  # 0 → 1: a real opt-in
+        {"userid": "user1", "phone": "+12065550199", "optin": 1},  # a new number is opted in
+        {"userid": "user1", "optin": 1},  # no phone in the image: cannot tell
+        {"userid": "user1", "phone": "+12065550101"},  # no optin in the image: cannot tell
+        None,  # no before image (BeforeImageSettings off)
+    ],
+)
+def test_an_opt_in_counts_as_a_change_unless_the_before_image_proves_otherwise(before) -> None:
+    assert not opt_in_update(before).already_opted_in
+
+
+@pytest.mark.parametrize("operation", ["load", "insert"])
+def test_loads_and_inserts_carry_no_before_image_so_their_opt_ins_are_applied(operation: str) -> None:
+    before = {"userid": "user1", "phone": "+12065550101", "optin": 1}
+    assert not opt_in_update(before, operation).already_opted_in
+
+
+def test_a_change_names_every_number_it_acts_on() -> None:
+    before = {"userid": "user1", "phone": "+12065550199", "optin": 1}
+    assert opt_in_update(before).numbers == ("+12065550199", "+12065550101")
+    assert OptInChange("user1", "insert", None, opted_in=False).numbers == ()
+
+
 @pytest.mark.parametrize(
     ("record", "message"),
     [
@@ -135,6 +175,8 @@ def test_generated_changes_parse_and_only_the_planned_invalid_phone_is_not_e164(
         for position, entry in enumerate(parsed)
         if isinstance(entry, OptInChange) and not (entry.phone or "").startswith("+")
     ]
-    assert not_e164 == plan.invalid_record_positions == [len(plan.records) - 1]
+    assert not_e164 == plan.invalid_record_positions
+    (invalid,) = not_e164
+    assert 0 < invalid < len(plan.records) - 1  # mid-stream: later changes are redelivered with it
     partition_keys = {key for key, _ in plan.records}
     assert {f"user{index}" for index in range(12)} <= partition_keys

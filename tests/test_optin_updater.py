@@ -9,16 +9,19 @@ from collections.abc import Iterator
 import boto3
 import pytest
 from botocore.stub import Stubber
-from support import REPO_ROOT, FakeLambdaContext, load_event, load_handler_module
+from support import REPO_ROOT, FakeClock, FakeLambdaContext, load_event, load_handler_module
+from test_template import RESOURCES
+from test_template import kinesis_event as declared_kinesis_event
 
 from tributary.demos.opt_in import OptInDemo
 from tributary.dms_changes import plan_changes
 from tributary.runtime.app import Runtime, RuntimeOptions
 from tributary.runtime.demo import RuntimeDemoContext
+from tributary.runtime.esm import EventSourceMapping, InvocationResult, MappingConfig, drain
 from tributary.runtime.sms_emulation import SmsEmulation
 from tributary_shared.dms_records import DmsSource, OptInChange
 from tributary_shared.errors import PoisonRecordError, TransientError
-from tributary_shared.opt_out_list import Applied, OptOutList, OptOutRefused, Outcome
+from tributary_shared.opt_out_list import CALL_BUDGET_S, CLIENT_CONFIG, Applied, OptOutList, OptOutRefused, Outcome
 from tributary_shared.optin_updater import OptInUpdater, UpdaterConfig
 
 LIST = "tributary-optouts"
@@ -44,6 +47,25 @@ class StubbedList:
             {"OptOutListName": LIST, "OptedOutNumber": number},
         )
 
+    def expect_listed(self, number: str, *, end_user: bool = False) -> None:
+        entry = {"OptedOutNumber": number, "OptedOutTimestamp": 1795262400, "EndUserOptedOut": end_user}
+        self._expect_describe(number, [entry])
+
+    def expect_not_listed(self, number: str) -> None:
+        self._expect_describe(number, [])
+
+    def _expect_describe(self, number: str, entries: list[dict]) -> None:
+        self.stubber.add_response(
+            "describe_opted_out_numbers",
+            {"OptOutListArn": LIST_ARN, "OptOutListName": LIST, "OptedOutNumbers": entries},
+            {"OptOutListName": LIST, "OptedOutNumbers": [number]},
+        )
+
+    def expect_opt_in(self, number: str) -> None:
+        """The opt-in of a number on the list (not by the end user): look it up, then delete it."""
+        self.expect_listed(number)
+        self.expect_delete(number)
+
     def expect_delete(self, number: str) -> None:
         self.stubber.add_response(
             "delete_opted_out_number",
@@ -52,13 +74,17 @@ class StubbedList:
         )
 
     def expect_error(self, operation: str, number: str, code: str, status: int, **fields) -> None:
+        params = {"OptOutListName": LIST}
+        params.update(
+            {"OptedOutNumbers": [number]} if operation == "describe_opted_out_numbers" else {"OptedOutNumber": number}
+        )
         self.stubber.add_client_error(
             operation,
             service_error_code=code,
             service_message=f"{code} (stubbed)",
             http_status_code=status,
             modeled_fields={"Message": f"{code} (stubbed)", **fields} if fields else None,
-            expected_params={"OptOutListName": LIST, "OptedOutNumber": number},
+            expected_params=params,
         )
 
     def __enter__(self) -> "StubbedList":
@@ -118,17 +144,27 @@ def test_opt_out_puts_the_number_on_the_list() -> None:
         stubbed.stubber.assert_no_pending_responses()
 
 
-def test_opt_in_deletes_the_number_from_the_list() -> None:
+def test_opt_in_looks_the_number_up_then_deletes_it_from_the_list() -> None:
     with StubbedList() as stubbed:
-        stubbed.expect_delete("+12065550101")
+        stubbed.expect_opt_in("+12065550101")
         assert stubbed.opt_out_list.opt_in("+12065550101", FAR_FUTURE).outcome is Outcome.OPTED_IN
         stubbed.stubber.assert_no_pending_responses()
 
 
-def test_deleting_a_number_that_is_not_on_the_list_is_success() -> None:
+def test_opting_in_a_number_that_is_not_on_the_list_is_success_without_a_deletion() -> None:
+    with StubbedList() as stubbed:  # no deletion queued: one would fail the test
+        stubbed.expect_not_listed("+12065550101")
+        assert stubbed.opt_out_list.opt_in("+12065550101", FAR_FUTURE).outcome is Outcome.NOT_ON_LIST
+        stubbed.stubber.assert_no_pending_responses()
+
+
+@pytest.mark.parametrize("operation", ["describe_opted_out_numbers", "delete_opted_out_number"])
+def test_resource_not_found_of_type_opted_out_number_means_not_on_the_list(operation: str) -> None:
     with StubbedList() as stubbed:
+        if operation == "delete_opted_out_number":
+            stubbed.expect_listed("+12065550101")  # then gone before the deletion
         stubbed.expect_error(
-            "delete_opted_out_number",
+            operation,
             "+12065550101",
             "ResourceNotFoundException",
             404,
@@ -136,17 +172,37 @@ def test_deleting_a_number_that_is_not_on_the_list_is_success() -> None:
             ResourceId="+12065550101",
         )
         assert stubbed.opt_out_list.opt_in("+12065550101", FAR_FUTURE).outcome is Outcome.NOT_ON_LIST
+        stubbed.stubber.assert_no_pending_responses()
+
+
+@pytest.mark.parametrize("operation", ["describe_opted_out_numbers", "delete_opted_out_number"])
+@pytest.mark.parametrize("fields", [{}, {"ResourceType": "opt-out-list", "ResourceId": LIST}, {"ResourceType": "pool"}])
+def test_resource_not_found_of_any_other_type_is_transient_never_an_opt_in_done(operation: str, fields) -> None:
+    with StubbedList() as stubbed:
+        if operation == "delete_opted_out_number":
+            stubbed.expect_listed("+12065550101")
+        stubbed.expect_error(operation, "+12065550101", "ResourceNotFoundException", 404, **fields)
+        with pytest.raises(TransientError, match="not found"):
+            stubbed.opt_out_list.opt_in("+12065550101", FAR_FUTURE)
+
+
+def test_a_number_the_end_user_opted_out_by_keyword_is_never_deleted() -> None:
+    with StubbedList() as stubbed:  # no deletion queued: one would fail the test
+        stubbed.expect_listed("+12065550101", end_user=True)
+        applied = stubbed.opt_out_list.opt_in("+12065550101", FAR_FUTURE)
+        stubbed.stubber.assert_no_pending_responses()
+    assert applied.outcome is Outcome.REFUSED and "EndUserOptedOut" in applied.reason
 
 
 @pytest.mark.parametrize(
-    ("operation", "method"), [("put_opted_out_number", "opt_out"), ("delete_opted_out_number", "opt_in")]
+    ("operation", "method"), [("put_opted_out_number", "opt_out"), ("describe_opted_out_numbers", "opt_in")]
 )
 def test_a_missing_list_is_transient_never_a_dropped_change(operation: str, method: str) -> None:
     with StubbedList() as stubbed:
         stubbed.expect_error(
             operation, "+12065550101", "ResourceNotFoundException", 404, ResourceType="opt-out-list", ResourceId=LIST
         )
-        with pytest.raises(TransientError, match="does not exist"):
+        with pytest.raises(TransientError, match="opt-out-list not found"):
             getattr(stubbed.opt_out_list, method)("+12065550101", FAR_FUTURE)
 
 
@@ -159,6 +215,7 @@ def test_a_missing_list_is_transient_never_a_dropped_change(operation: str, meth
 )
 def test_a_deletion_refused_by_the_service_rules_is_an_expected_outcome_with_its_reason(code: str, fields) -> None:
     with StubbedList() as stubbed:
+        stubbed.expect_listed("+12065550101")
         stubbed.expect_error("delete_opted_out_number", "+12065550101", code, 400, **fields)
         applied = stubbed.opt_out_list.opt_in("+12065550101", FAR_FUTURE)
         assert applied.outcome is Outcome.REFUSED
@@ -219,6 +276,7 @@ def test_throttling_is_retried_with_bounded_backoff() -> None:
 
 def test_throttling_past_the_attempts_is_transient() -> None:
     with StubbedList(max_attempts=3) as stubbed:
+        stubbed.expect_listed("+12065550101")
         for _ in range(3):
             stubbed.expect_error("delete_opted_out_number", "+12065550101", "ThrottlingException", 400)
         with pytest.raises(TransientError, match="still failing"):
@@ -226,13 +284,68 @@ def test_throttling_past_the_attempts_is_transient() -> None:
         assert len(stubbed.sleeps) == 2
 
 
-def test_retries_stop_at_the_deadline() -> None:
+def test_no_call_starts_unless_one_whole_call_fits_before_the_deadline() -> None:
+    clock = FakeClock()
+    with StubbedList() as stubbed:  # nothing queued: a call would fail the test
+        stubbed.opt_out_list.clock = clock
+        with pytest.raises(TransientError, match="not enough time"):
+            stubbed.opt_out_list.opt_out("+12065550101", deadline=clock.now + CALL_BUDGET_S - 0.001)
+    with StubbedList() as stubbed:
+        stubbed.opt_out_list.clock = clock
+        stubbed.expect_put("+12065550101")
+        stubbed.opt_out_list.opt_out("+12065550101", deadline=clock.now + CALL_BUDGET_S)
+        stubbed.stubber.assert_no_pending_responses()
+
+
+def test_the_call_budget_covers_the_clients_connect_and_read_timeouts() -> None:
+    assert CLIENT_CONFIG.connect_timeout + CLIENT_CONFIG.read_timeout <= CALL_BUDGET_S
+    assert OptOutList(LIST, object()).call_budget_s == CALL_BUDGET_S
+
+
+def test_an_opt_in_needing_two_calls_stops_before_the_second_when_time_runs_out() -> None:
+    clock = FakeClock()
+    with StubbedList() as stubbed:
+        stubbed.opt_out_list.clock = clock
+        stubbed.stubber.add_response(
+            "describe_opted_out_numbers",
+            {"OptedOutNumbers": [{"OptedOutNumber": "+12065550101", "OptedOutTimestamp": 1, "EndUserOptedOut": False}]},
+            {"OptOutListName": LIST, "OptedOutNumbers": ["+12065550101"]},
+        )
+        describe = stubbed.client.describe_opted_out_numbers
+
+        def slow_describe(**params):
+            clock.now += 1.0  # the lookup took a second: a deletion no longer fits
+            return describe(**params)
+
+        stubbed.client.describe_opted_out_numbers = slow_describe
+        with pytest.raises(TransientError, match="not enough time"):
+            stubbed.opt_out_list.opt_in("+12065550101", deadline=clock.now + CALL_BUDGET_S + 0.5)
+        stubbed.stubber.assert_no_pending_responses()
+
+
+def test_retries_stop_when_the_backoff_and_one_more_call_would_pass_the_deadline() -> None:
+    clock = FakeClock()
     with StubbedList(max_attempts=10) as stubbed:
-        stubbed.expect_error("put_opted_out_number", "+12065550101", "ThrottlingException", 400)
-        stubbed.opt_out_list.clock = lambda: 100.0
+        stubbed.opt_out_list.clock = clock
+        stubbed.opt_out_list.sleep = clock.sleep
+        stubbed.opt_out_list.base_delay_s = stubbed.opt_out_list.max_delay_s = 1.0
+        for _ in range(10):
+            stubbed.expect_error("put_opted_out_number", "+12065550101", "ThrottlingException", 400)
+        deadline = clock.now + CALL_BUDGET_S + 0.5
         with pytest.raises(TransientError):
-            stubbed.opt_out_list.opt_out("+12065550101", deadline=100.0)
-        assert stubbed.sleeps == []
+            stubbed.opt_out_list.opt_out("+12065550101", deadline=deadline)
+    assert clock.now + CALL_BUDGET_S <= deadline  # never slept into the last call's time
+
+
+def test_the_handler_keeps_one_call_and_its_own_margin_inside_the_remaining_time() -> None:
+    clock = FakeClock()
+    event = kinesis_event([row("userA", "+12065550101", 0)])
+    context = FakeLambdaContext()
+    context.get_remaining_time_in_millis = lambda: int((CALL_BUDGET_S + 1.0) * 1000)  # < budget + 2 s margin
+    with StubbedList() as stubbed:  # nothing queued: a call would fail the test
+        stubbed.opt_out_list.clock = clock
+        updater = OptInUpdater(UpdaterConfig(LIST, SOURCE), opt_out_list=stubbed.opt_out_list, clock=clock)
+        assert updater.handle(event, context) == {"batchItemFailures": [{"itemIdentifier": sequences(event)[0]}]}
 
 
 def test_access_denied_is_transient_so_the_batch_reaches_the_failure_destination() -> None:
@@ -249,7 +362,7 @@ def test_a_changed_number_opts_out_the_old_number_first() -> None:
     change = OptInChange("user1", "update", "+12065550122", opted_in=True, previous_phone="+12065550102")
     with StubbedList() as stubbed:
         stubbed.expect_put("+12065550102")
-        stubbed.expect_delete("+12065550122")
+        stubbed.expect_opt_in("+12065550122")
         applied = stubbed.opt_out_list.apply(change, FAR_FUTURE)
         assert [entry.outcome for entry in applied] == [Outcome.OPTED_OUT, Outcome.OPTED_IN]
         stubbed.stubber.assert_no_pending_responses()
@@ -271,6 +384,39 @@ def test_a_row_without_phone_has_nothing_to_apply() -> None:
 
 
 # ---------------------------------------------------------------- OptInUpdater: batches
+def test_an_update_that_leaves_the_number_opted_in_deletes_nothing() -> None:
+    """A full reload, or an update of `lastupdate` only, must not undo a STOP the user texted."""
+    unchanged = {"userid": "userA", "phone": "+12065550101", "optin": 1, "lastupdate": 1}
+    event = kinesis_event([row("userA", "+12065550101", 1, **{"before-image": unchanged})])
+    with StubbedList() as stubbed:  # nothing queued: a lookup or deletion would fail the test
+        outcome = updater_with(stubbed).process(event["Records"], FAR_FUTURE)
+    assert outcome.response() == {"batchItemFailures": []}
+    assert outcome.counts["Ignored"] == 1 and outcome.counts["OptIns"] == 0
+
+
+def test_an_update_from_opted_out_to_opted_in_is_applied() -> None:
+    before = {"userid": "userA", "phone": "+12065550101", "optin": 0, "lastupdate": 1}
+    event = kinesis_event([row("userA", "+12065550101", 1, **{"before-image": before})])
+    with StubbedList() as stubbed:
+        stubbed.expect_opt_in("+12065550101")
+        outcome = updater_with(stubbed).process(event["Records"], FAR_FUTURE)
+        stubbed.stubber.assert_no_pending_responses()
+    assert outcome.counts["OptIns"] == 1
+
+
+def test_an_opt_in_without_before_image_of_a_keyword_opt_out_is_refused_and_not_reported() -> None:
+    event = kinesis_event([row("userA", "+12065550101", 1, operation="load")])
+    metrics = RecordingMetrics()
+    with StubbedList() as stubbed:  # no deletion queued
+        stubbed.expect_listed("+12065550101", end_user=True)
+        updater = updater_with(stubbed, metrics)
+        outcome = updater.process(event["Records"], FAR_FUTURE)
+        updater._publish(outcome)
+        stubbed.stubber.assert_no_pending_responses()
+    assert outcome.response() == {"batchItemFailures": []}
+    assert metrics.values["Refused"] == 1 and metrics.values["OptIns"] == 0
+
+
 def test_changes_are_applied_in_sequence_order_per_user() -> None:
     event = kinesis_event(
         [
@@ -284,7 +430,7 @@ def test_changes_are_applied_in_sequence_order_per_user() -> None:
     with StubbedList() as stubbed:
         stubbed.expect_put("+12065550101")
         stubbed.expect_put("+12065550102")
-        stubbed.expect_delete("+12065550101")
+        stubbed.expect_opt_in("+12065550101")
         stubbed.expect_put("+12065550102")
         metrics = RecordingMetrics()
         outcome = updater_with(stubbed, metrics).process(event["Records"], FAR_FUTURE)
@@ -319,13 +465,14 @@ def test_a_transient_failure_holds_back_that_users_later_changes_and_later_opt_i
     assert list(outcome.failed_transient) == [seqs[1]]
 
 
-def test_an_invalid_phone_fails_that_record_only() -> None:
+def test_an_invalid_phone_fails_that_record_only_and_holds_back_no_other_users_change() -> None:
     event = kinesis_event(
         [
             row("userA", "+12065550101", 0),
-            row("userB", "206-555-0102", 0),
-            row("userB", "+12065550102", 0),
-            row("userC", "+12065550103", 1),  # an opt-in after a failure waits for the redelivery
+            row("userB", "206-555-0102", 0),  # invalid: reported, the rest goes on
+            row("userB", "+12065550102", 0),  # the same user's opt-out: applied at once
+            row("userC", "+12065550103", 1),  # another user's opt-in: applied at once
+            row("userD", "+12065550104", 0),
         ]
     )
     seqs = sequences(event)
@@ -333,13 +480,70 @@ def test_an_invalid_phone_fails_that_record_only() -> None:
     with StubbedList() as stubbed:
         stubbed.expect_put("+12065550101")
         stubbed.expect_put("+12065550102")
-        outcome = updater_with(stubbed, metrics).process(event["Records"], FAR_FUTURE)
-        updater_with(stubbed, metrics)._publish(outcome)
+        stubbed.expect_opt_in("+12065550103")
+        stubbed.expect_put("+12065550104")
+        updater = updater_with(stubbed, metrics)
+        outcome = updater.process(event["Records"], FAR_FUTURE)
+        updater._publish(outcome)
         stubbed.stubber.assert_no_pending_responses()
     assert outcome.response() == {"batchItemFailures": [{"itemIdentifier": seqs[1]}]}
     assert "E.164" in outcome.failed_permanent[seqs[1]]
-    assert outcome.held_back == [seqs[3]]
-    assert metrics.values["Invalid"] == 1 and metrics.values["OptOuts"] == 2 and metrics.values["OptIns"] == 0
+    assert outcome.held_back == []
+    assert metrics.values["Invalid"] == 1 and metrics.values["OptOuts"] == 3 and metrics.values["OptIns"] == 1
+
+
+def test_a_permanent_failure_holds_back_that_users_later_opt_ins_but_not_their_opt_outs() -> None:
+    event = kinesis_event(
+        [
+            row("userB", "206-555-0102", 0),  # invalid: perhaps an opt-out that could not be applied
+            row("userB", "+12065550102", 1),  # waits: B stays opted out until the failure is dealt with
+            row("userB", "+12065550112", 0),  # an opt-out is never held back
+        ]
+    )
+    seqs = sequences(event)
+    with StubbedList() as stubbed:  # nothing for +12065550102: a lookup or deletion would fail the test
+        stubbed.expect_put("+12065550112")
+        outcome = updater_with(stubbed).process(event["Records"], FAR_FUTURE)
+        stubbed.stubber.assert_no_pending_responses()
+    assert outcome.response() == {"batchItemFailures": [{"itemIdentifier": seqs[0]}]}
+    assert outcome.held_back == [seqs[1]]
+
+
+def test_after_a_permanent_failure_an_opt_in_waits_if_its_number_is_changed_twice() -> None:
+    """Opt-out then opt-in of one number after the reported record: both are delivered again, and
+    repeating the pair would delete the number a second time within 30 days. So the opt-in waits
+    for the redelivery, and an opt-in of a number changed once is applied at once."""
+    event = kinesis_event(
+        [
+            row("userA", "bad", 0),
+            row("userC", "+12065550103", 0),  # applied
+            row("userC", "+12065550103", 1),  # waits: +12065550103 was changed after the failure
+            row("userD", "+12065550104", 1),  # the only change of its number: applied
+        ]
+    )
+    seqs = sequences(event)
+    with StubbedList() as stubbed:
+        stubbed.expect_put("+12065550103")
+        stubbed.expect_opt_in("+12065550104")
+        outcome = updater_with(stubbed).process(event["Records"], FAR_FUTURE)
+        stubbed.stubber.assert_no_pending_responses()
+    assert outcome.response() == {"batchItemFailures": [{"itemIdentifier": seqs[0]}]}
+    assert outcome.held_back == [seqs[2]]
+
+
+def test_an_opt_in_waits_if_a_later_change_in_the_batch_touches_its_number() -> None:
+    event = kinesis_event(
+        [
+            row("userA", "bad", 0),
+            row("userC", "+12065550103", 1),  # waits: changed again below
+            row("userC", "+12065550103", 0),  # applied
+        ]
+    )
+    with StubbedList() as stubbed:
+        stubbed.expect_put("+12065550103")
+        outcome = updater_with(stubbed).process(event["Records"], FAR_FUTURE)
+        stubbed.stubber.assert_no_pending_responses()
+    assert outcome.held_back == [sequences(event)[1]]
 
 
 def test_the_lowest_failed_sequence_is_reported_when_several_fail() -> None:
@@ -361,6 +565,7 @@ def test_refused_deletions_are_counted_and_not_reported() -> None:
     event = kinesis_event([row("userA", "+12065550101", 1)])
     metrics = RecordingMetrics()
     with StubbedList() as stubbed:
+        stubbed.expect_listed("+12065550101")
         stubbed.expect_error(
             "delete_opted_out_number",
             "+12065550101",
@@ -399,6 +604,17 @@ def test_out_of_time_leaves_the_rest_for_the_retry() -> None:
     with StubbedList() as stubbed:
         outcome = updater_with(stubbed).process(event["Records"], deadline=0.0)
     assert outcome.response() == {"batchItemFailures": [{"itemIdentifier": sequences(event)[0]}]}
+
+
+def test_the_role_allows_exactly_the_calls_the_updater_makes_on_its_list_only() -> None:
+    statements = RESOURCES["OptInUpdaterRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+    on_list = [
+        statement for statement in statements if statement["Resource"] == {"Fn::GetAtt": ["SmsOptOutList", "Arn"]}
+    ]
+    assert [sorted(statement["Action"]) for statement in on_list] == [
+        ["sms-voice:DeleteOptedOutNumber", "sms-voice:DescribeOptedOutNumbers", "sms-voice:PutOptedOutNumber"]
+    ]
+    assert not [s for s in statements if any(str(a).startswith("sms-voice:") for a in s["Action"]) and s not in on_list]
 
 
 def test_configuration_comes_from_the_environment() -> None:
@@ -464,7 +680,7 @@ def test_event_optout_update_makes_exactly_these_calls(handler) -> None:
     with StubbedList() as stubbed:
         stubbed.expect_put("+12065550101")
         stubbed.expect_put("+12065550102")  # user2's previous number, from the before image
-        stubbed.expect_delete("+12065550122")
+        stubbed.expect_opt_in("+12065550122")
         handler.updater.opt_out_list = stubbed.opt_out_list
         assert invoke(handler, load_event("dms-optout-update.json")) == {"batchItemFailures": []}
         stubbed.stubber.assert_no_pending_responses()
@@ -523,3 +739,81 @@ def test_demo_end_to_end_under_the_local_runtime() -> None:
         assert section.problems == []
         assert section.accounted
         assert sms.opted_out_numbers(list_name) == demo.plan.expected_opted_out
+
+
+def test_a_keyword_opt_out_survives_a_full_reload_and_a_later_opt_in(handler, sms: SmsEmulation) -> None:
+    sms.opt_out_by_keyword(LIST, "+12065550101")  # the user texted STOP
+    invoke(handler, kinesis_event([row("userA", "+12065550102", 0, operation="load")]))  # opted out in the app
+    reload = kinesis_event(
+        [
+            row("userA", "+12065550101", 1, operation="load"),  # DMS reloads the table: no before image
+            row("userB", "+12065550102", 1, operation="load"),
+        ]
+    )
+    assert invoke(handler, reload) == {"batchItemFailures": []}
+    assert sms.opted_out_numbers(LIST) == {"+12065550101"}
+    assert sms.end_user_opted_out(LIST) == {"+12065550101"}
+
+
+def test_repeating_a_batch_whose_first_record_is_invalid_spends_no_deletion_twice(sms: SmsEmulation) -> None:
+    """If Lambda retried such a batch whole (no bisect) until it is dead-lettered, what was applied
+    on the first try is repeated five times: the list must come out the same and nothing refused."""
+    list_ = OptOutList(LIST, boto3.client("pinpoint-sms-voice-v2", region_name="us-east-1"))
+    updater = OptInUpdater(UpdaterConfig(LIST, SOURCE), opt_out_list=list_)
+    for number in ("+12065550103", "+12065550105"):
+        list_.opt_out(number, FAR_FUTURE)
+    event = kinesis_event(
+        [
+            row("userB", "206-555-0102", 0),
+            row("userC", "+12065550103", 1),  # on the list: deleted once, then found absent
+            row("userD", "+12065550104", 0),
+            row("userE", "+12065550105", 0),  # opted out and back in after the failure:
+            row("userE", "+12065550105", 1),  # this opt-in waits for the redelivery
+        ]
+    )
+    outcomes = [updater.process(event["Records"], FAR_FUTURE) for _ in range(6)]
+    assert all(outcome.response() == outcomes[0].response() for outcome in outcomes)
+    assert sum(outcome.counts["Refused"] for outcome in outcomes) == 0
+    assert sms.opted_out_numbers(LIST) == {"+12065550104", "+12065550105"}
+    rest = {"Records": event["Records"][1:]}  # the batch once the invalid record is dead-lettered
+    assert updater.process(rest["Records"], FAR_FUTURE).counts["Refused"] == 0
+    assert sms.opted_out_numbers(LIST) == {"+12065550104"}
+
+
+def test_an_invalid_phone_mid_batch_under_the_event_source_mapping_with_the_templates_settings(
+    aws, sms: SmsEmulation, handler
+) -> None:
+    kinesis, sqs = boto3.client("kinesis"), boto3.client("sqs")
+    kinesis.create_stream(StreamName="optin-cdc", ShardCount=1)
+    stream_arn = kinesis.describe_stream_summary(StreamName="optin-cdc")["StreamDescriptionSummary"]["StreamARN"]
+    queue_url = sqs.create_queue(QueueName="failed")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    plan = plan_changes(24)
+    (invalid,) = plan.invalid_record_positions
+    assert 0 < invalid < len(plan.records) - 10 and len(plan.records) <= 100  # mid-stream, one batch
+    sequence_numbers = [
+        kinesis.put_record(StreamName="optin-cdc", PartitionKey=key, Data=data)["SequenceNumber"]
+        for key, data in plan.records
+    ]
+    declared = declared_kinesis_event("OptInUpdaterFunction")
+    config = MappingConfig(
+        function_name="OptInUpdater",
+        function_arn="arn:aws:lambda:us-east-1:123456789012:function:OptInUpdater",
+        source_arn=stream_arn,
+        batch_size=declared["BatchSize"],
+        starting_position=declared["StartingPosition"],
+        maximum_retry_attempts=declared["MaximumRetryAttempts"],
+        bisect_on_function_error=declared["BisectBatchOnFunctionError"],
+        report_batch_item_failures=declared["FunctionResponseTypes"] == ["ReportBatchItemFailures"],
+        on_failure_destination_arn=queue_arn,
+    )
+    mapping = EventSourceMapping(config, lambda event: InvocationResult(response=invoke(handler, event)))
+    drain([mapping], timeout_s=120)
+
+    assert sms.opted_out_numbers(LIST) == plan.expected_opted_out
+    messages = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10)["Messages"]
+    batches = [json.loads(message["Body"])["KinesisBatchInfo"] for message in messages]
+    assert [(info["startSequenceNumber"], info["endSequenceNumber"]) for info in batches] == [
+        (sequence_numbers[invalid], sequence_numbers[invalid])
+    ]
+    assert mapping.stats.records_succeeded == len(plan.records) - 1

@@ -160,3 +160,24 @@ def test_create_opt_out_list_for_the_runtime_host_returns_ref_and_arn(sms: SmsEm
 def test_unknown_operations_are_refused(client) -> None:
     error = error_of(client.describe_phone_numbers)
     assert error.response["Error"]["Code"] == "UnknownOperationException"
+
+
+def test_a_keyword_opt_out_is_recorded_as_the_end_users_own(client, sms: SmsEmulation) -> None:
+    sms.create_opt_out_list("optouts")
+    sms.opt_out_by_keyword("optouts", NUMBER)
+    client.put_opted_out_number(OptOutListName="optouts", OptedOutNumber=NUMBER)  # keeps the flag
+    client.put_opted_out_number(OptOutListName="optouts", OptedOutNumber="+12065550111")
+    numbers = client.describe_opted_out_numbers(OptOutListName="optouts", OptedOutNumbers=[NUMBER])["OptedOutNumbers"]
+    assert [(entry["OptedOutNumber"], entry["EndUserOptedOut"]) for entry in numbers] == [(NUMBER, True)]
+    by_end_user = client.describe_opted_out_numbers(
+        OptOutListName="optouts", Filters=[{"Name": "end-user-opted-out", "Values": ["true"]}]
+    )["OptedOutNumbers"]
+    assert [entry["OptedOutNumber"] for entry in by_end_user] == [NUMBER]
+    assert sms.end_user_opted_out("optouts") == {NUMBER}
+    assert sms.opted_out_numbers("optouts") == {NUMBER, "+12065550111"}
+
+
+def test_describing_a_number_not_on_the_list_returns_no_entry(client) -> None:
+    client.create_opt_out_list(OptOutListName="optouts")
+    answer = client.describe_opted_out_numbers(OptOutListName="optouts", OptedOutNumbers=[NUMBER])
+    assert answer["OptedOutNumbers"] == []

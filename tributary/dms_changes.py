@@ -5,13 +5,17 @@
 1. a control record (DMS creating its table), ignored by the updater;
 2. a full load of every user (every fifth one already opted out);
 3. a row of another table, ignored;
-4. opt-outs (every third user), then opt-ins (every sixth user, so some opted-out users return);
-5. user 0 opts out and back in again: the second removal within 30 days is refused by the
+4. the last user gets an invalid phone number: a poison record for the on-failure destination,
+   in the middle of the stream, so the changes after it are re-delivered while it is retried and
+   must come out right all the same;
+5. opt-outs (every third user), then opt-ins (every sixth user, so some opted-out users return);
+6. user 0 opts out and back in again: the second removal within 30 days is refused by the
    service, so that number stays on the list;
-6. user 1 changes phone number (with a before image): the old number is opted out;
-7. user 2's row is deleted: opted out;
-8. last, user 3 gets an invalid phone number: a poison record for the on-failure destination.
-   It goes last so that the retries from it re-deliver nothing else.
+7. user 1 changes phone number (with a before image): the old number is opted out;
+8. user 2's row is deleted: opted out.
+
+Updates carry DMS before images; an update that leaves a row opted in with the same number (only
+`lastupdate` changed) is no opt-in, so the planner, like the updater, removes nothing for it.
 
 The partition key is the user id (DMS `primary-key` partitioning), so each user's changes stay in
 order on one shard.
@@ -22,6 +26,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
+
+from tributary_shared.opt_out_list import is_e164
 
 MIN_USERS = 4
 MAX_USERS = 100_000
@@ -74,10 +80,11 @@ class _Planner:
             record[BEFORE_IMAGE_FIELD] = before
         self.rows[user_id] = row
         self._emit(user_id, record)
-        if before is not None and before["phone"] != phone:
+        if before is not None and before["phone"] != phone and is_e164(before["phone"]):
             self._opt_out(before["phone"])
         if optin:
-            self._opt_in(phone)
+            if not (before is not None and before["optin"] and before["phone"] == phone):
+                self._opt_in(phone)
         else:
             self._opt_out(phone)
 
@@ -87,9 +94,14 @@ class _Planner:
         self._opt_out(row["phone"])
 
     def invalid_phone(self, user_id: str) -> None:
-        row = {**self.rows[user_id], "phone": INVALID_PHONE, "lastupdate": int(self.clock.timestamp())}
+        before = self.rows[user_id]
+        row = {**before, "phone": INVALID_PHONE, "lastupdate": int(self.clock.timestamp())}
+        self.rows[user_id] = row
         self.plan.invalid_record_positions.append(len(self.plan.records))
-        self._emit(user_id, {"data": row, "metadata": self._metadata("data", "update", "primary-key")})
+        record = {"data": row, "metadata": self._metadata("data", "update", "primary-key"), BEFORE_IMAGE_FIELD: before}
+        self._emit(user_id, record)
+        # The updater opts the number the row held before out (the new one cannot be applied).
+        self._opt_out(before["phone"])
 
     def _opt_out(self, phone: str) -> None:
         self.plan.expected_opted_out.add(phone)
@@ -133,6 +145,7 @@ def plan_changes(
     for index, user_id in enumerate(user_ids):
         planner.upsert("load", user_id, phone_of(index), 0 if index % 5 == 4 else 1)
     planner.other_table(user_ids[0])
+    planner.invalid_phone(user_ids[-1])
     for index in range(0, users, 3):
         planner.upsert("update", user_ids[index], phone_of(index), 0)
     for index in range(0, users, 6):
@@ -141,7 +154,6 @@ def plan_changes(
     planner.upsert("update", user_ids[0], phone_of(0), 1)
     planner.upsert("update", user_ids[1], phone_of(users + 1), 1)
     planner.delete(user_ids[2])
-    planner.invalid_phone(user_ids[3])
     return planner.plan
 
 

@@ -52,7 +52,9 @@ class OptInDemo:
         expected = self.plan.expected_opted_out
         section.lines.append(
             f"{len(self.plan.records)} DMS records for {DEMO_USERS} users "
-            f"({self.plan.ignored_records} to ignore, {len(self.plan.invalid_record_positions)} invalid phone)"
+            f"({self.plan.ignored_records} to ignore, invalid phone at "
+            f"{', '.join(f'#{position}' for position in self.plan.invalid_record_positions)}: "
+            "the changes after it are delivered again while it is retried)"
         )
         section.lines += side_by_side(actual, expected)
         if actual != expected:

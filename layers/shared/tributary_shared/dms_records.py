@@ -34,7 +34,9 @@ class OptInChange:
     """One row change: after it, `phone` may be messaged only if `opted_in`.
 
     `previous_phone` is the number the row held before an update that changed it (known only
-    from a before image); that number must be opted out as well.
+    from a before image); that number must be opted out as well. `already_opted_in` is true when
+    the before image shows this same number opted in already: the update changed something else
+    (`lastupdate`, say), so there is no opt-in to apply. Without a before image it is false.
     """
 
     user_id: str
@@ -42,6 +44,12 @@ class OptInChange:
     phone: str | None
     opted_in: bool
     previous_phone: str | None = None
+    already_opted_in: bool = False
+
+    @property
+    def numbers(self) -> tuple[str, ...]:
+        """Every number this change acts on (as written in the row, valid or not)."""
+        return tuple(number for number in (self.previous_phone, self.phone) if number)
 
 
 @dataclass(frozen=True)
@@ -94,8 +102,11 @@ def _change(operation: str, row: dict[str, Any], before_image: Any) -> OptInChan
     phone = _phone(row.get("phone"), "phone")
     # A deleted user is someone we no longer know: never message them again.
     opted_in = False if operation == "delete" else _opt_in_flag(row)
-    previous = _previous_phone(before_image, phone) if operation == "update" else None
-    return OptInChange(user_id, operation, phone, opted_in, previous)
+    if operation != "update":
+        return OptInChange(user_id, operation, phone, opted_in)
+    previous = _previous_phone(before_image, phone)
+    already = opted_in and _same_number_opted_in(before_image, phone)
+    return OptInChange(user_id, operation, phone, opted_in, previous, already_opted_in=already)
 
 
 def _user_id(row: dict[str, Any]) -> str:
@@ -129,3 +140,13 @@ def _previous_phone(before_image: Any, phone: str | None) -> str | None:
         return None
     previous = _phone(before_image.get("phone"), "before-image phone")
     return previous if previous and previous != phone else None
+
+
+def _same_number_opted_in(before_image: Any, phone: str | None) -> bool:
+    # Only a before image holding both columns can show that nothing about the opt-in changed; a
+    # malformed one proves nothing, so the opt-in is applied (and checked against the list).
+    if not isinstance(before_image, dict) or phone is None:
+        return False
+    before_phone = before_image.get("phone")
+    same_number = isinstance(before_phone, str | int) and str(before_phone).strip() == phone
+    return same_number and before_image.get("optin") in (1, "1", True)

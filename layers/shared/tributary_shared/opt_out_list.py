@@ -5,17 +5,25 @@ A number on the list cannot be sent SMS or voice messages. Opting out is `PutOpt
 
 - throttling, internal errors, lost connections: retried here with exponential backoff and full
   jitter, bounded by attempts and by the invocation's deadline, then `TransientError`;
-- the list itself missing or access denied: a deployment problem no record can fix, but no
+- the list itself missing (any ResourceNotFoundException but one of type `opted-out-number`) or
+  access denied: a deployment problem no record can fix, but no
   opt-out may be dropped either: `TransientError`, so the batch is retried and, after the event
   source mapping's retries, lands on the on-failure destination;
 - a number the service cannot parse: `PoisonRecordError` (the record goes to the on-failure
   destination);
-- deleting a number that is not on the list: the user is opted in already, a success;
+- opting a number back in: first `DescribeOptedOutNumbers` for it. A number the end user opted
+  out themselves (`EndUserOptedOut`: they texted STOP or another opt-out keyword) is never removed
+  by a database change: `Outcome.REFUSED`, since only the person can take that back. A number not
+  on the list (absent from the answer, or ResourceNotFoundException of type `opted-out-number`)
+  is opted in already: a success with no deletion, so repeating an opt-in never spends the
+  number's one deletion per 30 days;
 - a deletion the service refuses by its rules (a number can be deleted only once every 30 days):
   an expected outcome, `Outcome.REFUSED` with the reason; the number stays opted out, which is the
   safe side, and retrying would only be refused again;
 - an opt-out the service refuses: `OptOutRefused`, a permanent failure, because an opt-out that
-  did not happen must reach an operator.
+  did not happen must reach an operator;
+- too little time left for one more call (connect plus read timeout) before the invocation's
+  deadline: `TransientError` without calling, so no call is cut off by the function's timeout.
 """
 
 import random
@@ -43,8 +51,17 @@ CONFIGURATION_ERRORS = frozenset({"AccessDeniedException"})
 REFUSAL_ERRORS = frozenset({"ValidationException", "ConflictException"})
 # ValidationException reasons that mean the number itself is malformed.
 UNPARSABLE_NUMBER_REASONS = frozenset({"CANNOT_PARSE", "FIELD_VALIDATION_FAILED", "INVALID_PARAMETER"})
+NOT_ON_LIST_TYPE = "opted-out-number"
 # Retries are done here, visibly and within the deadline, not inside botocore as well.
-CLIENT_CONFIG = Config(retries={"mode": "standard", "total_max_attempts": 1}, connect_timeout=3, read_timeout=10)
+CONNECT_TIMEOUT_S = 2
+READ_TIMEOUT_S = 5
+CLIENT_CONFIG = Config(
+    retries={"mode": "standard", "total_max_attempts": 1},
+    connect_timeout=CONNECT_TIMEOUT_S,
+    read_timeout=READ_TIMEOUT_S,
+)
+# The longest one call can take: a call is started only if this much time is left.
+CALL_BUDGET_S = float(CONNECT_TIMEOUT_S + READ_TIMEOUT_S)
 
 
 class Outcome(StrEnum):
@@ -53,6 +70,7 @@ class Outcome(StrEnum):
     NOT_ON_LIST = "not-on-list"
     REFUSED = "refused"
     SKIPPED = "skipped"
+    UNCHANGED = "unchanged"
 
 
 @dataclass(frozen=True)
@@ -94,6 +112,7 @@ class OptOutList:
         max_attempts: int = 4,
         base_delay_s: float = 0.1,
         max_delay_s: float = 2.0,
+        call_budget_s: float = CALL_BUDGET_S,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -102,6 +121,7 @@ class OptOutList:
         self.max_attempts = max(1, max_attempts)
         self.base_delay_s = base_delay_s
         self.max_delay_s = max_delay_s
+        self.call_budget_s = call_budget_s
         self.sleep = sleep
         self.clock = clock
 
@@ -116,6 +136,8 @@ class OptOutList:
             applied.append(self._opt_out_previous(change.previous_phone, deadline))
         if change.phone is None:
             return [*applied, Applied("", Outcome.SKIPPED, "row has no phone number")]
+        if change.already_opted_in:
+            return [*applied, Applied(require_e164(change.phone), Outcome.UNCHANGED)]
         action = self.opt_in if change.opted_in else self.opt_out
         return [*applied, action(change.phone, deadline)]
 
@@ -127,7 +149,7 @@ class OptOutList:
     def opt_out(self, phone: str, deadline: float) -> Applied:
         number = require_e164(phone)
         try:
-            self._call(self.client.put_opted_out_number, number, deadline)
+            self._call(self.client.put_opted_out_number, number, deadline, OptedOutNumber=number)
         except ClientError as error:
             code, reason = _error_code(error), _error_reason(error)
             if code in REFUSAL_ERRORS and reason not in UNPARSABLE_NUMBER_REASONS:
@@ -137,28 +159,45 @@ class OptOutList:
 
     def opt_in(self, phone: str, deadline: float) -> Applied:
         number = require_e164(phone)
+        entry = self._listed(number, deadline)
+        if entry is None:
+            return Applied(number, Outcome.NOT_ON_LIST)
+        if entry.get("EndUserOptedOut"):
+            return Applied(number, Outcome.REFUSED, "the end user opted out by keyword (EndUserOptedOut); not removed")
         try:
-            self._call(self.client.delete_opted_out_number, number, deadline)
+            self._call(self.client.delete_opted_out_number, number, deadline, OptedOutNumber=number)
         except ClientError as error:
             code, reason = _error_code(error), _error_reason(error)
-            if code == "ResourceNotFoundException" and _missing_resource_type(error) != "opt-out-list":
+            if _is_number_not_on_list(error):
                 return Applied(number, Outcome.NOT_ON_LIST)
             if code in REFUSAL_ERRORS and reason not in UNPARSABLE_NUMBER_REASONS:
                 return Applied(number, Outcome.REFUSED, f"{code} {reason}: {_error_message(error)}")
             raise self._unexpected(error, "DeleteOptedOutNumber", number) from error
         return Applied(number, Outcome.OPTED_IN)
 
-    def _call(self, operation: Callable[..., Any], number: str, deadline: float) -> None:
+    def _listed(self, number: str, deadline: float) -> dict[str, Any] | None:
+        """The list's entry for `number`, or None when it is not on the list."""
+        try:
+            response = self._call(self.client.describe_opted_out_numbers, number, deadline, OptedOutNumbers=[number])
+        except ClientError as error:
+            if _is_number_not_on_list(error):
+                return None
+            raise self._unexpected(error, "DescribeOptedOutNumbers", number) from error
+        entries = [entry for entry in response.get("OptedOutNumbers") or [] if entry.get("OptedOutNumber") == number]
+        return entries[0] if entries else None
+
+    def _call(self, operation: Callable[..., Any], number: str, deadline: float, **params: Any) -> dict[str, Any]:
         for attempt in range(self.max_attempts):
+            if self.clock() + self.call_budget_s > deadline:
+                raise TransientError(f"{number}: not enough time left for another call before the deadline")
             try:
-                operation(OptOutListName=self.name, OptedOutNumber=number)
-                return
+                return operation(OptOutListName=self.name, **params)
             except (ClientError, EndpointUnreachable, ReadTimeoutError) as error:
                 if not _retryable(error):
                     raise
                 failure = error
             delay = random.uniform(0, min(self.max_delay_s, self.base_delay_s * 2**attempt))
-            if attempt + 1 == self.max_attempts or self.clock() + delay >= deadline:
+            if attempt + 1 == self.max_attempts or self.clock() + delay + self.call_budget_s > deadline:
                 break
             self.sleep(delay)
         raise TransientError(f"{number}: still failing after retries: {failure}") from failure
@@ -166,7 +205,10 @@ class OptOutList:
     def _unexpected(self, error: ClientError, operation: str, number: str) -> Exception:
         code, reason = _error_code(error), _error_reason(error)
         if code == "ResourceNotFoundException":
-            return TransientError(f"opt-out list {self.name!r} does not exist ({operation}): check the deployment")
+            missing = error.response.get("ResourceType") or "resource"
+            return TransientError(
+                f"{operation} {number}: {missing} not found (opt-out list {self.name!r}): check the deployment"
+            )
         if code in CONFIGURATION_ERRORS:
             return TransientError(f"{operation} on {self.name!r} denied: {reason or _error_message(error)}")
         if code == "ValidationException" and reason in UNPARSABLE_NUMBER_REASONS and not _names_the_list(error):
@@ -194,8 +236,10 @@ def _error_reason(error: ClientError) -> str:
     return str(error.response.get("Reason", ""))
 
 
-def _missing_resource_type(error: ClientError) -> str:
-    return str(error.response.get("ResourceType", ""))
+def _is_number_not_on_list(error: ClientError) -> bool:
+    # Only this type means "number not on the list"; a missing list (or a type the service may add)
+    # must not pass for an opt-in that is done.
+    return _error_code(error) == "ResourceNotFoundException" and error.response.get("ResourceType") == NOT_ON_LIST_TYPE
 
 
 def _names_the_list(error: ClientError) -> bool:

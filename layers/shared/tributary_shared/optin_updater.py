@@ -1,19 +1,34 @@
 """DMS change records of the opt-in table → the SMS opt-out list, one Kinesis batch at a time.
 
-The contract with Lambda's event source mapping (ReportBatchItemFailures + bisect):
+The contract with Lambda's event source mapping (ReportBatchItemFailures + bisect): records are
+applied in sequence order, so each user's changes keep their order, and the response names the
+lowest failed sequence number. The mapping checkpoints before it and delivers everything from it
+again (with bisect, in smaller batches, until the failing record is isolated and sent to the
+on-failure destination). So whatever this invocation applies after its first failure is applied
+again, perhaps several times, and must be safe to repeat:
 
-- records are applied in sequence order, so each user's changes keep their order;
+- opt-outs are: PutOptedOutNumber is idempotent;
+- an opt-in is, when its number is absent from the list at the repetition: the opt-out list looks
+  the number up (DescribeOptedOutNumbers) and, finding it absent, makes no deletion;
+- an opt-in is not, when its number is back on the list: a number can be deleted only once every
+  30 days, so the repeated deletion would be refused and the number would stay opted out against
+  the user's wish. Between the first application and a repetition, only another change of the same
+  number that is delivered again as well can put it back (or the user, by texting STOP, which the
+  lookup sees: EndUserOptedOut). Such a change is at or after the first failure, in this batch.
+
+Hence, after the first failure of an invocation:
+
 - a transient failure (throttling past the retries, missing list, access denied, out of time)
-  blocks that user: their later changes in the batch are not applied, since applying an older
-  change after a newer one would leave the wrong state;
-- a permanent failure (malformed record, invalid phone, refused opt-out) fails that record only;
-- the response names the lowest failed sequence number: the mapping checkpoints before it and
-  re-delivers everything from it; with bisect, a record that keeps failing is isolated and its
-  batch sent to the on-failure destination;
-- after the first failure, other users' opt-outs are still applied at once (PutOptedOutNumber is
-  idempotent, and an opt-out should take effect as soon as possible), but opt-ins wait for the
-  redelivery: a number can be deleted from the list only once every 30 days, so deleting it now
-  and again when the record is redelivered would have the second deletion refused.
+  blocks that user, whose later changes in the batch are not applied (an older change applied
+  after a newer one would leave the wrong state), and every later opt-in waits for the redelivery;
+- a permanent failure (malformed record, invalid phone, refused opt-out) fails that record only and
+  holds back no opt-out: everything after it is applied, so little depends on how Lambda retries a
+  batch whose first record is the reported one (AWS does not document whether it bisects then).
+  Two kinds of opt-in wait for the redelivery: the failed user's own later opt-ins (their failed
+  change may have been an opt-out: keep them opted out until the failed record has been dealt
+  with), and an opt-in of a number that another change at or after the failure also touches (the
+  case above). Both are rare; if they end up dead-lettered with the batch, the number stays opted
+  out, the safe side, and the records are with the operator.
 """
 
 import base64
@@ -32,7 +47,7 @@ from tributary_shared.dms_records import (
     SkippedRecord,
     parse_dms_record,
 )
-from tributary_shared.errors import PoisonRecordError, RecordError, TransientError
+from tributary_shared.errors import PoisonRecordError, RecordError
 from tributary_shared.invocation import LambdaContextLike, LoggerLike, MetricsLike, invocation_deadline
 from tributary_shared.opt_out_list import Applied, OptOutList, OptOutRefused, Outcome
 
@@ -41,6 +56,8 @@ METRIC_BY_OUTCOME = {
     Outcome.OPTED_IN: "OptIns",
     Outcome.NOT_ON_LIST: "OptIns",
     Outcome.REFUSED: "Refused",
+    # An update that leaves the same number opted in (a reload, a `lastupdate` change) is no opt-in.
+    Outcome.UNCHANGED: "Ignored",
 }
 
 
@@ -112,45 +129,51 @@ class OptInUpdater:
     def process(self, records: Sequence[Mapping[str, Any]], deadline: float) -> BatchOutcome:
         ordered = sorted(records, key=lambda record: int(record["kinesis"]["sequenceNumber"]))
         outcome = BatchOutcome(records_in=len(ordered))
-        blocked_users: set[str] = set()
-        for record in ordered:
-            sequence = str(record["kinesis"]["sequenceNumber"])
+        parsed = [(str(record["kinesis"]["sequenceNumber"]), self._parse(record)) for record in ordered]
+        batch = _BatchState(
+            last_touch={
+                number: index
+                for index, (_, change) in enumerate(parsed)
+                if isinstance(change, OptInChange)
+                for number in change.numbers
+            }
+        )
+        for index, (sequence, change) in enumerate(parsed):
             try:
-                self._process_record(record, sequence, deadline, blocked_users, outcome)
+                self._process_change(change, index, sequence, deadline, batch, outcome)
             except RecordError as error:
                 self._fail(sequence, error, outcome)
+                batch.failed(change, error)
         return outcome
 
-    def _process_record(
+    def _parse(self, record: Mapping[str, Any]) -> OptInChange | SkippedRecord | RecordError:
+        try:
+            return parse_dms_record(_record_bytes(record), self.config.source)
+        except RecordError as error:
+            return error
+
+    def _process_change(
         self,
-        record: Mapping[str, Any],
+        change: OptInChange | SkippedRecord | RecordError,
+        index: int,
         sequence: str,
         deadline: float,
-        blocked_users: set[str],
+        batch: "_BatchState",
         outcome: BatchOutcome,
     ) -> None:
-        parsed = parse_dms_record(_record_bytes(record), self.config.source)
-        if isinstance(parsed, SkippedRecord):
+        if isinstance(change, RecordError):
+            raise change
+        if isinstance(change, SkippedRecord):
             outcome.counts["Ignored"] += 1
-            self._log_info("skipped DMS record", sequence=sequence, reason=parsed.reason)
+            self._log_info("skipped DMS record", sequence=sequence, reason=change.reason)
             return
-        if parsed.user_id in blocked_users or (outcome.first_failed_sequence and parsed.opted_in):
-            # This change will be delivered again from the checkpoint, so it waits for that. A user's
-            # later changes wait with it (order); an opt-in waits even for another user, because
-            # a number can be deleted from the list only once every 30 days: deleting it now and
-            # again on the redelivery would have the second deletion refused.
-            blocked_users.add(parsed.user_id)
+        wait_reason = batch.wait_reason(change, index)
+        batch.touched(change)
+        if wait_reason:
+            batch.hold_back(change)
             outcome.held_back.append(sequence)
+            self._log_info("change waits for the redelivery", sequence=sequence, reason=wait_reason)
             return
-        try:
-            self._apply(parsed, sequence, deadline, outcome)
-        except TransientError:
-            blocked_users.add(parsed.user_id)
-            raise
-
-    def _apply(self, change: OptInChange, sequence: str, deadline: float, outcome: BatchOutcome) -> None:
-        if self.clock() >= deadline:
-            raise TransientError("out of time before applying this change")
         for applied in self.opt_out_list.apply(change, deadline):
             self._count(applied, change, sequence, outcome)
 
@@ -197,6 +220,60 @@ class OptInUpdater:
     def _log_warning(self, message: str, **fields: Any) -> None:
         if self.logger is not None:
             self.logger.warning(message, extra=fields)
+
+
+@dataclass
+class _BatchState:
+    """What one invocation has seen: which changes must wait for the redelivery, and why.
+
+    `last_touch`: for each number, the position of the last change in the batch that acts on it.
+    """
+
+    last_touch: dict[str, int]
+    failure_seen: bool = False
+    transient_failure_seen: bool = False
+    blocked_users: set[str] = field(default_factory=set)
+    opt_in_blocked_users: set[str] = field(default_factory=set)
+    touched_after_failure: set[str] = field(default_factory=set)
+
+    def wait_reason(self, change: OptInChange, index: int) -> str:
+        if change.user_id in self.blocked_users:
+            return "an earlier change of this user failed transiently"
+        if not self.failure_seen or not change.opted_in or change.already_opted_in:
+            return ""
+        if self.transient_failure_seen:
+            return "opt-ins after a transient failure wait for the redelivery"
+        if change.user_id in self.opt_in_blocked_users:
+            return "an earlier change of this user failed permanently"
+        numbers = set(change.numbers)
+        if numbers & self.touched_after_failure or any(self.last_touch[n] != index for n in numbers):
+            return "another change after the failure touches this number: repeating both would delete it twice"
+        return ""
+
+    def hold_back(self, change: OptInChange) -> None:
+        # After a transient failure a held-back change blocks its user, as a failed one does. After
+        # only permanent failures it does not, so that no opt-out waits: the held-back opt-in is
+        # delivered again before the user's later changes, in order, and the list ends as the user
+        # last chose.
+        if self.transient_failure_seen:
+            self.blocked_users.add(change.user_id)
+
+    def touched(self, change: OptInChange) -> None:
+        if self.failure_seen:
+            self.touched_after_failure.update(change.numbers)
+
+    def failed(self, change: OptInChange | SkippedRecord | RecordError, error: RecordError) -> None:
+        self.failure_seen = True
+        if isinstance(change, OptInChange):
+            # The failed record is redelivered too: its numbers count as touched after the failure.
+            self.touched_after_failure.update(change.numbers)
+        if error.permanent:
+            if isinstance(change, OptInChange):
+                self.opt_in_blocked_users.add(change.user_id)
+            return
+        self.transient_failure_seen = True
+        if isinstance(change, OptInChange):
+            self.blocked_users.add(change.user_id)
 
 
 def _record_bytes(record: Mapping[str, Any]) -> bytes:
