@@ -37,6 +37,7 @@ from typing import Any, Protocol
 
 from tributary_shared.aggregation_sink import PublishReport, WindowKey
 from tributary_shared.errors import PoisonRecordError, TransientError
+from tributary_shared.invocation import batch_item_failures, lowest_sequence
 from tributary_shared.payloads import decode_payload
 from tributary_shared.window_aggregates import WindowState, parse_reading, state_size_bytes
 
@@ -96,8 +97,7 @@ class FoldOutcome:
     @property
     def failed_sequence(self) -> str | None:
         """The lowest failed record: where the mapping checkpoints and retries from."""
-        failed = [*self.poison, *([self.transient_sequence] if self.transient_sequence else [])]
-        return min(failed, key=int) if failed else None
+        return lowest_sequence([*self.poison, *([self.transient_sequence] if self.transient_sequence else [])])
 
 
 def sequence_of(record: Mapping[str, Any]) -> str:
@@ -180,7 +180,7 @@ def handle_window_event(event: Any, sink: Sink, deadline: float) -> InvocationRe
     elif report.state_bytes > SEGMENT_FLUSH_BYTES:
         state_json = flush_segment(parsed.key, state, sink, deadline, report).to_json()
     failed = report.fold.failed_sequence
-    report.response = {"state": state_json, "batchItemFailures": [{"itemIdentifier": failed}] if failed else []}
+    report.response = {"state": state_json, "batchItemFailures": batch_item_failures([failed] if failed else [])}
     return report
 
 

@@ -1,7 +1,7 @@
 """What every handler shares about one Lambda invocation: the context it reads and the deadline it keeps."""
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
 # Time kept back from the invocation's remaining time to log, publish metrics and return a response.
@@ -27,3 +27,14 @@ def invocation_deadline(
 ) -> float:
     """The `clock()` instant by which work must stop so the function can still answer in time."""
     return clock() + context.get_remaining_time_in_millis() / 1000 - margin_s
+
+
+def lowest_sequence(sequence_numbers: Iterable[str]) -> str | None:
+    """The earliest of the failed records (Kinesis sequence numbers compare as integers, not text)."""
+    return min(sequence_numbers, key=int, default=None)
+
+
+def batch_item_failures(failed_sequence_numbers: Iterable[str]) -> list[dict[str, str]]:
+    """ReportBatchItemFailures' list: the lowest failed record only, where the mapping checkpoints."""
+    first = lowest_sequence(failed_sequence_numbers)
+    return [] if first is None else [{"itemIdentifier": first}]

@@ -48,7 +48,14 @@ from tributary_shared.dms_records import (
     parse_dms_record,
 )
 from tributary_shared.errors import PoisonRecordError, RecordError
-from tributary_shared.invocation import LambdaContextLike, LoggerLike, MetricsLike, invocation_deadline
+from tributary_shared.invocation import (
+    LambdaContextLike,
+    LoggerLike,
+    MetricsLike,
+    batch_item_failures,
+    invocation_deadline,
+    lowest_sequence,
+)
 from tributary_shared.opt_out_list import Applied, OptOutList, OptOutRefused, Outcome
 
 METRIC_BY_OUTCOME = {
@@ -92,12 +99,10 @@ class BatchOutcome:
 
     @property
     def first_failed_sequence(self) -> str | None:
-        failed = [*self.failed_permanent, *self.failed_transient]
-        return min(failed, key=int) if failed else None
+        return lowest_sequence([*self.failed_permanent, *self.failed_transient])
 
     def response(self) -> dict[str, list[dict[str, str]]]:
-        first = self.first_failed_sequence
-        return {"batchItemFailures": [] if first is None else [{"itemIdentifier": first}]}
+        return {"batchItemFailures": batch_item_failures([*self.failed_permanent, *self.failed_transient])}
 
 
 class OptInUpdater:

@@ -25,7 +25,14 @@ from typing import Any
 
 from tributary_shared.dynamo_writer import BatchWriter, PendingItem, WriteReport
 from tributary_shared.errors import PoisonRecordError, RecordError
-from tributary_shared.invocation import LambdaContextLike, LoggerLike, MetricsLike, invocation_deadline
+from tributary_shared.invocation import (
+    LambdaContextLike,
+    LoggerLike,
+    MetricsLike,
+    batch_item_failures,
+    invocation_deadline,
+    lowest_sequence,
+)
 from tributary_shared.payloads import decode_payload
 
 # DynamoDB's item size limit: a record larger than this can never be written.
@@ -64,12 +71,10 @@ class BatchOutcome:
 
     @property
     def first_failed_sequence(self) -> str | None:
-        failed = [*self.failed_permanent, *self.failed_transient]
-        return min(failed, key=int) if failed else None
+        return lowest_sequence([*self.failed_permanent, *self.failed_transient])
 
     def response(self) -> dict[str, list[dict[str, str]]]:
-        first = self.first_failed_sequence
-        return {"batchItemFailures": [] if first is None else [{"itemIdentifier": first}]}
+        return {"batchItemFailures": batch_item_failures([*self.failed_permanent, *self.failed_transient])}
 
 
 def record_bytes(record: dict[str, Any], max_bytes: int) -> bytes:
