@@ -202,3 +202,17 @@ def test_samconfig_environments_override_only_declared_parameters():
         assert set(pairs) <= set(TEMPLATE["Parameters"]), f"{stage} overrides an undeclared parameter"
         allowed = TEMPLATE["Parameters"]["Stage"]["AllowedValues"]
         assert pairs["Stage"] in allowed
+
+
+@pytest.mark.parametrize("function", STREAM_PROCESSORS)
+def test_processors_take_both_registries_from_parameters(function):
+    variables = RESOURCES[function]["Properties"]["Environment"]["Variables"]
+    assert variables["CONFLUENT_REGISTRY_URL"] == {"Ref": "ConfluentRegistryUrl"}
+    assert variables["CONFLUENT_REGISTRY_AUTH_SECRET"] == {"Ref": "ConfluentRegistryAuthSecret"}
+    assert TEMPLATE["Parameters"]["ConfluentRegistryUrl"]["Default"] == ""
+    role = RESOURCES[function.replace("Function", "Role")]
+    statements = policy_statements(role["Properties"]["Policies"])
+    secrets = [s for s in statements if s["Action"] == "secretsmanager:GetSecretValue"]
+    assert [s["Resource"]["Fn::Sub"] for s in secrets] == [
+        "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:${ConfluentRegistryAuthSecret}-??????"
+    ]

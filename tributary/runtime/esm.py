@@ -752,8 +752,8 @@ class EventSourceMapping:
 
 def _describe_retry(shard_id: str, batch: PendingBatch) -> str:
     first, last = batch.records[0].sequence_number, batch.records[-1].sequence_number
-    return (f"{shard_id}: {len(batch.records)} records {first}..{last} failed {batch.invocations} times, "
-            f"last error: {batch.error_message}")
+    cause = f"last error: {batch.error_message}" if batch.error_message else "reported in batchItemFailures"
+    return f"{shard_id}: {len(batch.records)} records {first}..{last} failed {batch.invocations} times, {cause}"
 
 
 def _sequence_of(event_record: dict[str, Any]) -> str:
