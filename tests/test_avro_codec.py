@@ -376,6 +376,7 @@ def test_the_template_registers_exactly_the_schema_files():
     resources = template["Resources"]
     assert resources["UnicornStatusSchema"]["Properties"]["SchemaDefinition"] == UNICORN
     assert resources["PaymentEventSchema"]["Properties"]["SchemaDefinition"] == PAYMENT_V1
+    assert resources["CustomerSchema"]["Properties"]["SchemaDefinition"] == definition("customer_v1")
 
 
 # ------------------------------------------------------------------------------------ benchmark fairness
