@@ -2,14 +2,14 @@
 service model), every service rule, per-user order, partial batch responses, and the sample events
 through the handler against the SMS emulation."""
 
-import base64
 import json
 from collections.abc import Iterator
+from functools import partial
 
 import boto3
 import pytest
 from botocore.stub import Stubber
-from support import REPO_ROOT, FakeClock, FakeLambdaContext, load_event, load_handler_module
+from support import REPO_ROOT, FakeClock, FakeLambdaContext, kinesis_event, load_event, load_handler_module
 from test_template import RESOURCES
 from test_template import kinesis_event as declared_kinesis_event
 
@@ -19,15 +19,21 @@ from tributary.runtime.app import Runtime, RuntimeOptions
 from tributary.runtime.demo import RuntimeDemoContext
 from tributary.runtime.esm import EventSourceMapping, InvocationResult, MappingConfig, drain
 from tributary.runtime.sms_emulation import SmsEmulation
+from tributary_shared.aws_clients import CALL_BUDGET_S
+from tributary_shared.aws_clients import NO_RETRY_CONFIG as CLIENT_CONFIG
 from tributary_shared.dms_records import DmsSource, OptInChange
 from tributary_shared.errors import PoisonRecordError, TransientError
-from tributary_shared.opt_out_list import CALL_BUDGET_S, CLIENT_CONFIG, Applied, OptOutList, OptOutRefused, Outcome
+from tributary_shared.opt_out_list import Applied, OptOutList, OptOutRefused, Outcome
 from tributary_shared.optin_updater import OptInUpdater, UpdaterConfig
 
 LIST = "tributary-optouts"
 LIST_ARN = f"arn:aws:sms-voice:us-east-1:123456789012:opt-out-list/{LIST}"
 FAR_FUTURE = 1e12
 SOURCE = DmsSource(table="optin_status")
+# Sequence numbers with gaps between them, as on a real shard.
+optin_event = partial(
+    kinesis_event, sequence_step=7, stream_arn="arn:aws:kinesis:us-east-1:123456789012:stream/optin-cdc"
+)
 
 
 # ---------------------------------------------------------------- helpers
@@ -93,25 +99,6 @@ class StubbedList:
 
     def __exit__(self, *exc_info: object) -> None:
         self.stubber.deactivate()
-
-
-def kinesis_event(records: list[tuple[str, bytes]], first_sequence: int = 10**20) -> dict:
-    return {
-        "Records": [
-            {
-                "kinesis": {
-                    "kinesisSchemaVersion": "1.0",
-                    "partitionKey": key,
-                    "sequenceNumber": str(first_sequence + index * 7),
-                    "data": base64.b64encode(data).decode(),
-                    "approximateArrivalTimestamp": 1795262400.0,
-                },
-                "eventSource": "aws:kinesis",
-                "eventSourceARN": "arn:aws:kinesis:us-east-1:123456789012:stream/optin-cdc",
-            }
-            for index, (key, data) in enumerate(records)
-        ]
-    }
 
 
 def row(user: str, phone: str, optin: int, operation: str = "update", **extra) -> tuple[str, bytes]:
@@ -339,7 +326,7 @@ def test_retries_stop_when_the_backoff_and_one_more_call_would_pass_the_deadline
 
 def test_the_handler_keeps_one_call_and_its_own_margin_inside_the_remaining_time() -> None:
     clock = FakeClock()
-    event = kinesis_event([row("userA", "+12065550101", 0)])
+    event = optin_event([row("userA", "+12065550101", 0)])
     context = FakeLambdaContext()
     context.get_remaining_time_in_millis = lambda: int((CALL_BUDGET_S + 1.0) * 1000)  # < budget + 2 s margin
     with StubbedList() as stubbed:  # nothing queued: a call would fail the test
@@ -387,7 +374,7 @@ def test_a_row_without_phone_has_nothing_to_apply() -> None:
 def test_an_update_that_leaves_the_number_opted_in_deletes_nothing() -> None:
     """A full reload, or an update of `lastupdate` only, must not undo a STOP the user texted."""
     unchanged = {"userid": "userA", "phone": "+12065550101", "optin": 1, "lastupdate": 1}
-    event = kinesis_event([row("userA", "+12065550101", 1, **{"before-image": unchanged})])
+    event = optin_event([row("userA", "+12065550101", 1, **{"before-image": unchanged})])
     with StubbedList() as stubbed:  # nothing queued: a lookup or deletion would fail the test
         outcome = updater_with(stubbed).process(event["Records"], FAR_FUTURE)
     assert outcome.response() == {"batchItemFailures": []}
@@ -396,7 +383,7 @@ def test_an_update_that_leaves_the_number_opted_in_deletes_nothing() -> None:
 
 def test_an_update_from_opted_out_to_opted_in_is_applied() -> None:
     before = {"userid": "userA", "phone": "+12065550101", "optin": 0, "lastupdate": 1}
-    event = kinesis_event([row("userA", "+12065550101", 1, **{"before-image": before})])
+    event = optin_event([row("userA", "+12065550101", 1, **{"before-image": before})])
     with StubbedList() as stubbed:
         stubbed.expect_opt_in("+12065550101")
         outcome = updater_with(stubbed).process(event["Records"], FAR_FUTURE)
@@ -405,7 +392,7 @@ def test_an_update_from_opted_out_to_opted_in_is_applied() -> None:
 
 
 def test_an_opt_in_without_before_image_of_a_keyword_opt_out_is_refused_and_not_reported() -> None:
-    event = kinesis_event([row("userA", "+12065550101", 1, operation="load")])
+    event = optin_event([row("userA", "+12065550101", 1, operation="load")])
     metrics = RecordingMetrics()
     with StubbedList() as stubbed:  # no deletion queued
         stubbed.expect_listed("+12065550101", end_user=True)
@@ -418,7 +405,7 @@ def test_an_opt_in_without_before_image_of_a_keyword_opt_out_is_refused_and_not_
 
 
 def test_changes_are_applied_in_sequence_order_per_user() -> None:
-    event = kinesis_event(
+    event = optin_event(
         [
             row("userA", "+12065550101", 0),
             row("userB", "+12065550102", 0),
@@ -440,7 +427,7 @@ def test_changes_are_applied_in_sequence_order_per_user() -> None:
 
 
 def test_a_transient_failure_holds_back_that_users_later_changes_and_later_opt_ins() -> None:
-    event = kinesis_event(
+    event = optin_event(
         [
             row("userA", "+12065550101", 0),
             row("userB", "+12065550102", 0),  # throttled past the retries
@@ -466,7 +453,7 @@ def test_a_transient_failure_holds_back_that_users_later_changes_and_later_opt_i
 
 
 def test_an_invalid_phone_fails_that_record_only_and_holds_back_no_other_users_change() -> None:
-    event = kinesis_event(
+    event = optin_event(
         [
             row("userA", "+12065550101", 0),
             row("userB", "206-555-0102", 0),  # invalid: reported, the rest goes on
@@ -493,7 +480,7 @@ def test_an_invalid_phone_fails_that_record_only_and_holds_back_no_other_users_c
 
 
 def test_a_permanent_failure_holds_back_that_users_later_opt_ins_but_not_their_opt_outs() -> None:
-    event = kinesis_event(
+    event = optin_event(
         [
             row("userB", "206-555-0102", 0),  # invalid: perhaps an opt-out that could not be applied
             row("userB", "+12065550102", 1),  # waits: B stays opted out until the failure is dealt with
@@ -513,7 +500,7 @@ def test_after_a_permanent_failure_an_opt_in_waits_if_its_number_is_changed_twic
     """Opt-out then opt-in of one number after the reported record: both are delivered again, and
     repeating the pair would delete the number a second time within 30 days. So the opt-in waits
     for the redelivery, and an opt-in of a number changed once is applied at once."""
-    event = kinesis_event(
+    event = optin_event(
         [
             row("userA", "bad", 0),
             row("userC", "+12065550103", 0),  # applied
@@ -532,7 +519,7 @@ def test_after_a_permanent_failure_an_opt_in_waits_if_its_number_is_changed_twic
 
 
 def test_an_opt_in_waits_if_a_later_change_in_the_batch_touches_its_number() -> None:
-    event = kinesis_event(
+    event = optin_event(
         [
             row("userA", "bad", 0),
             row("userC", "+12065550103", 1),  # waits: changed again below
@@ -547,7 +534,7 @@ def test_an_opt_in_waits_if_a_later_change_in_the_batch_touches_its_number() -> 
 
 
 def test_the_lowest_failed_sequence_is_reported_when_several_fail() -> None:
-    event = kinesis_event(
+    event = optin_event(
         [
             row("userA", "+12065550101", 0),  # throttled
             row("userB", "bad", 0),  # invalid
@@ -562,7 +549,7 @@ def test_the_lowest_failed_sequence_is_reported_when_several_fail() -> None:
 
 
 def test_refused_deletions_are_counted_and_not_reported() -> None:
-    event = kinesis_event([row("userA", "+12065550101", 1)])
+    event = optin_event([row("userA", "+12065550101", 1)])
     metrics = RecordingMetrics()
     with StubbedList() as stubbed:
         stubbed.expect_listed("+12065550101")
@@ -581,7 +568,7 @@ def test_refused_deletions_are_counted_and_not_reported() -> None:
 
 
 def test_refused_opt_outs_are_counted_and_reported() -> None:
-    event = kinesis_event([row("userA", "+12065550101", 0)])
+    event = optin_event([row("userA", "+12065550101", 0)])
     with StubbedList() as stubbed:
         stubbed.expect_error(
             "put_opted_out_number", "+12065550101", "ValidationException", 400, Reason="CANNOT_ADD_OPTED_OUT_NUMBER"
@@ -592,7 +579,7 @@ def test_refused_opt_outs_are_counted_and_reported() -> None:
 
 
 def test_bad_base64_is_poison() -> None:
-    event = kinesis_event([row("userA", "+12065550101", 0)])
+    event = optin_event([row("userA", "+12065550101", 0)])
     event["Records"][0]["kinesis"]["data"] = "%%%"
     with StubbedList() as stubbed:
         outcome = updater_with(stubbed).process(event["Records"], FAR_FUTURE)
@@ -600,7 +587,7 @@ def test_bad_base64_is_poison() -> None:
 
 
 def test_out_of_time_leaves_the_rest_for_the_retry() -> None:
-    event = kinesis_event([row("userA", "+12065550101", 0), row("userB", "+12065550102", 0)])
+    event = optin_event([row("userA", "+12065550101", 0), row("userB", "+12065550102", 0)])
     with StubbedList() as stubbed:
         outcome = updater_with(stubbed).process(event["Records"], deadline=0.0)
     assert outcome.response() == {"batchItemFailures": [{"itemIdentifier": sequences(event)[0]}]}
@@ -688,7 +675,7 @@ def test_event_optout_update_makes_exactly_these_calls(handler) -> None:
 
 def run_like_the_event_source_mapping(handler, records: list[tuple[str, bytes]], retries: int = 5) -> list[str]:
     """Batches of 100 from the checkpoint; a record failing past `retries` goes to the destination."""
-    event = kinesis_event(records)
+    event = optin_event(records)
     pending, to_destination, attempts = event["Records"], [], 0
     while pending:
         response = invoke(handler, {"Records": pending[:100]})
@@ -709,7 +696,7 @@ def test_generated_changes_leave_the_expected_opt_out_list(handler, sms: SmsEmul
     plan = plan_changes(40)
     to_destination = run_like_the_event_source_mapping(handler, plan.records)
     assert sms.opted_out_numbers(LIST) == plan.expected_opted_out
-    expected_invalid = [sequences(kinesis_event(plan.records))[i] for i in plan.invalid_record_positions]
+    expected_invalid = [sequences(optin_event(plan.records))[i] for i in plan.invalid_record_positions]
     assert to_destination == expected_invalid
 
 
@@ -743,8 +730,8 @@ def test_demo_end_to_end_under_the_local_runtime() -> None:
 
 def test_a_keyword_opt_out_survives_a_full_reload_and_a_later_opt_in(handler, sms: SmsEmulation) -> None:
     sms.opt_out_by_keyword(LIST, "+12065550101")  # the user texted STOP
-    invoke(handler, kinesis_event([row("userA", "+12065550102", 0, operation="load")]))  # opted out in the app
-    reload = kinesis_event(
+    invoke(handler, optin_event([row("userA", "+12065550102", 0, operation="load")]))  # opted out in the app
+    reload = optin_event(
         [
             row("userA", "+12065550101", 1, operation="load"),  # DMS reloads the table: no before image
             row("userB", "+12065550102", 1, operation="load"),
@@ -762,7 +749,7 @@ def test_repeating_a_batch_whose_first_record_is_invalid_spends_no_deletion_twic
     updater = OptInUpdater(UpdaterConfig(LIST, SOURCE), opt_out_list=list_)
     for number in ("+12065550103", "+12065550105"):
         list_.opt_out(number, FAR_FUTURE)
-    event = kinesis_event(
+    event = optin_event(
         [
             row("userB", "206-555-0102", 0),
             row("userC", "+12065550103", 1),  # on the list: deleted once, then found absent

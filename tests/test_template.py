@@ -204,15 +204,15 @@ def test_samconfig_environments_override_only_declared_parameters():
         assert pairs["Stage"] in allowed
 
 
-@pytest.mark.parametrize("function", STREAM_PROCESSORS)
-def test_processors_take_both_registries_from_parameters(function):
-    variables = RESOURCES[function]["Properties"]["Environment"]["Variables"]
+@pytest.mark.parametrize("role", ["StreamProcessorRole", "PaymentProcessorRole", "AggregatorRole"])
+def test_functions_reading_avro_get_both_registries(role):
+    variables = TEMPLATE["Globals"]["Function"]["Environment"]["Variables"]
     assert variables["CONFLUENT_REGISTRY_URL"] == {"Ref": "ConfluentRegistryUrl"}
     assert variables["CONFLUENT_REGISTRY_AUTH_SECRET"] == {"Ref": "ConfluentRegistryAuthSecret"}
     assert TEMPLATE["Parameters"]["ConfluentRegistryUrl"]["Default"] == ""
-    role = RESOURCES[function.replace("Function", "Role")]
-    statements = policy_statements(role["Properties"]["Policies"])
-    secrets = [s for s in statements if s["Action"] == "secretsmanager:GetSecretValue"]
+    assert {"Ref": "SchemaRegistryReadPolicy"} in RESOURCES[role]["Properties"]["ManagedPolicyArns"]
+    policy = RESOURCES["SchemaRegistryReadPolicy"]["Properties"]["PolicyDocument"]
+    secrets = [s for s in policy_statements(policy) if s["Action"] == "secretsmanager:GetSecretValue"]
     assert [s["Resource"]["Fn::Sub"] for s in secrets] == [
         "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:${ConfluentRegistryAuthSecret}-??????"
     ]

@@ -8,7 +8,6 @@ import os
 from functools import cache
 from typing import Any
 
-import boto3
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -25,16 +24,11 @@ MAX_LOGGED_SEQUENCES = 10
 
 
 @cache
-def _sink(table_name: str, stream_name: str, endpoint_url: str | None) -> AggregationSink:
-    # Keyed by endpoint so a process that re-points boto3 (tests, the local runtime) gets fresh clients.
-    return AggregationSink(table_name, stream_name, dynamodb=boto3.client("dynamodb"), kinesis=boto3.client("kinesis"))
-
-
 def _configured_sink() -> AggregationSink:
     missing = [name for name in ("TABLE_NAME", "SUMMARY_STREAM_NAME") if not os.environ.get(name)]
     if missing:
         raise RuntimeError(f"aggregator is not configured: set {', '.join(missing)}")
-    return _sink(os.environ["TABLE_NAME"], os.environ["SUMMARY_STREAM_NAME"], os.environ.get("AWS_ENDPOINT_URL"))
+    return AggregationSink(os.environ["TABLE_NAME"], os.environ["SUMMARY_STREAM_NAME"])
 
 
 @logger.inject_lambda_context

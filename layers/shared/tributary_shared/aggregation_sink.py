@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+from tributary_shared import aws_clients
 from tributary_shared.dynamo_writer import BatchWriter, PendingItem
 from tributary_shared.errors import TransientError
 from tributary_shared.kinesis_put import put_records
@@ -148,10 +149,17 @@ class PublishReport:
 class AggregationSink:
     """Stores a closed window: items first, then summaries; raises unless both are complete."""
 
-    def __init__(self, table_name: str, stream_name: str, *, dynamodb: Any, kinesis: Any) -> None:
+    def __init__(self, table_name: str, stream_name: str, *, dynamodb: Any = None, kinesis: Any = None) -> None:
         self.stream_name = stream_name
         self.writer = BatchWriter(table_name, KEY_ATTRIBUTES, client=dynamodb)
-        self.kinesis = kinesis
+        self._kinesis = kinesis
+
+    @property
+    def kinesis(self) -> Any:
+        # Created on first use, without botocore's own retries: put_records retries the failed entries.
+        if self._kinesis is None:
+            self._kinesis = aws_clients.client("kinesis")
+        return self._kinesis
 
     def publish(self, key: WindowKey, state: WindowState, *, partial: bool, deadline: float) -> PublishReport:
         items = aggregation_items(key, state, partial=partial)

@@ -24,10 +24,10 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-import boto3
 from boto3.dynamodb.types import TypeSerializer
-from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
+
+from tributary_shared import aws_clients
 
 MAX_BATCH_ITEMS = 25
 BASE_BACKOFF_S = 0.05
@@ -48,8 +48,6 @@ TRANSIENT_ERROR_CODES = frozenset(
 # Errors that mean an item itself cannot be stored; any other error is about the deployment.
 ITEM_ERROR_CODES = frozenset({"ValidationException", "ItemCollectionSizeLimitExceededException"})
 SERIALIZATION_ERRORS = (TypeError, ValueError, ArithmeticError, RecursionError)
-# The writer retries itself, inside the invocation's deadline: botocore must not retry underneath it.
-CLIENT_CONFIG = Config(retries={"mode": "standard", "total_max_attempts": 1}, connect_timeout=3, read_timeout=10)
 
 _serializer = TypeSerializer()
 
@@ -146,7 +144,7 @@ class BatchWriter:
     def client(self) -> Any:
         # Created on first use so importing a handler does not pay for a client it may not need.
         if self._client is None:
-            self._client = boto3.client("dynamodb", config=CLIENT_CONFIG)
+            self._client = aws_clients.client("dynamodb")
         return self._client
 
     def write(self, items: Sequence[PendingItem], deadline: float) -> WriteReport:

@@ -34,11 +34,10 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-import boto3
-from botocore.config import Config
 from botocore.exceptions import ClientError, ReadTimeoutError
 from botocore.exceptions import ConnectionError as EndpointUnreachable
 
+from tributary_shared import aws_clients
 from tributary_shared.dms_records import OptInChange
 from tributary_shared.errors import PoisonRecordError, TransientError
 
@@ -52,16 +51,6 @@ REFUSAL_ERRORS = frozenset({"ValidationException", "ConflictException"})
 # ValidationException reasons that mean the number itself is malformed.
 UNPARSABLE_NUMBER_REASONS = frozenset({"CANNOT_PARSE", "FIELD_VALIDATION_FAILED", "INVALID_PARAMETER"})
 NOT_ON_LIST_TYPE = "opted-out-number"
-# Retries are done here, visibly and within the deadline, not inside botocore as well.
-CONNECT_TIMEOUT_S = 2
-READ_TIMEOUT_S = 5
-CLIENT_CONFIG = Config(
-    retries={"mode": "standard", "total_max_attempts": 1},
-    connect_timeout=CONNECT_TIMEOUT_S,
-    read_timeout=READ_TIMEOUT_S,
-)
-# The longest one call can take: a call is started only if this much time is left.
-CALL_BUDGET_S = float(CONNECT_TIMEOUT_S + READ_TIMEOUT_S)
 
 
 class Outcome(StrEnum):
@@ -98,7 +87,7 @@ def is_e164(phone: str | None) -> bool:
 
 def sms_client() -> Any:
 
-    return boto3.client("pinpoint-sms-voice-v2", config=CLIENT_CONFIG)
+    return aws_clients.client("pinpoint-sms-voice-v2")
 
 
 class OptOutList:
@@ -112,7 +101,7 @@ class OptOutList:
         max_attempts: int = 4,
         base_delay_s: float = 0.1,
         max_delay_s: float = 2.0,
-        call_budget_s: float = CALL_BUDGET_S,
+        call_budget_s: float = aws_clients.CALL_BUDGET_S,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:

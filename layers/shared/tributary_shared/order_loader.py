@@ -24,10 +24,9 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import unquote_plus
 
-import boto3
-from botocore.config import Config
 from botocore.exceptions import ClientError
 
+from tributary_shared import aws_clients
 from tributary_shared.csv_orders import (
     KEY_COLUMNS,
     HeaderError,
@@ -39,7 +38,7 @@ from tributary_shared.csv_orders import (
     parse_row,
     reject,
 )
-from tributary_shared.dynamo_writer import CLIENT_CONFIG, MAX_BATCH_ITEMS, BatchWriter, PendingItem, WriteReport
+from tributary_shared.dynamo_writer import MAX_BATCH_ITEMS, BatchWriter, PendingItem, WriteReport
 
 REJECTS_SUFFIX = ".rejects.json"
 READ_CHUNK_BYTES = 256 * 1024
@@ -149,7 +148,7 @@ def order_table_writer(table_name: str) -> BatchWriter:
     (about half of botocore's own time per BatchWriteItem, measured) for items this module built
     itself, and DynamoDB validates each request anyway (a refused item is reported by its line).
     """
-    client = boto3.client("dynamodb", config=CLIENT_CONFIG.merge(Config(parameter_validation=False)))
+    client = aws_clients.client("dynamodb", parameter_validation=False)
     return BatchWriter(table_name, KEY_COLUMNS, client=client)
 
 

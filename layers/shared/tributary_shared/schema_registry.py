@@ -85,11 +85,9 @@ class GlueSchemaRegistry:
     @property
     def client(self) -> Any:
         if self._client is None:
-            import boto3
-            from botocore.config import Config
+            from tributary_shared import aws_clients
 
-            config = Config(connect_timeout=2, read_timeout=5, retries={"mode": "standard", "max_attempts": 1})
-            self._client = boto3.client("glue", config=config)
+            self._client = aws_clients.client("glue")
         return self._client
 
     # ------------------------------------------------------------------ consumers
