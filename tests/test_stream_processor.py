@@ -13,11 +13,11 @@ from support import REPO_ROOT, AlwaysThrottled, FakeClock, FakeLambdaContext, lo
 from tributary_shared.avro_codec import RegistryDeserializer, canonical_definition
 from tributary_shared.dynamo_writer import BatchWriter
 from tributary_shared.errors import PoisonRecordError, TransientError
+from tributary_shared.invocation import kinesis_data
 from tributary_shared.payloads import decode_payload, set_framed_decoder
 from tributary_shared.stream_processor import (
     ProcessorConfig,
     StreamProcessor,
-    record_bytes,
     validate_item,
     validate_keys,
 )
@@ -86,12 +86,18 @@ def test_bad_payloads_are_poison_with_a_reason(data, message):
 
 def test_bad_base64_is_poison():
     with pytest.raises(PoisonRecordError, match="base64"):
-        record_bytes(kinesis_record("not base64!"), max_bytes=1000)
+        kinesis_data(kinesis_record("not base64!"), max_bytes=1000)
+
+
+@pytest.mark.parametrize("record", [{"kinesis": {"data": "é=="}}, {"kinesis": {}}, {"kinesis": {"data": None}}])
+def test_malformed_record_data_is_that_records_poison_not_a_crash(record):
+    with pytest.raises(PoisonRecordError, match="not valid base64"):
+        kinesis_data(record)
 
 
 def test_oversized_record_is_poison_before_decoding():
     with pytest.raises(PoisonRecordError, match="larger than 100 bytes"):
-        record_bytes(kinesis_record(b"x" * 200), max_bytes=100)
+        kinesis_data(kinesis_record(b"x" * 200), max_bytes=100)
 
 
 @pytest.mark.parametrize(

@@ -29,15 +29,13 @@ Contract with Lambda's tumbling windows (Kinesis, TumblingWindowInSeconds, Repor
   nears 1 MB.
 """
 
-import base64
-import binascii
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from tributary_shared.aggregation_sink import PublishReport, WindowKey
 from tributary_shared.errors import PoisonRecordError, TransientError
-from tributary_shared.invocation import batch_item_failures, lowest_sequence
+from tributary_shared.invocation import batch_item_failures, kinesis_data, lowest_sequence
 from tributary_shared.payloads import decode_payload
 from tributary_shared.window_aggregates import WindowState, parse_reading, state_size_bytes
 
@@ -109,13 +107,6 @@ def sequence_of(record: Mapping[str, Any]) -> str:
     return sequence
 
 
-def record_bytes(record: Mapping[str, Any]) -> bytes:
-    try:
-        return base64.b64decode(record["kinesis"]["data"], validate=True)
-    except (KeyError, TypeError, binascii.Error) as error:
-        raise PoisonRecordError(f"record data is not base64: {error}") from error
-
-
 def fold_batch(state: WindowState, records: Sequence[Mapping[str, Any]]) -> FoldOutcome:
     outcome = FoldOutcome()
     highest_seen: int | None = None
@@ -131,7 +122,7 @@ def fold_batch(state: WindowState, records: Sequence[Mapping[str, Any]]) -> Fold
             continue
         in_redelivered_prefix = in_redelivered_prefix and below_mark
         try:
-            reading = parse_reading(decode_payload(record_bytes(record)))
+            reading = parse_reading(decode_payload(kinesis_data(record)))
         except PoisonRecordError as error:
             outcome.poison[sequence_text] = error.reason
             outcome.new_poison += int(state.count_poison(sequence))

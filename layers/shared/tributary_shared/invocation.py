@@ -1,8 +1,12 @@
 """What every handler shares about one Lambda invocation: the context it reads and the deadline it keeps."""
 
+import base64
+import binascii
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
+
+from tributary_shared.errors import PoisonRecordError
 
 # Time kept back from the invocation's remaining time to log, publish metrics and return a response.
 DEADLINE_MARGIN_S = 1.5
@@ -38,3 +42,15 @@ def batch_item_failures(failed_sequence_numbers: Iterable[str]) -> list[dict[str
     """ReportBatchItemFailures' list: the lowest failed record only, where the mapping checkpoints."""
     first = lowest_sequence(failed_sequence_numbers)
     return [] if first is None else [{"itemIdentifier": first}]
+
+
+def kinesis_data(record: Mapping[str, Any], max_bytes: int | None = None) -> bytes:
+    """The bytes of one record of a Kinesis event; anything malformed is that record's poison."""
+    try:
+        encoded = record["kinesis"]["data"]
+        # base64 grows data by 4/3: an oversized record is refused before it is decoded.
+        if max_bytes is not None and len(encoded) > (max_bytes * 4) // 3 + 4:
+            raise PoisonRecordError(f"record is larger than {max_bytes} bytes")
+        return base64.b64decode(encoded, validate=True)
+    except (KeyError, TypeError, ValueError, binascii.Error) as error:
+        raise PoisonRecordError(f"record data is not valid base64: {error}") from error

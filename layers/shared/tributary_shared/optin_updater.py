@@ -31,8 +31,6 @@ Hence, after the first failure of an invocation:
   out, the safe side, and the records are with the operator.
 """
 
-import base64
-import binascii
 import os
 import time
 from collections import Counter
@@ -47,13 +45,14 @@ from tributary_shared.dms_records import (
     SkippedRecord,
     parse_dms_record,
 )
-from tributary_shared.errors import PoisonRecordError, RecordError
+from tributary_shared.errors import RecordError
 from tributary_shared.invocation import (
     LambdaContextLike,
     LoggerLike,
     MetricsLike,
     batch_item_failures,
     invocation_deadline,
+    kinesis_data,
     lowest_sequence,
 )
 from tributary_shared.opt_out_list import Applied, OptOutList, OptOutRefused, Outcome
@@ -153,7 +152,7 @@ class OptInUpdater:
 
     def _parse(self, record: Mapping[str, Any]) -> OptInChange | SkippedRecord | RecordError:
         try:
-            return parse_dms_record(_record_bytes(record), self.config.source)
+            return parse_dms_record(kinesis_data(record), self.config.source)
         except RecordError as error:
             return error
 
@@ -281,8 +280,3 @@ class _BatchState:
             self.blocked_users.add(change.user_id)
 
 
-def _record_bytes(record: Mapping[str, Any]) -> bytes:
-    try:
-        return base64.b64decode(record["kinesis"]["data"], validate=True)
-    except (binascii.Error, ValueError, KeyError, TypeError) as error:
-        raise PoisonRecordError(f"record data is not valid base64: {error}") from error

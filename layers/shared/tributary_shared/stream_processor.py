@@ -15,8 +15,6 @@ ones (throttling, registry outage, out of time) are counted and logged apart; bo
 neither is dropped, and no record is reported as done unless it was written.
 """
 
-import base64
-import binascii
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -31,6 +29,7 @@ from tributary_shared.invocation import (
     MetricsLike,
     batch_item_failures,
     invocation_deadline,
+    kinesis_data,
     lowest_sequence,
 )
 from tributary_shared.payloads import decode_payload
@@ -75,17 +74,6 @@ class BatchOutcome:
 
     def response(self) -> dict[str, list[dict[str, str]]]:
         return {"batchItemFailures": batch_item_failures([*self.failed_permanent, *self.failed_transient])}
-
-
-def record_bytes(record: dict[str, Any], max_bytes: int) -> bytes:
-    encoded = record["kinesis"]["data"]
-    # base64 grows data by 4/3: refuse oversized records before decoding them.
-    if len(encoded) > (max_bytes * 4) // 3 + 4:
-        raise PoisonRecordError(f"record is larger than {max_bytes} bytes, the DynamoDB item limit")
-    try:
-        return base64.b64decode(encoded, validate=True)
-    except (binascii.Error, ValueError) as error:
-        raise PoisonRecordError(f"record data is not valid base64: {error}") from error
 
 
 def nesting_depth(value: Any) -> int:
@@ -164,7 +152,7 @@ class StreamProcessor:
         for position, record in enumerate(records):
             sequence = record["kinesis"]["sequenceNumber"]
             try:
-                item = self.decode(record_bytes(record, self.config.max_record_bytes))
+                item = self.decode(kinesis_data(record, self.config.max_record_bytes))
                 validate_item(item, self.config.key_attributes)
             except RecordError as error:
                 if error.permanent:
