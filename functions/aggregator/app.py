@@ -4,7 +4,6 @@ Logic lives in the shared layer (tributary_shared.fleet_window); this module wir
 clients, logs and metrics. Environment: TABLE_NAME (UnicornAggregation), SUMMARY_STREAM_NAME.
 """
 
-import os
 from functools import cache
 from typing import Any
 
@@ -14,7 +13,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from tributary_shared.aggregation_sink import AggregationSink
 from tributary_shared.fleet_window import FoldOutcome, InvocationReport, handle_window_event
-from tributary_shared.invocation import invocation_deadline
+from tributary_shared.invocation import invocation_deadline, required_env
 
 logger = Logger()
 metrics = Metrics()
@@ -25,10 +24,8 @@ MAX_LOGGED_SEQUENCES = 10
 
 @cache
 def _configured_sink() -> AggregationSink:
-    missing = [name for name in ("TABLE_NAME", "SUMMARY_STREAM_NAME") if not os.environ.get(name)]
-    if missing:
-        raise RuntimeError(f"aggregator is not configured: set {', '.join(missing)}")
-    return AggregationSink(os.environ["TABLE_NAME"], os.environ["SUMMARY_STREAM_NAME"])
+    settings = required_env("aggregator", "TABLE_NAME", "SUMMARY_STREAM_NAME")
+    return AggregationSink(settings["TABLE_NAME"], settings["SUMMARY_STREAM_NAME"])
 
 
 @logger.inject_lambda_context

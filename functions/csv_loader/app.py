@@ -1,7 +1,6 @@
 """CSV loader: order CSV files in S3 → the OrderTransactions table, resuming itself when time runs low."""
 
 import json
-import os
 from functools import cache
 from typing import Any
 
@@ -10,6 +9,7 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from tributary_shared.invocation import bounded_int_env, required_env
 from tributary_shared.order_loader import (
     LoadFailed,
     LoadRequest,
@@ -19,12 +19,12 @@ from tributary_shared.order_loader import (
     requests_from_event,
 )
 
-TABLE_NAME = os.environ["TABLE_NAME"]
-# Stop and hand over to a fresh invocation when less than this is left (ms).
-CONTINUATION_MARGIN_S = int(os.environ.get("CONTINUATION_MARGIN_MS", "15000")) / 1000
-ROWS_PER_WRITE = int(os.environ.get("ROWS_PER_WRITE", "500"))
+TABLE_NAME = required_env("csv loader", "TABLE_NAME")["TABLE_NAME"]
+# Stop and hand over to a fresh invocation when less than this is left.
+CONTINUATION_MARGIN_S = bounded_int_env("CONTINUATION_MARGIN_MS", 30_000, 1_000, 600_000) / 1000
+ROWS_PER_WRITE = bounded_int_env("ROWS_PER_WRITE", 500, 25, 10_000)
 # BatchWriteItem requests in flight at once: each is mostly a round trip to DynamoDB.
-WRITE_THREADS = int(os.environ.get("WRITE_THREADS", "1"))
+WRITE_THREADS = bounded_int_env("WRITE_THREADS", 4, 1, 16)
 
 logger = Logger()
 metrics = Metrics()

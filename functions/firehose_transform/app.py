@@ -1,6 +1,5 @@
 """Firehose transform: DynamoDB change records of OrderTransactions → rows of the lake's Glue table."""
 
-import os
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
@@ -8,8 +7,9 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from tributary_shared.firehose_orders import transform_order_changes
+from tributary_shared.invocation import required_env
 
-SOURCE_TABLE_NAME = os.environ["SOURCE_TABLE_NAME"]
+SOURCE_TABLE_NAME = required_env("firehose transform", "SOURCE_TABLE_NAME")["SOURCE_TABLE_NAME"]
 
 logger = Logger()
 metrics = Metrics()

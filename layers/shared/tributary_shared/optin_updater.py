@@ -54,6 +54,7 @@ from tributary_shared.invocation import (
     invocation_deadline,
     kinesis_data,
     lowest_sequence,
+    required_env,
 )
 from tributary_shared.opt_out_list import Applied, OptOutList, OptOutRefused, Outcome
 
@@ -75,9 +76,7 @@ class UpdaterConfig:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "UpdaterConfig":
         env = os.environ if environ is None else environ
-        missing = [name for name in ("OPT_OUT_LIST_NAME", "SOURCE_TABLE") if not env.get(name)]
-        if missing:
-            raise RuntimeError(f"opt-in updater is not configured: set {', '.join(missing)}")
+        required_env("opt-in updater", "OPT_OUT_LIST_NAME", "SOURCE_TABLE", environ=env)
         source = DmsSource(
             table=env["SOURCE_TABLE"],
             schema=env.get("SOURCE_SCHEMA") or None,

@@ -15,7 +15,6 @@ ones (throttling, registry outage, out of time) are counted and logged apart; bo
 neither is dropped, and no record is reported as done unless it was written.
 """
 
-import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -28,9 +27,11 @@ from tributary_shared.invocation import (
     LoggerLike,
     MetricsLike,
     batch_item_failures,
+    bounded_int_env,
     invocation_deadline,
     kinesis_data,
     lowest_sequence,
+    required_env,
 )
 from tributary_shared.payloads import decode_payload
 
@@ -48,13 +49,10 @@ class ProcessorConfig:
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> "ProcessorConfig":
-        env = os.environ if environ is None else environ
-        missing = [name for name in ("TABLE_NAME", "KEY_ATTRIBUTES") if not env.get(name)]
-        if missing:
-            raise RuntimeError(f"stream processor is not configured: set {', '.join(missing)}")
-        keys = tuple(name.strip() for name in env["KEY_ATTRIBUTES"].split(",") if name.strip())
-        max_bytes = int(env.get("MAX_RECORD_BYTES", DEFAULT_MAX_RECORD_BYTES))
-        return cls(table_name=env["TABLE_NAME"], key_attributes=keys, max_record_bytes=max_bytes)
+        settings = required_env("stream processor", "TABLE_NAME", "KEY_ATTRIBUTES", environ=environ)
+        keys = tuple(name.strip() for name in settings["KEY_ATTRIBUTES"].split(",") if name.strip())
+        max_bytes = bounded_int_env("MAX_RECORD_BYTES", DEFAULT_MAX_RECORD_BYTES, 1, DEFAULT_MAX_RECORD_BYTES, environ)
+        return cls(table_name=settings["TABLE_NAME"], key_attributes=keys, max_record_bytes=max_bytes)
 
 
 @dataclass
