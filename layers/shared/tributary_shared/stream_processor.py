@@ -30,7 +30,6 @@ from tributary_shared.invocation import (
     bounded_int_env,
     invocation_deadline,
     kinesis_data,
-    lowest_sequence,
     required_env,
 )
 from tributary_shared.payloads import decode_payload
@@ -65,10 +64,6 @@ class BatchOutcome:
     failed_transient: dict[str, str] = field(default_factory=dict)
     deferred: int = 0
     requests: int = 0
-
-    @property
-    def first_failed_sequence(self) -> str | None:
-        return lowest_sequence([*self.failed_permanent, *self.failed_transient])
 
     def response(self) -> dict[str, list[dict[str, str]]]:
         return {"batchItemFailures": batch_item_failures([*self.failed_permanent, *self.failed_transient])}
