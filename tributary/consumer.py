@@ -12,7 +12,6 @@ read only once its parents are read to their end, so a partition key's records p
 import argparse
 import json
 import os
-import random
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -22,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from tributary.producer import aws_client, json_default
+from tributary_shared.aws_clients import full_jitter_backoff
 from tributary_shared.errors import RecordError
 
 START_POSITIONS = ("LATEST", "TRIM_HORIZON", "AT_TIMESTAMP")
@@ -42,7 +42,7 @@ def _error_code(error: Exception) -> str:
 
 def _backoff(attempt: int) -> float:
     """Full-jitter exponential backoff before retry number `attempt` (1-based)."""
-    return random.uniform(0, min(MAX_BACKOFF, 0.2 * 2**attempt))
+    return full_jitter_backoff(attempt, 0.2, MAX_BACKOFF)
 
 
 @dataclass

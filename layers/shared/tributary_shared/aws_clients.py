@@ -5,10 +5,12 @@ timeout), breaking the rule that no request starts once the deadline has passed:
 the timeouts are short enough that one call fits the margin a handler keeps.
 """
 
+import random
 from typing import Any
 
 import boto3
 from botocore.config import Config
+from botocore.exceptions import ClientError
 
 CONNECT_TIMEOUT_S = 2
 READ_TIMEOUT_S = 5
@@ -21,7 +23,19 @@ NO_RETRY_CONFIG = Config(
 )
 
 
+_shared_rng = random.Random()
+
+
 def client(service: str, **config_overrides: Any) -> Any:
     """A client that makes exactly one attempt per call, with the timeouts above."""
     config = NO_RETRY_CONFIG.merge(Config(**config_overrides)) if config_overrides else NO_RETRY_CONFIG
     return boto3.client(service, config=config)
+
+
+def full_jitter_backoff(attempt: int, base_s: float, cap_s: float, rng: random.Random | None = None) -> float:
+    """Seconds to wait before retry `attempt`: uniform in [0, min(cap, base * 2**attempt)] (AWS's full jitter)."""
+    return (rng or _shared_rng).uniform(0, min(cap_s, base_s * 2**attempt))
+
+
+def error_code(error: ClientError) -> str:
+    return str(error.response.get("Error", {}).get("Code", ""))

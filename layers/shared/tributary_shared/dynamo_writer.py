@@ -92,12 +92,8 @@ def serialize_item(item: dict[str, Any]) -> dict[str, Any]:
     return {name: _serializer.serialize(to_dynamodb_value(value)) for name, value in item.items()}
 
 
-def error_code(error: ClientError) -> str:
-    return str(error.response.get("Error", {}).get("Code", ""))
-
-
 def describe(error: ClientError) -> str:
-    return f"{error_code(error)}: {error.response.get('Error', {}).get('Message', '')}"
+    return f"{aws_clients.error_code(error)}: {error.response.get('Error', {}).get('Message', '')}"
 
 
 @dataclass(frozen=True)
@@ -213,12 +209,12 @@ class BatchWriter:
                 report.requests += 1
                 response = self.client.batch_write_item(RequestItems={self.table_name: pending})
             except ClientError as error:
-                if error_code(error) in ITEM_ERROR_CODES:
+                if aws_clients.error_code(error) in ITEM_ERROR_CODES:
                     self._put_one_by_one([by_key[key] for key in self._keys(pending)], deadline, report)
                     return
-                if error_code(error) not in TRANSIENT_ERROR_CODES:
+                if aws_clients.error_code(error) not in TRANSIENT_ERROR_CODES:
                     raise _StopWriting(describe(error)) from error
-                unprocessed, reason = pending, error_code(error)
+                unprocessed, reason = pending, aws_clients.error_code(error)
             except BotoCoreError as error:
                 unprocessed, reason = pending, type(error).__name__
             else:
@@ -249,7 +245,7 @@ class BatchWriter:
                 report.requests += 1
                 self.client.put_item(TableName=self.table_name, Item=item.typed)
             except ClientError as error:
-                code = error_code(error)
+                code = aws_clients.error_code(error)
                 if code in ITEM_ERROR_CODES:
                     report.permanent[item.ref] = describe(error)
                     return
@@ -272,7 +268,7 @@ class BatchWriter:
 
     def _backoff(self, attempt: int, deadline: float) -> bool:
         """Sleep before the next attempt; False when the deadline leaves no time for one."""
-        delay = self._rng.uniform(0, min(MAX_BACKOFF_S, BASE_BACKOFF_S * 2**attempt))
+        delay = aws_clients.full_jitter_backoff(attempt, BASE_BACKOFF_S, MAX_BACKOFF_S, self._rng)
         if self._clock() + delay >= deadline:
             return False
         self._sleep(delay)

@@ -12,7 +12,6 @@ request carries at most one record per partition key; a record whose key is alre
 request waits for the next one, which is sent only once this one's retries are over.
 """
 
-import random
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -21,6 +20,8 @@ from typing import Any
 
 from botocore.exceptions import ClientError, ReadTimeoutError
 from botocore.exceptions import ConnectionError as EndpointUnreachable
+
+from tributary_shared import aws_clients
 
 MAX_RECORDS_PER_REQUEST = 500
 MAX_BYTES_PER_REQUEST = 5 * 1024 * 1024
@@ -116,7 +117,7 @@ def put_records(
             for attempt in range(1, max_attempts + 1):
                 if attempt > 1:
                     report.retried += len(pending)
-                    sleep(random.uniform(0, min(max_delay, base_delay * 2 ** (attempt - 1))))
+                    sleep(aws_clients.full_jitter_backoff(attempt - 1, base_delay, max_delay))
                 pending = _send(client, stream_name, pending, report, final=attempt == max_attempts)
                 if on_progress:
                     on_progress(report)

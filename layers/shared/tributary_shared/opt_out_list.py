@@ -26,7 +26,6 @@ A number on the list cannot be sent SMS or voice messages. Opting out is `PutOpt
   deadline: `TransientError` without calling, so no call is cut off by the function's timeout.
 """
 
-import random
 import re
 import time
 from collections.abc import Callable
@@ -140,7 +139,7 @@ class OptOutList:
         try:
             self._call(self.client.put_opted_out_number, number, deadline, OptedOutNumber=number)
         except ClientError as error:
-            code, reason = _error_code(error), _error_reason(error)
+            code, reason = aws_clients.error_code(error), _error_reason(error)
             if code in REFUSAL_ERRORS and reason not in UNPARSABLE_NUMBER_REASONS:
                 raise OptOutRefused(f"PutOptedOutNumber refused {number}: {code} {reason}") from error
             raise self._unexpected(error, "PutOptedOutNumber", number) from error
@@ -156,7 +155,7 @@ class OptOutList:
         try:
             self._call(self.client.delete_opted_out_number, number, deadline, OptedOutNumber=number)
         except ClientError as error:
-            code, reason = _error_code(error), _error_reason(error)
+            code, reason = aws_clients.error_code(error), _error_reason(error)
             if _is_number_not_on_list(error):
                 return Applied(number, Outcome.NOT_ON_LIST)
             if code in REFUSAL_ERRORS and reason not in UNPARSABLE_NUMBER_REASONS:
@@ -185,14 +184,14 @@ class OptOutList:
                 if not _retryable(error):
                     raise
                 failure = error
-            delay = random.uniform(0, min(self.max_delay_s, self.base_delay_s * 2**attempt))
+            delay = aws_clients.full_jitter_backoff(attempt, self.base_delay_s, self.max_delay_s)
             if attempt + 1 == self.max_attempts or self.clock() + delay + self.call_budget_s > deadline:
                 break
             self.sleep(delay)
         raise TransientError(f"{number}: still failing after retries: {failure}") from failure
 
     def _unexpected(self, error: ClientError, operation: str, number: str) -> Exception:
-        code, reason = _error_code(error), _error_reason(error)
+        code, reason = aws_clients.error_code(error), _error_reason(error)
         if code == "ResourceNotFoundException":
             missing = error.response.get("ResourceType") or "resource"
             return TransientError(
@@ -209,11 +208,7 @@ def _retryable(error: Exception) -> bool:
     if not isinstance(error, ClientError):
         return True
     status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
-    return _error_code(error) in RETRYABLE_ERRORS or status >= 500
-
-
-def _error_code(error: ClientError) -> str:
-    return str(error.response.get("Error", {}).get("Code", ""))
+    return aws_clients.error_code(error) in RETRYABLE_ERRORS or status >= 500
 
 
 def _error_message(error: ClientError) -> str:
@@ -228,7 +223,8 @@ def _error_reason(error: ClientError) -> str:
 def _is_number_not_on_list(error: ClientError) -> bool:
     # Only this type means "number not on the list"; a missing list (or a type the service may add)
     # must not pass for an opt-in that is done.
-    return _error_code(error) == "ResourceNotFoundException" and error.response.get("ResourceType") == NOT_ON_LIST_TYPE
+    not_found = aws_clients.error_code(error) == "ResourceNotFoundException"
+    return not_found and error.response.get("ResourceType") == NOT_ON_LIST_TYPE
 
 
 def _names_the_list(error: ClientError) -> bool:

@@ -14,7 +14,6 @@ Glue client is first needed, and the `avro` package only by the producer-side ch
 
 import base64
 import json
-import random
 import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -53,7 +52,10 @@ class IncompatibleSchemaError(SchemaRegistrationError):
 
 def _backoff(attempt: int, base: float = 0.1, cap: float = 2.0) -> float:
     """Full-jitter exponential backoff before retry number `attempt` (1-based)."""
-    return random.uniform(0, min(cap, base * 2**attempt))
+    # Imported here: this module must not load boto3 before a registry is actually called.
+    from tributary_shared.aws_clients import full_jitter_backoff
+
+    return full_jitter_backoff(attempt, base, cap)
 
 
 # ------------------------------------------------------------------------------------------ Glue
