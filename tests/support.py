@@ -1,5 +1,7 @@
-"""Helpers the tests share: a Lambda-like context and loading a function's handler as Lambda does."""
+"""Helpers the tests share: a Lambda-like context, loading a function's handler as Lambda does, a fake
+clock, Kinesis events in Lambda's shape and the repository's Avro schemas."""
 
+import base64
 import importlib.util
 import json
 import os
@@ -15,9 +17,14 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from tributary_shared.avro_codec import canonical_definition
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 EVENTS_DIR = REPO_ROOT / "events"
 FUNCTIONS_DIR = REPO_ROOT / "functions"
+SCHEMAS_DIR = REPO_ROOT / "schemas"
+KINESIS_STREAM_ARN = "arn:aws:kinesis:us-east-1:123456789012:stream/wildrydes"
+FIRST_SEQUENCE = 10**20
 
 
 @dataclass
@@ -70,16 +77,62 @@ def load_handler_module(function: str, **env: str) -> ModuleType:
 
 
 class FakeClock:
-    """time.monotonic and time.sleep in one: sleeping advances the clock, no real waiting."""
+    """time.monotonic (or time.time) and time.sleep in one: sleeping advances the clock, no real waiting."""
 
-    def __init__(self) -> None:
-        self.now = 0.0
+    def __init__(self, now: float = 0.0) -> None:
+        self.now = now
+        self.sleeps: list[float] = []
 
     def __call__(self) -> float:
         return self.now
 
     def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
         self.now += seconds
+
+
+def kinesis_event(
+    records: list[tuple[str, bytes]],
+    *,
+    first_sequence: int = FIRST_SEQUENCE,
+    sequence_step: int = 1,
+    shard_id: str = "shardId-000000000000",
+    stream_arn: str = KINESIS_STREAM_ARN,
+    arrival_timestamp: float = 1795262400.0,
+) -> dict[str, Any]:
+    """The event Lambda's Kinesis event source mapping passes: one record per (partition key, data),
+    sequence numbers rising by `sequence_step` from `first_sequence`."""
+    return {"Records": [
+        _kinesis_event_record(key, data, str(first_sequence + index * sequence_step), shard_id, stream_arn,
+                              arrival_timestamp)
+        for index, (key, data) in enumerate(records)
+    ]}  # fmt: skip
+
+
+def _kinesis_event_record(
+    partition_key: str, data: bytes, sequence: str, shard_id: str, stream_arn: str, arrival_timestamp: float
+) -> dict[str, Any]:
+    return {
+        "kinesis": {
+            "kinesisSchemaVersion": "1.0",
+            "partitionKey": partition_key,
+            "sequenceNumber": sequence,
+            "data": base64.b64encode(data).decode(),
+            "approximateArrivalTimestamp": arrival_timestamp,
+        },
+        "eventSource": "aws:kinesis",
+        "eventVersion": "1.0",
+        "eventID": f"{shard_id}:{sequence}",
+        "eventName": "aws:kinesis:record",
+        "invokeIdentityArn": "arn:aws:iam::123456789012:role/test-function-role",
+        "awsRegion": stream_arn.split(":")[3],
+        "eventSourceARN": stream_arn,
+    }
+
+
+def definition(name: str) -> str:
+    """The canonical form of schemas/<name>.avsc."""
+    return canonical_definition((SCHEMAS_DIR / f"{name}.avsc").read_text())
 
 
 class AlwaysThrottled:

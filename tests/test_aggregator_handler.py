@@ -1,20 +1,20 @@
 """Aggregator handler against moto: sample events, retries, early termination, poison records, summaries."""
 
-import base64
-import importlib.util
 import io
 import json
 import random
 import time
 from collections import defaultdict
 from decimal import Decimal
-from pathlib import Path
 
 import boto3
 import pytest
+from support import REPO_ROOT, FakeLambdaContext, kinesis_event, load_event, load_handler_module
 
+from tributary.demos import read_stream
 from tributary.demos.fleet_analytics import PIPELINE as FLEET_ANALYTICS
 from tributary.fleet_queries import fleet_minutes, format_fleet_table, unicorn_minute
+from tributary.runtime.demo import RuntimeDemoContext
 from tributary_shared import fleet_window
 from tributary_shared.aggregation_sink import AggregationSink, PublishReport, WindowKey, summary_id
 from tributary_shared.errors import TransientError
@@ -22,11 +22,10 @@ from tributary_shared.kinesis_put import put_records
 from tributary_shared.payloads import decode_payload
 from tributary_shared.window_aggregates import WindowState, format_status_time, parse_reading
 
-ROOT = Path(__file__).resolve().parent.parent
-EVENTS = ROOT / "events"
 TABLE = "UnicornAggregation"
 SUMMARY_STREAM = "wildrydes-summary"
 ARN = "arn:aws:kinesis:us-east-1:123456789012:stream/wildrydes"
+FUNCTION_ARN = "arn:aws:lambda:us-east-1:123456789012:function:Aggregator"
 WINDOW = {"start": "2026-11-21T12:00:00Z", "end": "2026-11-21T12:01:00Z"}
 BASE_MS = 1_795_262_400_000
 FIRST_SEQUENCE = 49656834216710451283762412935735891405936473474393636866
@@ -34,24 +33,7 @@ FIRST_SEQUENCE = 49656834216710451283762412935735891405936473474393636866
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish")
 
 
-def load_handler():
-    spec = importlib.util.spec_from_file_location("aggregator_app", ROOT / "functions" / "aggregator" / "app.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-app = load_handler()
-
-
-class FakeContext:
-    function_name = "Aggregator"
-    memory_limit_in_mb = 512
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:Aggregator"
-    aws_request_id = "7f1c0a52-5b0e-4a39-9f57-0d6f3f0b8a11"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 60_000
+app = load_handler_module("aggregator")
 
 
 @pytest.fixture
@@ -77,14 +59,13 @@ def fleet(aws, monkeypatch):
 
 
 def invoke(event):
-    return app.lambda_handler(json.loads(json.dumps(event)), FakeContext())
+    return app.lambda_handler(
+        json.loads(json.dumps(event)), FakeLambdaContext("Aggregator", invoked_function_arn=FUNCTION_ARN)
+    )
 
 
 def summaries(kinesis):
-    shard = kinesis.list_shards(StreamName=SUMMARY_STREAM)["Shards"][0]["ShardId"]
-    iterator = kinesis.get_shard_iterator(StreamName=SUMMARY_STREAM, ShardId=shard, ShardIteratorType="TRIM_HORIZON")
-    records = kinesis.get_records(ShardIterator=iterator["ShardIterator"], Limit=10_000)["Records"]
-    return [decode_payload(record["Data"]) for record in records]
+    return [decode_payload(record.data) for record in read_stream(kinesis, SUMMARY_STREAM)]
 
 
 def reading(name, offset_ms, distance, magic, health):
@@ -99,21 +80,10 @@ def reading(name, offset_ms, distance, magic, health):
 
 def record(sequence, data: bytes | dict, shard="shardId-000000000000"):
     raw = json.dumps(data).encode() if isinstance(data, dict) else data
-    return {
-        "kinesis": {
-            "kinesisSchemaVersion": "1.0",
-            "partitionKey": "p",
-            "sequenceNumber": str(sequence),
-            "data": base64.b64encode(raw).decode(),
-            "approximateArrivalTimestamp": BASE_MS / 1000,
-        },
-        "eventSource": "aws:kinesis",
-        "eventVersion": "1.0",
-        "eventID": f"{shard}:{sequence}",
-        "eventName": "aws:kinesis:record",
-        "awsRegion": "us-east-1",
-        "eventSourceARN": ARN,
-    }
+    event = kinesis_event(
+        [("p", raw)], first_sequence=sequence, shard_id=shard, stream_arn=ARN, arrival_timestamp=BASE_MS / 1000
+    )
+    return event["Records"][0]
 
 
 def window_event(records, state, *, final=False, early=False, shard="shardId-000000000000"):
@@ -131,7 +101,7 @@ def window_event(records, state, *, final=False, early=False, shard="shardId-000
 def test_sample_events_chain_into_each_other_and_the_final_one_stores_the_window(fleet):
     dynamodb, kinesis = fleet
     first, middle, final = (
-        json.loads((EVENTS / f"tumbling-window-{n}.json").read_text()) for n in ("first", "middle", "final")
+        load_event(f"tumbling-window-{n}.json") for n in ("first", "middle", "final")
     )
 
     after_first = invoke(first)
@@ -165,7 +135,7 @@ def test_sample_events_chain_into_each_other_and_the_final_one_stores_the_window
 
 def test_retried_final_invocation_neither_double_counts_nor_duplicates(fleet):
     dynamodb, kinesis = fleet
-    final = json.loads((EVENTS / "tumbling-window-final.json").read_text())
+    final = load_event("tumbling-window-final.json")
     invoke(final)
     invoke(final)  # Lambda retries a final invocation with the same state, e.g. after a timeout
 
@@ -428,7 +398,7 @@ def test_a_failed_write_fails_the_final_invocation_before_any_summary_is_sent(fl
             return {"UnprocessedItems": RequestItems}
 
     sink = AggregationSink(TABLE, SUMMARY_STREAM, dynamodb=Throttled(), kinesis=kinesis)
-    final = json.loads((EVENTS / "tumbling-window-final.json").read_text())
+    final = load_event("tumbling-window-final.json")
     state = WindowState.from_json(final["state"])
     key = WindowKey.parse(WINDOW["start"], WINDOW["end"], "shardId-000000000000")
     with pytest.raises(TransientError, match="not written"):
@@ -459,27 +429,6 @@ def test_malformed_events_fail_the_invocation_naming_the_problem(fleet, event, p
         invoke(event)
 
 
-class RuntimeDemoContext:
-    """Just enough of tributary.demos.DemoContext over a running local runtime."""
-
-    def __init__(self, runtime, parameters):
-        self.runtime = runtime
-        self.parameters = parameters
-
-    def client(self, service):
-        return boto3.client(service)
-
-    def physical_name(self, logical_id):
-        return {
-            "WildrydesStream": "wildrydes",
-            "UnicornAggregationTable": "UnicornAggregation",
-            "WildrydesSummaryStream": "wildrydes-summary",
-        }[logical_id]
-
-    def mapping_stats(self):
-        return {key: mapping.stats for key, mapping in self.runtime.mappings.items()}
-
-
 @pytest.fixture
 def local_runtime(request, aws):
     # moto's backends are process-wide: the runtime's server shares them with the session's, so
@@ -487,15 +436,15 @@ def local_runtime(request, aws):
     from tributary.runtime.app import Runtime, RuntimeOptions
 
     overrides = {"ShardCount": "2", **request.param}
-    with Runtime(RuntimeOptions(ROOT / "template.yaml", overrides, function_log=io.StringIO())) as runtime:
-        yield runtime, overrides
+    with Runtime(RuntimeOptions(REPO_ROOT / "template.yaml", overrides, function_log=io.StringIO())) as runtime:
+        yield runtime
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("local_runtime", [FLEET_ANALYTICS.parameter_overrides], indirect=True)
 def test_demo_counts_every_reading_once_under_the_local_runtime(local_runtime):
-    runtime, parameters = local_runtime
-    ctx = RuntimeDemoContext(runtime, parameters)
+    runtime = local_runtime
+    ctx = RuntimeDemoContext(runtime)
     demo = type(FLEET_ANALYTICS)()
     demo.produce(ctx)
     poison = {"PartitionKey": "Starlight", "Data": b"{not json"}
@@ -522,7 +471,7 @@ def test_a_window_past_the_state_limit_loses_nothing_under_the_esm_emulation(fle
     clock_offset = [0.0]
     config = MappingConfig(
         function_name="Aggregator",
-        function_arn=FakeContext.invoked_function_arn,
+        function_arn=FUNCTION_ARN,
         source_arn=source_arn,
         starting_position="TRIM_HORIZON",
         maximum_retry_attempts=2,
@@ -589,7 +538,7 @@ def window_of(item):
 def test_aggregator_mapping_has_the_settings_of_the_issue():
     from samcli.yamlhelper import yaml_parse
 
-    template = yaml_parse((ROOT / "template.yaml").read_text())
+    template = yaml_parse((REPO_ROOT / "template.yaml").read_text())
     (event,) = template["Resources"]["AggregatorFunction"]["Properties"]["Events"].values()
     assert event["Type"] == "Kinesis"
     mapping = event["Properties"]
@@ -614,7 +563,7 @@ def test_tributary_consume_prints_the_summary_stream_in_the_flink_shape(fleet, m
     from tributary_shared import payloads
 
     monkeypatch.setattr(payloads, "_framed_decoder", payloads._framed_decoder)  # consume configures its own
-    invoke(json.loads((EVENTS / "tumbling-window-final.json").read_text()))
+    invoke(load_event("tumbling-window-final.json"))
     capsys.readouterr()
 
     argv = ["--stream", SUMMARY_STREAM, "--from", "TRIM_HORIZON", "--max-records", "2", "--idle-exit", "30"]

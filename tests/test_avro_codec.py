@@ -16,26 +16,19 @@ from aws_schema_registry import DataAndSchema, KafkaDeserializer, KafkaSerialize
 from aws_schema_registry.avro import AvroSchema
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from support import REPO_ROOT, definition
 
 from tributary.runtime.template import load_yaml
 from tributary_shared import payloads
 from tributary_shared.avro_codec import (
     MAX_DECOMPRESSED_BYTES,
     RegistryDeserializer,
-    canonical_definition,
     encode_confluent,
     encode_glue,
     parse_definition,
 )
 from tributary_shared.errors import PoisonRecordError, TransientError
 from tributary_shared.schema_registry import GlueSchemaRegistry
-
-SCHEMAS = Path(__file__).resolve().parent.parent / "schemas"
-
-
-def definition(name: str) -> str:
-    return canonical_definition((SCHEMAS / f"{name}.avsc").read_text())
-
 
 PAYMENT_V1, PAYMENT_V2 = definition("payment_event_v1"), definition("payment_event_v2")
 CUSTOMER_V1, CUSTOMER_V2 = definition("customer_v1"), definition("customer_v2")
@@ -372,7 +365,7 @@ def test_the_payment_event_file_decodes_through_the_payload_decoder():
 
 
 def test_the_template_registers_exactly_the_schema_files():
-    template = load_yaml((SCHEMAS.parent / "template.yaml").read_text())
+    template = load_yaml((REPO_ROOT / "template.yaml").read_text())
     resources = template["Resources"]
     assert resources["UnicornStatusSchema"]["Properties"]["SchemaDefinition"] == UNICORN
     assert resources["PaymentEventSchema"]["Properties"]["SchemaDefinition"] == PAYMENT_V1
@@ -384,7 +377,7 @@ def test_the_template_registers_exactly_the_schema_files():
 
 def load_benchmark():
     """benchmarks/ is not a package on the test path: load the file itself."""
-    path = SCHEMAS.parent / "benchmarks" / "bench_avro.py"
+    path = REPO_ROOT / "benchmarks" / "bench_avro.py"
     spec = importlib.util.spec_from_file_location("bench_avro", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -5,18 +5,16 @@ import itertools
 import json
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from pathlib import Path
 
 import boto3
 import fastavro
 import pytest
 from botocore.exceptions import ClientError
+from support import SCHEMAS_DIR, FakeClock, definition
 
 from tributary import consumer, producer
 from tributary_shared import payloads
-from tributary_shared.avro_codec import canonical_definition, parse_definition
-
-SCHEMAS = Path(__file__).resolve().parent.parent / "schemas"
+from tributary_shared.avro_codec import parse_definition
 
 
 @pytest.fixture(autouse=True)
@@ -49,7 +47,7 @@ def consume(capsys, *options: str) -> tuple[list[dict], list[dict]]:
 def test_unicorn_statuses_match_the_schema_and_take_turns():
     start = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
     statuses = list(itertools.islice(producer.unicorn_statuses(["A", "B"], start=start, seed=1), 6))
-    schema = parse_definition(canonical_definition((SCHEMAS / "unicorn_status.avsc").read_text()))
+    schema = parse_definition(definition("unicorn_status"))
     assert all(fastavro.validate(status, schema) for status in statuses)
     assert [s["Name"] for s in statuses] == ["A", "B"] * 3
     assert [s["StatusTime"] for s in statuses[::2]] == [
@@ -61,7 +59,7 @@ def test_unicorn_statuses_match_the_schema_and_take_turns():
 
 def test_payment_events_walk_a_lifecycle_per_payment():
     events = list(itertools.islice(producer.payment_events(seed=7), 500))
-    schema = parse_definition(canonical_definition((SCHEMAS / "payment_event_v2.avsc").read_text()))
+    schema = parse_definition(definition("payment_event_v2"))
     assert all(fastavro.validate(event, schema) for event in events)
     by_payment: dict[str, list[str]] = {}
     for event in events:
@@ -136,14 +134,14 @@ def test_unicorn_avro_with_poison_pills(stream, capsys):
 def test_payments_in_avro_evolve_from_v1_to_v2(stream, capsys):
     stream("payments", shards=1)
     assert producer.main("produce", ["--mode", "payment", "--msgs", "10", "--rate", "0"]) == 0
-    v2 = str(SCHEMAS / "payment_event_v2.avsc")
+    v2 = str(SCHEMAS_DIR / "payment_event_v2.avsc")
     assert producer.main("produce", ["--mode", "payment", "--msgs", "10", "--rate", "0", "--schema", v2]) == 0
     capsys.readouterr()
     lines, errors = consume(capsys, "--stream", "payments", "--max-records", "20")
     assert not errors and len(lines) == 20
     assert ["channel" in line for line in lines] == [False] * 10 + [True] * 10
     assert lines[0]["createdAt"].endswith("Z") and isinstance(lines[0]["amount"], int | float)
-    v1 = str(SCHEMAS / "payment_event_v1.avsc")
+    v1 = str(SCHEMAS_DIR / "payment_event_v1.avsc")
     projected, _ = consume(capsys, "--stream", "payments", "--max-records", "20", "--reader-schema", v1)
     assert not any("channel" in line for line in projected)
 
@@ -151,7 +149,7 @@ def test_payments_in_avro_evolve_from_v1_to_v2(stream, capsys):
 def test_an_incompatible_schema_is_refused_before_anything_is_sent(stream, capsys, tmp_path):
     stream("payments", shards=1)
     assert producer.main("produce", ["--mode", "payment", "--msgs", "1", "--rate", "0"]) == 0
-    breaking = json.loads((SCHEMAS / "payment_event_v1.avsc").read_text())
+    breaking = json.loads((SCHEMAS_DIR / "payment_event_v1.avsc").read_text())
     breaking["fields"].append({"name": "merchant", "type": "string"})
     path = tmp_path / "breaking.avsc"
     path.write_text(json.dumps(breaking))
@@ -294,19 +292,6 @@ class Throttling:
             return call(**request)
 
         return maybe_throttled
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
 
 
 def test_the_tail_backs_off_when_throttled_and_paces_each_shard(stream):

@@ -5,13 +5,13 @@ import json
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import ClassVar
 from uuid import uuid4
 
 import boto3
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
+from support import definition
 
 from tributary.emulator import free_loopback_port
 from tributary_shared.avro_codec import RegistryDeserializer, canonical_definition, encode_confluent, parse_definition
@@ -24,13 +24,6 @@ from tributary_shared.schema_registry import (
     check_compatibility,
     secret_credentials,
 )
-
-SCHEMAS = Path(__file__).resolve().parent.parent / "schemas"
-
-
-def definition(name: str) -> str:
-    return canonical_definition((SCHEMAS / f"{name}.avsc").read_text())
-
 
 PAYMENT_V1, PAYMENT_V2 = definition("payment_event_v1"), definition("payment_event_v2")
 CUSTOMER_V1, CUSTOMER_V2 = definition("customer_v1"), definition("customer_v2")

@@ -7,23 +7,16 @@ import boto3
 import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
+from support import FakeClock
 
 from tributary.runtime.sms_emulation import DELETION_INTERVAL_S, ENDPOINT_VARIABLE, SmsEmulation
 
 NUMBER = "+12065550100"
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1_800_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
 def clock() -> FakeClock:
-    return FakeClock()
+    return FakeClock(now=1_800_000_000.0)  # the emulation's clock is time.time
 
 
 @pytest.fixture

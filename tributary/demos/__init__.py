@@ -14,7 +14,8 @@ object that satisfies `DemoPipeline`. `tributary demo` then:
 
 `ctx` (a `DemoContext`) is all a pipeline needs: boto3 clients already pointed at the emulator,
 physical names and ARNs by logical id, the runtime's per-mapping counters and every invocation
-record delivered to an on-failure destination.
+record delivered to an on-failure destination. The helpers below (`read_stream`,
+`batches_of_stream`, `in_failure_batches`, `function_mapping_stats`) are what several reports share.
 """
 
 from __future__ import annotations
@@ -99,6 +100,60 @@ class DemoPipeline(Protocol):
     def report(self, ctx: DemoContext) -> DemoSection:
         """After draining: what arrived where, and whether every produced record is accounted for."""
         ...
+
+
+@dataclass(frozen=True)
+class RecordOnStream:
+    """One record read back from a Kinesis stream."""
+
+    shard_id: str
+    sequence_number: str
+    data: bytes
+
+
+def read_stream(kinesis: Any, stream_name: str) -> list[RecordOnStream]:
+    """Every record of every shard of `stream_name`, from TRIM_HORIZON to the end, shard by shard."""
+    records: list[RecordOnStream] = []
+    for shard in kinesis.list_shards(StreamName=stream_name)["Shards"]:
+        iterator = kinesis.get_shard_iterator(
+            StreamName=stream_name, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
+        )["ShardIterator"]
+        while iterator:
+            response = kinesis.get_records(ShardIterator=iterator, Limit=10000)
+            records += [
+                RecordOnStream(shard["ShardId"], item["SequenceNumber"], item["Data"]) for item in response["Records"]
+            ]
+            if not response["Records"] and response.get("MillisBehindLatest", 0) == 0:
+                break
+            iterator = response.get("NextShardIterator")
+    return records
+
+
+def batches_of_stream(failures: Sequence[Mapping[str, Any]], stream_name: str) -> list[Mapping[str, Any]]:
+    """The on-failure invocation records (see `DemoContext.on_failure_records`) of batches read from `stream_name`."""
+    return [failure for failure in failures if _batch_stream_name(failure) == stream_name]
+
+
+def in_failure_batches(record: RecordOnStream, batches: Sequence[Mapping[str, Any]]) -> bool:
+    """Whether `record` lies in one of the on-failure `batches`: its shard, within the sequence number range."""
+    sequence = int(record.sequence_number)  # sequence numbers compare as integers, never as strings
+    for batch in batches:
+        info = batch["KinesisBatchInfo"]
+        if info["shardId"] == record.shard_id and (
+            int(info["startSequenceNumber"]) <= sequence <= int(info["endSequenceNumber"])
+        ):
+            return True
+    return False
+
+
+def function_mapping_stats(ctx: DemoContext, function_logical_id: str) -> Any | None:
+    """The counters (`DemoContext.mapping_stats`) of the first event source mapping of a function, or None."""
+    prefix = f"{function_logical_id}."
+    return next((stats for key, stats in ctx.mapping_stats().items() if key.startswith(prefix)), None)
+
+
+def _batch_stream_name(failure: Mapping[str, Any]) -> str:
+    return str((failure.get("KinesisBatchInfo") or {}).get("streamArn", "")).rsplit("/", 1)[-1]
 
 
 def discover_pipelines() -> list[DemoPipeline]:

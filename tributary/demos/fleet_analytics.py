@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from tributary.demos import DemoContext, DemoSection
+from tributary.demos import DemoContext, DemoSection, read_stream
 from tributary.fleet_queries import fleet_minutes, format_fleet_table
 from tributary_shared.kinesis_put import put_records
 from tributary_shared.payloads import decode_payload
@@ -84,18 +84,8 @@ class FleetAnalyticsDemo:
 
     @staticmethod
     def _summaries(ctx: DemoContext) -> list[dict[str, Any]]:
-        kinesis = ctx.client("kinesis")
-        stream = ctx.physical_name("WildrydesSummaryStream")
-        found = []
-        for shard in kinesis.list_shards(StreamName=stream)["Shards"]:
-            iterator = kinesis.get_shard_iterator(
-                StreamName=stream, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
-            )["ShardIterator"]
-            while iterator:
-                page = kinesis.get_records(ShardIterator=iterator, Limit=10_000)
-                found += [decode_payload(record["Data"]) for record in page["Records"]]
-                iterator = page.get("NextShardIterator") if page["Records"] else None
-        return found
+        summary_stream = ctx.physical_name("WildrydesSummaryStream")
+        return [decode_payload(record.data) for record in read_stream(ctx.client("kinesis"), summary_stream)]
 
 
 PIPELINE = FleetAnalyticsDemo()

@@ -8,14 +8,19 @@ record with an invalid phone number reached the on-failure destination.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
-import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
-from tributary.demos import DemoContext, DemoSection
-from tributary.demos.stream_processor import RecordOnStream, read_stream
+from tributary.demos import (
+    DemoContext,
+    DemoSection,
+    batches_of_stream,
+    function_mapping_stats,
+    in_failure_batches,
+    read_stream,
+)
 from tributary.dms_changes import ChangePlan, plan_changes
 
 DEMO_USERS = 24
@@ -44,7 +49,7 @@ class OptInDemo:
         section = DemoSection(self.name, accounted=True)
         list_name = ctx.physical_name(OPT_OUT_LIST)
         try:
-            actual = opted_out_numbers(ctx.region, list_name)
+            actual = opted_out_numbers(ctx.client("pinpoint-sms-voice-v2"), list_name)
         except (ClientError, BotoCoreError) as error:
             section.accounted = False
             section.problems.append(f"cannot read opt-out list {list_name} (is the SMS emulation running?): {error}")
@@ -68,16 +73,16 @@ class OptInDemo:
     def _check_invalid_records(self, ctx: DemoContext, section: DemoSection) -> None:
         stream = ctx.physical_name(STREAM)
         on_stream = read_stream(ctx.client("kinesis"), stream)
-        batches = [record for record in ctx.on_failure_records() if _batch_stream(record) == stream]
+        batches = batches_of_stream(ctx.on_failure_records(), stream)
         for position in self.plan.invalid_record_positions:
             data = self.plan.records[position][1]
             found = [record for record in on_stream if record.data == data]
-            if found and all(_in_batches(record, batches) for record in found):
+            if found and all(in_failure_batches(record, batches) for record in found):
                 section.lines.append(f"  invalid phone record {found[0].sequence_number}: in an on-failure batch")
             else:
                 section.accounted = False
                 section.problems.append(f"invalid phone record #{position} did not reach the on-failure destination")
-        stats = next((value for key, value in ctx.mapping_stats().items() if key.startswith(f"{FUNCTION}.")), None)
+        stats = function_mapping_stats(ctx, FUNCTION)
         if stats is not None:
             section.lines.append(
                 f"  {FUNCTION}: {stats.records_in} records in, {stats.invocations} invocations, "
@@ -85,10 +90,8 @@ class OptInDemo:
             )
 
 
-def opted_out_numbers(region: str, list_name: str) -> set[str]:
-    # Not ctx.client: the opt-out list lives in the SMS emulation, which boto3 reaches through
-    # AWS_ENDPOINT_URL_PINPOINT_SMS_VOICE_V2 (set when the runtime starts the emulation).
-    client = boto3.client("pinpoint-sms-voice-v2", region_name=region)
+def opted_out_numbers(client: Any, list_name: str) -> set[str]:
+    """Every number on the opt-out list `list_name`, through a pinpoint-sms-voice-v2 client."""
     numbers: set[str] = set()
     for page in client.get_paginator("describe_opted_out_numbers").paginate(OptOutListName=list_name):
         numbers |= {entry["OptedOutNumber"] for entry in page["OptedOutNumbers"]}
@@ -106,21 +109,6 @@ def side_by_side(actual: set[str], expected: set[str]) -> list[str]:
 
 def _yes(flag: bool) -> str:
     return "opted out" if flag else "-"
-
-
-def _batch_stream(record: Mapping[str, Any]) -> str:
-    return str((record.get("KinesisBatchInfo") or {}).get("streamArn", "")).rsplit("/", 1)[-1]
-
-
-def _in_batches(record: RecordOnStream, batches: Sequence[Mapping[str, Any]]) -> bool:
-    sequence = int(record.sequence_number)
-    return any(
-        batch["KinesisBatchInfo"]["shardId"] == record.shard_id
-        and int(batch["KinesisBatchInfo"]["startSequenceNumber"])
-        <= sequence
-        <= int(batch["KinesisBatchInfo"]["endSequenceNumber"])
-        for batch in batches
-    )
 
 
 PIPELINE = OptInDemo()

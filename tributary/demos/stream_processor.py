@@ -19,7 +19,15 @@ from datetime import UTC, datetime
 from itertools import islice
 from typing import Any
 
-from tributary.demos import DemoContext, DemoSection
+from tributary.demos import (
+    DemoContext,
+    DemoSection,
+    RecordOnStream,
+    batches_of_stream,
+    function_mapping_stats,
+    in_failure_batches,
+    read_stream,
+)
 from tributary.producer import json_bytes, payment_events, unicorn_statuses
 from tributary_shared.kinesis_put import put_records
 
@@ -67,13 +75,6 @@ class StreamPlan:
     records: list[tuple[str, bytes, str]] = field(default_factory=list)
 
 
-@dataclass
-class RecordOnStream:
-    shard_id: str
-    sequence_number: str
-    data: bytes
-
-
 class StreamProcessorDemo:
     name = "stream processor: unicorns and payments"
     required_resources = ("WildrydesStream", "UnicornSensorDataTable", "PaymentsStream", "PaymentsTable")
@@ -98,80 +99,85 @@ class StreamProcessorDemo:
     def report(self, ctx: DemoContext) -> DemoSection:
         section = DemoSection(self.name, accounted=True)
         failures = ctx.on_failure_records()
-        stats = ctx.mapping_stats()
         for plan in self.plans:
-            self._report_stream(ctx, plan, failures, stats, section)
+            account = account_stream(ctx, plan, failures)
+            section.lines += describe_account(account, plan, function_mapping_stats(ctx, plan.function))
+            problems = account_problems(account)
+            section.problems += problems
+            section.accounted = section.accounted and not problems
         return section
 
-    def _report_stream(
-        self,
-        ctx: DemoContext,
-        plan: StreamPlan,
-        failures: Sequence[dict],
-        stats: Mapping[str, Any],
-        section: DemoSection,
-    ) -> None:
-        stream_name = ctx.physical_name(plan.stream)
-        on_stream = read_stream(ctx.client("kinesis"), stream_name)
-        items = scan_keys(ctx.client("dynamodb"), ctx.physical_name(plan.table), plan.key_attributes)
-        function_arn = ctx.arn(plan.function)
-        batches = [
-            record
-            for record in failures
-            if _batch_stream(record) == stream_name and record["requestContext"]["functionArn"] == function_arn
-        ]
-        poison_by_data = {data: reason for _, data, reason in plan.records if reason}
-        # Other demos may share the stream: the processor must account for every record on it.
-        written = in_failure = 0
-        lost: list[str] = []
-        for record in on_stream:
-            if _item_key(record.data, plan.key_attributes) in items:
-                written += 1
-            elif _in_batches(record, batches):
-                in_failure += 1
-            else:
-                lost.append(f"{record.shard_id} {record.sequence_number}")
-        missing = len(Counter(data for _, data, _ in plan.records) - Counter(record.data for record in on_stream))
-        mapping = next((value for key, value in stats.items() if key.startswith(f"{plan.function}.")), None)
-        section.lines.append(
-            f"{stream_name}: {len(plan.records)} records put by this demo ({len(poison_by_data)} poison), "
-            f"{len(on_stream)} on the stream; {ctx.physical_name(plan.table)}: {len(items)} items"
-        )
-        if mapping is not None:
-            section.lines.append(
-                f"  {plan.function}: {mapping.records_in} records in, {mapping.invocations} invocations, "
-                f"{mapping.retries} retries, {mapping.function_errors} function errors, "
-                f"{mapping.records_to_destination} records on-failure"
-            )
-        for batch in batches:
-            section.lines.append(f"  on-failure: {_describe_batch(batch, on_stream, poison_by_data)}")
-        section.lines.append(
-            f"  accounted: {written} written + {in_failure} in on-failure batches of {len(on_stream)}, {len(lost)} lost"
-        )
-        if lost:
-            section.accounted = False
-            section.problems.append(f"{stream_name}: {len(lost)} records neither written nor on-failure: {lost[:3]}")
-        if missing:
-            section.accounted = False
-            section.problems.append(f"{stream_name}: {missing} records put by the demo are not on the stream")
+
+@dataclass
+class StreamAccount:
+    """Where every record on one stream ended up: its item in the table, or an on-failure batch."""
+
+    stream_name: str
+    table_name: str
+    on_stream: list[RecordOnStream]
+    items: int
+    batches: list[Mapping[str, Any]]
+    written: int = 0
+    in_failure: int = 0
+    lost: list[str] = field(default_factory=list)
+    missing: int = 0
+    """Records this demo put that are not on the stream."""
 
 
-def read_stream(kinesis: Any, stream_name: str) -> list[RecordOnStream]:
-    """Every record of every shard, from TRIM_HORIZON to the end."""
-    records: list[RecordOnStream] = []
-    for shard in kinesis.list_shards(StreamName=stream_name)["Shards"]:
-        iterator = kinesis.get_shard_iterator(
-            StreamName=stream_name, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
-        )["ShardIterator"]
-        while iterator:
-            response = kinesis.get_records(ShardIterator=iterator, Limit=10000)
-            records += [
-                RecordOnStream(shard["ShardId"], item["SequenceNumber"], item["Data"]) for item in response["Records"]
-            ]
-            if not response["Records"] and response.get("MillisBehindLatest", 0) == 0:
-                break
-            iterator = response.get("NextShardIterator")
-    return records
+def account_stream(ctx: DemoContext, plan: StreamPlan, failures: Sequence[Mapping[str, Any]]) -> StreamAccount:
+    stream_name = ctx.physical_name(plan.stream)
+    table_name = ctx.physical_name(plan.table)
+    on_stream = read_stream(ctx.client("kinesis"), stream_name)
+    items = scan_keys(ctx.client("dynamodb"), table_name, plan.key_attributes)
+    function_arn = ctx.arn(plan.function)
+    batches = [
+        batch
+        for batch in batches_of_stream(failures, stream_name)
+        if batch["requestContext"]["functionArn"] == function_arn
+    ]
+    account = StreamAccount(stream_name, table_name, on_stream, len(items), batches)
+    # Other demos may share the stream: the processor must account for every record on it.
+    for record in on_stream:
+        if _item_key(record.data, plan.key_attributes) in items:
+            account.written += 1
+        elif in_failure_batches(record, batches):
+            account.in_failure += 1
+        else:
+            account.lost.append(f"{record.shard_id} {record.sequence_number}")
+    put_by_demo = Counter(data for _, data, _ in plan.records)
+    account.missing = len(put_by_demo - Counter(record.data for record in on_stream))
+    return account
+
+
+def describe_account(account: StreamAccount, plan: StreamPlan, mapping: Any | None) -> list[str]:
+    poison_by_data = {data: reason for _, data, reason in plan.records if reason}
+    lines = [
+        f"{account.stream_name}: {len(plan.records)} records put by this demo ({len(poison_by_data)} poison), "
+        f"{len(account.on_stream)} on the stream; {account.table_name}: {account.items} items"
+    ]
+    if mapping is not None:
+        lines.append(
+            f"  {plan.function}: {mapping.records_in} records in, {mapping.invocations} invocations, "
+            f"{mapping.retries} retries, {mapping.function_errors} function errors, "
+            f"{mapping.records_to_destination} records on-failure"
+        )
+    lines += [f"  on-failure: {_describe_batch(batch, account.on_stream, poison_by_data)}" for batch in account.batches]
+    lines.append(
+        f"  accounted: {account.written} written + {account.in_failure} in on-failure batches "
+        f"of {len(account.on_stream)}, {len(account.lost)} lost"
+    )
+    return lines
+
+
+def account_problems(account: StreamAccount) -> list[str]:
+    problems = []
+    if account.lost:
+        problems.append(
+            f"{account.stream_name}: {len(account.lost)} records neither written nor on-failure: {account.lost[:3]}"
+        )
+    if account.missing:
+        problems.append(f"{account.stream_name}: {account.missing} records put by the demo are not on the stream")
+    return problems
 
 
 def scan_keys(dynamodb: Any, table: str, key_attributes: Sequence[str]) -> set[tuple[str, ...]]:
@@ -194,25 +200,10 @@ def _item_key(data: bytes, key_attributes: Sequence[str]) -> tuple[str, ...] | N
         return None
 
 
-def _batch_stream(record: Mapping[str, Any]) -> str:
-    return str((record.get("KinesisBatchInfo") or {}).get("streamArn", "")).rsplit("/", 1)[-1]
-
-
-def _in_batches(record: RecordOnStream, batches: Sequence[Mapping[str, Any]]) -> bool:
-    sequence = int(record.sequence_number)
-    for batch in batches:
-        info = batch["KinesisBatchInfo"]
-        if info["shardId"] == record.shard_id and (
-            int(info["startSequenceNumber"]) <= sequence <= int(info["endSequenceNumber"])
-        ):
-            return True
-    return False
-
-
 def _describe_batch(batch: Mapping[str, Any], on_stream: Sequence[RecordOnStream], poison: Mapping[bytes, str]) -> str:
     info = batch["KinesisBatchInfo"]
     reasons = sorted(
-        {poison.get(record.data, "a valid record") for record in on_stream if _in_batches(record, [batch])}
+        {poison.get(record.data, "a valid record") for record in on_stream if in_failure_batches(record, [batch])}
     )
     condition = batch.get("requestContext", {}).get("condition")
     return (
