@@ -4,6 +4,8 @@
 creates an event-source-mapping engine per `Kinesis`/`DynamoDB` event (and per
 AWS::Lambda::EventSourceMapping). `step()` polls every mapping and emulation once, on one thread,
 so function invocations never overlap; `drain()` steps until nothing is left to deliver.
+The Lambda emulation (lambda_emulation.py) serves the Invoke API to the functions and queues their
+asynchronous invocations (and S3's) for `step()` to run.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import boto3
 from tributary.emulator import EmbeddedAws
 from tributary.runtime import emulations, esm
 from tributary.runtime.functions import LocalFunction, load_functions, route_function_output, unloadable_functions
+from tributary.runtime.lambda_emulation import LambdaEmulation, async_configs
 from tributary.runtime.resources import Deployment, deploy
 from tributary.runtime.template import Template, TemplateError
 
@@ -37,6 +40,8 @@ class RuntimeOptions:
     function_log: TextIO | None = None
     retry_delay_s: float = 1.0  # before invoking the same records again after a function error
     idle_read_interval_s: float = 1.0  # before reading a shard again after an empty read
+    # Before each retry of a failed asynchronous invocation; AWS waits 60 s, then 120 s.
+    async_retry_delays_s: tuple[float, ...] = (1.0, 2.0)
 
 
 class Runtime:
@@ -51,6 +56,7 @@ class Runtime:
         self.skipped_functions: dict[str, str] = {}  # logical id -> why it does not run locally
         self.mappings: dict[str, esm.EventSourceMapping] = {}
         self.emulations: list[emulations.Emulation] = []
+        self.lambda_service: LambdaEmulation | None = None
         self.unmapped_events: list[str] = []
         self.trace = esm.TraceWriter(options.trace_path) if options.trace_path else None
         self._saved_environment: dict[str, str] = {}
@@ -75,7 +81,17 @@ class Runtime:
         self.functions = load_functions(self.template)
         self._create_mappings()
         self._name_events_of_skipped_functions()
-        self.emulations = emulations.build(self.template, self.deployment, self.functions, self._function_by_name)
+        self.lambda_service = LambdaEmulation(
+            self._function_by_name,
+            async_configs(self.template, self._function_by_name),
+            retry_delays_s=self.options.async_retry_delays_s,
+        ).start()
+        self.deployment.notes.append(f"Lambda Invoke API: emulation at {self.lambda_service.endpoint_url}")
+        built = emulations.build(
+            self.template, self.deployment, self.functions, self._function_by_name, self.lambda_service.invoke_async
+        )
+        # Last: what the others queue in a step (S3 events) runs in the same step.
+        self.emulations = [*built, self.lambda_service]
         for mapping in self.mappings.values():
             mapping.start()  # LATEST means from now: before anything is produced
 
@@ -87,6 +103,8 @@ class Runtime:
         route_function_output(None)  # the log file closes with the runtime
         if self.deployment.sms is not None:
             self.deployment.sms.stop()
+        if self.lambda_service is not None:
+            self.lambda_service.stop()
         self.aws.stop()
         os.environ.clear()  # the emulator's endpoint and dummy credentials leave with it
         os.environ.update(self._saved_environment)

@@ -236,6 +236,11 @@ def _partition_key(line: bytes, field: str | None, path: Path, number: int) -> s
 
 def _describe_failure(record: Mapping[str, Any]) -> str:
     context = record.get("requestContext", {})
+    if "requestPayload" in record:  # an asynchronous invocation's record (S3 events, self-invocations)
+        response = record.get("responsePayload")
+        error = response.get("errorMessage", "") if isinstance(response, dict) else ""
+        function = context.get("functionArn", "").rsplit(":function:", 1)[-1]
+        return f"{context.get('condition')} {function} after {context.get('approximateInvokeCount')} attempts: {error}"
     batch = record.get("KinesisBatchInfo") or record.get("DDBStreamBatchInfo") or {}
     return (
         f"{context.get('condition')} {batch.get('streamArn', '').rsplit('/', 1)[-1]} {batch.get('shardId')} "

@@ -9,6 +9,8 @@ First/LastRecord, batchSize, streamArn). SQS and SNS get exactly that (no record
 carry ``payload``: the whole invocation event as a JSON string (the AWS example shows
 ``"payload": "<Whole Event>"``), under the key
 ``aws/lambda/<ESM-UUID>/<shardID>/YYYY/MM/DD/YYYY-MM-DDTHH.MM.SS-<Random UUID>``.
+The Lambda emulation (lambda_emulation.py) sends asynchronous invocation records through it too:
+no ``payload`` (the record carries ``requestPayload``), S3 key ``aws/lambda/async/<function-name>/...``.
 """
 
 from __future__ import annotations
@@ -86,9 +88,9 @@ class OnFailureDestination:
         self._client: Any = None
         self._queue_url: str | None = None
 
-    def send(self, record: dict[str, Any], event: dict[str, Any], *, mapping_uuid: str, shard_id: str,
+    def send(self, record: dict[str, Any], event: dict[str, Any] | None, *, mapping_uuid: str, shard_id: str,
              now: float) -> str:
-        """Deliver `record` (plus `event` as payload for S3); returns where it went."""
+        """Deliver `record` (plus `event` as payload for S3, unless None); returns where it went."""
         if self._client is None:
             self._client = boto3.client(self.service, region_name=self._region)
         if self.service == "sqs":
@@ -97,7 +99,7 @@ class OnFailureDestination:
             response = self._client.publish(TopicArn=self.arn, Message=json.dumps(record))
             return f"sns message {response['MessageId']}"
         key = s3_object_key(mapping_uuid, shard_id, now)
-        body = json.dumps({**record, "payload": json.dumps(event)})
+        body = json.dumps(record if event is None else {**record, "payload": json.dumps(event)})
         self._client.put_object(Bucket=self._resource, Key=key, Body=body.encode(),
                                 ContentType="application/json")
         return f"s3://{self._resource}/{key}"

@@ -9,8 +9,10 @@ whether it did any; `is_drained()` says nothing is pending):
   change on the configured Kinesis stream in AWS's record format (streaming.md §3).
 - `S3EventNotifications` emulates *Amazon S3 event notifications to AWS Lambda* (SAM `S3` events
   and a bucket's LambdaConfigurations): it lists the bucket each poll and invokes the function with
-  the S3 event shape for each created/removed object matching the event names and key filters,
-  retrying a failed asynchronous invocation twice as Lambda does (without Lambda's delays).
+  the S3 event shape for each created/removed object matching the event names and key filters.
+  S3 invokes Lambda asynchronously: the events go to the Lambda emulation's asynchronous queue
+  (lambda_emulation.py), which retries them and sends failures to the function's OnFailure
+  destination as Lambda does.
 - `FirehoseFromKinesis` emulates *Amazon Data Firehose delivery from a Kinesis data stream to S3*
   (see firehose.py): buffering, the transformation Lambda, record format conversion to Parquet
   with the Glue table's schema, dynamic partitioning and the error output prefix.
@@ -36,7 +38,7 @@ from tributary.runtime.resources import Deployment
 from tributary.runtime.template import ACCOUNT_ID, REGION, Template
 
 FunctionLookup = Callable[[str], LocalFunction | None]
-ASYNC_RETRY_ATTEMPTS = 2  # Lambda's default for asynchronous invocations
+AsyncInvoker = Callable[[LocalFunction, dict], str]  # InvocationType Event: queues, returns the request id
 
 
 class Emulation(Protocol):
@@ -153,15 +155,15 @@ class S3Subscription:
 class S3EventNotifications:
     """EMULATION of Amazon S3 event notifications invoking Lambda (asynchronously) for one bucket."""
 
-    def __init__(self, bucket: str, subscriptions: list[S3Subscription]) -> None:
+    def __init__(self, bucket: str, subscriptions: list[S3Subscription], invoke_async: AsyncInvoker) -> None:
         self.name = f"s3-notifications:{bucket}"
         self.bucket = bucket
         self.subscriptions = subscriptions
+        self.invoke_async = invoke_async
         self._s3 = boto3.client("s3")
         self._objects = self._list()
         self._drained = True
-        self.invocations = 0
-        self.failed_events: list[str] = []
+        self.invocations = 0  # asynchronous invocations requested (what the Lambda emulation then runs)
 
     def _list(self) -> dict[str, tuple[str, int]]:
         objects: dict[str, tuple[str, int]] = {}
@@ -187,15 +189,8 @@ class S3EventNotifications:
             if not subscription.matches(event_name, key):
                 continue
             event = s3_event(self.bucket, event_name, key, etag, size, subscription.configuration_id)
-            for _attempt in range(1 + ASYNC_RETRY_ATTEMPTS):
-                self.invocations += 1
-                result = subscription.function.invoke(event)
-                if result.function_error is None:
-                    break
-            else:
-                self.failed_events.append(
-                    f"{subscription.function.config.logical_id} {event_name} {key}: {result.error_message}"
-                )
+            self.invoke_async(subscription.function, event)
+            self.invocations += 1
 
     def __repr__(self) -> str:
         return self.name
@@ -204,7 +199,7 @@ class S3EventNotifications:
         return self._drained
 
     def counters(self) -> dict[str, int]:
-        return {"objects": len(self._objects), "invocations": self.invocations, "failed": len(self.failed_events)}
+        return {"objects": len(self._objects), "invocations": self.invocations}
 
 
 def s3_event(bucket: str, event_name: str, key: str, etag: str, size: int, configuration_id: str) -> dict:
@@ -270,15 +265,19 @@ def _s3_subscriptions(
 
 
 def build(
-    template: Template, deployment: Deployment, functions: Mapping[str, LocalFunction], lookup: FunctionLookup
+    template: Template,
+    deployment: Deployment,
+    functions: Mapping[str, LocalFunction],
+    lookup: FunctionLookup,
+    invoke_async: AsyncInvoker,
 ) -> list[Emulation]:
-    """Every emulation the deployed template needs."""
+    """Every emulation the deployed template needs (the Lambda emulation itself is the runtime's)."""
     emulated: list[Emulation] = [
         KinesisStreamingForDynamoDB(table, stream_arn)
         for table, stream_arn in deployment.kinesis_streaming_destinations.items()
     ]
     emulated += [
-        S3EventNotifications(bucket, subscriptions)
+        S3EventNotifications(bucket, subscriptions, invoke_async)
         for bucket, subscriptions in _s3_subscriptions(template, deployment, functions, lookup).items()
     ]
     for name, properties in deployment.firehose_streams.items():

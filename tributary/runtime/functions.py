@@ -114,6 +114,21 @@ def _env_string(value: Any) -> str:
     return str(value)
 
 
+@contextlib.contextmanager
+def invocation_slot_if_free() -> Iterator[bool]:
+    """Hold the in-process invocation slot if no invocation is running now; yields whether it is held.
+
+    For callers on other threads (the Lambda emulation's RequestResponse) that must not wait behind
+    an invocation that may itself be waiting for them.
+    """
+    held = _INVOCATION_LOCK.acquire(blocking=False)
+    try:
+        yield held
+    finally:
+        if held:
+            _INVOCATION_LOCK.release()
+
+
 _function_threads: set[int] = set()
 _function_log: TextIO | None = None
 
