@@ -4,9 +4,15 @@ import os
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import settings
 
 from tributary.aws_guard import use_local_endpoint
 from tributary.emulator import EmbeddedAws
+
+# Property tests check behaviour, never speed: hypothesis's per-example deadline would make them
+# flaky on a busy 2-core machine.
+settings.register_profile("tributary", deadline=None)
+settings.load_profile("tributary")
 
 # Guard first, before any test module creates a client: no request may leave loopback.
 use_local_endpoint("http://127.0.0.1:1")
