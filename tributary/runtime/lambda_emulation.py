@@ -32,7 +32,6 @@ from __future__ import annotations
 import heapq
 import itertools
 import json
-import os
 import re
 import threading
 import time
@@ -40,8 +39,8 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Self
+from http.server import BaseHTTPRequestHandler
+from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -49,6 +48,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from tributary.runtime.destinations import OnFailureDestination, iso_millis
 from tributary.runtime.esm import InvocationResult
 from tributary.runtime.functions import LocalFunction, invocation_slot_if_free
+from tributary.runtime.loopback_service import LoopbackService
 from tributary.runtime.template import ACCOUNT_ID, REGION, Template
 
 ENDPOINT_VARIABLE = "AWS_ENDPOINT_URL_LAMBDA"
@@ -143,8 +143,11 @@ class AsyncStats:
     records: list[dict] = field(default_factory=list)  # every record sent to a destination, for reports
 
 
-class LambdaEmulation:
+class LambdaEmulation(LoopbackService):
     """The Invoke API on loopback and the asynchronous event queue the runtime's poll loop drains."""
+
+    endpoint_variable = ENDPOINT_VARIABLE
+    service_name = "lambda"
 
     def __init__(
         self,
@@ -155,6 +158,7 @@ class LambdaEmulation:
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
+        super().__init__()
         self.name = "lambda-async-invocations"
         self.lookup = lookup
         self.configs = dict(configs or {})
@@ -166,46 +170,9 @@ class LambdaEmulation:
         self._sequence = itertools.count()
         self._lock = threading.Lock()
         self._destinations: dict[str, OnFailureDestination] = {}
-        self._server: ThreadingHTTPServer | None = None
-        self._previous_endpoint: str | None = None
 
-    # ------------------------------------------------------------------ lifecycle
-    @property
-    def endpoint_url(self) -> str:
-        if self._server is None:
-            raise RuntimeError("the Lambda emulation is not started")
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
-
-    def start(self, *, set_endpoint_variable: bool = True) -> Self:
-        """Serve on a free loopback port; by default point this process's boto3 Lambda clients here."""
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
-        self._server.daemon_threads = True
-        threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="lambda-emulation", daemon=True
-        ).start()
-        if set_endpoint_variable:
-            self._previous_endpoint = os.environ.get(ENDPOINT_VARIABLE)
-            os.environ[ENDPOINT_VARIABLE] = self.endpoint_url
-        return self
-
-    def stop(self) -> None:
-        if self._server is None:
-            return
-        if os.environ.get(ENDPOINT_VARIABLE) == self.endpoint_url:
-            if self._previous_endpoint is None:
-                os.environ.pop(ENDPOINT_VARIABLE, None)
-            else:
-                os.environ[ENDPOINT_VARIABLE] = self._previous_endpoint
-        self._server.shutdown()
-        self._server.server_close()
-        self._server = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
+    def request_handler(self) -> type[BaseHTTPRequestHandler]:
+        return _handler_for(self)
 
     # ------------------------------------------------------------------ Invoke
     def resolve(self, name_or_arn: str, qualifier: str | None = None) -> LocalFunction:

@@ -26,15 +26,16 @@ AWS_ENDPOINT_URL_PINPOINT_SMS_VOICE_V2 (service id "Pinpoint SMS Voice V2"), whi
 """
 
 import json
-import os
 import re
 import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Self
+from http.server import BaseHTTPRequestHandler
+from typing import Any
+
+from tributary.runtime.loopback_service import LoopbackService
 
 ENDPOINT_VARIABLE = "AWS_ENDPOINT_URL_PINPOINT_SMS_VOICE_V2"
 TARGET_PREFIX = "PinpointSMSVoiceV2."
@@ -92,8 +93,11 @@ class OptOutListState:
         return {"OptOutListArn": self.arn, "OptOutListName": self.name, "CreatedTimestamp": self.created_at}
 
 
-class SmsEmulation:
+class SmsEmulation(LoopbackService):
     """The emulated opt-out lists and the loopback server in front of them."""
+
+    endpoint_variable = ENDPOINT_VARIABLE
+    service_name = "SMS"
 
     def __init__(
         self,
@@ -102,54 +106,16 @@ class SmsEmulation:
         account_id: str = "123456789012",
         clock: Callable[[], float] = time.time,
     ) -> None:
+        super().__init__()
         self.region = region
         self.account_id = account_id
         self.clock = clock
         self.lists: dict[str, OptOutListState] = {}
         self._lock = threading.Lock()
         self._throttle_next = 0
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
-        self._previous_endpoint: str | None = None
 
-    # ------------------------------------------------------------------ lifecycle
-    @property
-    def endpoint_url(self) -> str:
-        if self._server is None:
-            raise RuntimeError("the SMS emulation is not started")
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
-
-    def start(self, *, set_endpoint_variable: bool = True) -> Self:
-        """Serve on a free loopback port; by default point this process's boto3 clients here."""
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="sms-emulation", daemon=True
-        )
-        self._thread.start()
-        if set_endpoint_variable:
-            self._previous_endpoint = os.environ.get(ENDPOINT_VARIABLE)
-            os.environ[ENDPOINT_VARIABLE] = self.endpoint_url
-        return self
-
-    def stop(self) -> None:
-        if self._server is None:
-            return
-        if os.environ.get(ENDPOINT_VARIABLE) == self.endpoint_url:
-            if self._previous_endpoint is None:
-                os.environ.pop(ENDPOINT_VARIABLE, None)
-            else:
-                os.environ[ENDPOINT_VARIABLE] = self._previous_endpoint
-        self._server.shutdown()
-        self._server.server_close()
-        self._server = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
+    def request_handler(self) -> type[BaseHTTPRequestHandler]:
+        return _handler_for(self)
 
     def reset(self) -> None:
         with self._lock:
