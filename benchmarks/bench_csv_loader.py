@@ -18,7 +18,7 @@ from decimal import Decimal
 
 import boto3
 
-from benchmarks.common import REPO_ROOT, embedded_aws
+from benchmarks.common import REPO_ROOT, create_string_keyed_table, embedded_aws
 from tributary.demos.data_lake import csv_bytes, order_rows
 from tributary.runtime.template import load_yaml
 from tributary_shared.order_loader import LoadRequest, OrderCsvLoader, order_table_writer
@@ -26,16 +26,6 @@ from tributary_shared.order_loader import LoadRequest, OrderCsvLoader, order_tab
 ORDERS = 10_000
 BUCKET = "bench-orders"
 KEY = "orders.csv"
-
-
-def create_table(name: str) -> None:
-    boto3.client("dynamodb").create_table(
-        TableName=name,
-        BillingMode="PAY_PER_REQUEST",
-        AttributeDefinitions=[{"AttributeName": "order_id", "AttributeType": "S"},
-                              {"AttributeName": "item_id", "AttributeType": "S"}],
-        KeySchema=[{"AttributeName": "order_id", "KeyType": "HASH"}, {"AttributeName": "item_id", "KeyType": "RANGE"}],
-    )  # fmt: skip
 
 
 def deployed_settings() -> dict[str, int]:
@@ -63,7 +53,7 @@ def naive_rows(table: str) -> int:
 
 
 def rows_per_second(run: object, table: str) -> float:
-    create_table(table)
+    create_string_keyed_table(table, "order_id", "item_id")
     started = time.perf_counter()
     rows = run(table)  # type: ignore[operator]
     elapsed = time.perf_counter() - started

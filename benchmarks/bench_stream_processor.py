@@ -13,7 +13,7 @@ from typing import Any
 
 import boto3
 
-from benchmarks.common import embedded_aws, interleaved_medians, python_startup_seconds
+from benchmarks.common import create_string_keyed_table, embedded_aws, interleaved_medians, python_startup_seconds
 from tributary_shared.dynamo_writer import serialize_item
 from tributary_shared.payloads import decode_payload
 from tributary_shared.stream_processor import ProcessorConfig, StreamProcessor
@@ -41,16 +41,6 @@ def unicorn_records(count: int) -> list[dict[str, Any]]:
     return records
 
 
-def create_table(name: str) -> None:
-    boto3.client("dynamodb").create_table(
-        TableName=name,
-        BillingMode="PAY_PER_REQUEST",
-        AttributeDefinitions=[{"AttributeName": "Name", "AttributeType": "S"},
-                              {"AttributeName": "StatusTime", "AttributeType": "S"}],
-        KeySchema=[{"AttributeName": "Name", "KeyType": "HASH"}, {"AttributeName": "StatusTime", "KeyType": "RANGE"}],
-    )
-
-
 def naive_put_item_loop(records: list[dict[str, Any]], table: str) -> None:
     client = boto3.client("dynamodb")
     for record in records:
@@ -72,7 +62,7 @@ def cold_import_ratio() -> tuple[float, float]:
 def main() -> None:
     records = unicorn_records(RECORDS)
     with embedded_aws():
-        create_table("Bench")
+        create_string_keyed_table("Bench", "Name", "StatusTime")
         processor = StreamProcessor(ProcessorConfig("Bench", ("Name", "StatusTime")))
         outcome = processor.process(records, deadline=float("inf"))  # warm-up, and the request count
         assert outcome.written == RECORDS, outcome

@@ -8,6 +8,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import boto3
+
 from tributary.emulator import EmbeddedAws
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -34,3 +36,13 @@ def python_startup_seconds(code: str, env: dict[str, str]) -> float:
     started = time.perf_counter()
     subprocess.run([sys.executable, "-c", code], env=env, check=True, cwd=REPO_ROOT)
     return time.perf_counter() - started
+
+
+def create_string_keyed_table(name: str, hash_key: str, range_key: str) -> None:
+    """An on-demand table in the embedded AWS with two string key attributes, as the benchmarks use."""
+    boto3.client("dynamodb").create_table(
+        TableName=name,
+        BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=[{"AttributeName": key, "AttributeType": "S"} for key in (hash_key, range_key)],
+        KeySchema=[{"AttributeName": hash_key, "KeyType": "HASH"}, {"AttributeName": range_key, "KeyType": "RANGE"}],
+    )
