@@ -14,7 +14,7 @@ from pathlib import Path
 import boto3
 import pytest
 
-from tributary.runtime.cli import main
+from tributary.runtime.cli import main, stop_on_signals
 
 # Tests taking `aws` get moto reset afterwards: `main` starts its own server, but moto's state is process-wide.
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -104,7 +104,7 @@ class Tail:
             self.seen.append(line)
             if predicate(line):
                 return line
-        raise AssertionError("expected output did not appear:\n" + "".join(self.seen[-30:]))
+        raise AssertionError("expected output did not appear:\n" + "".join(self.seen[-80:]))
 
 
 @pytest.fixture
@@ -121,7 +121,7 @@ def up_lake():
         yield process, tail, endpoint
     finally:
         if process.poll() is None:
-            process.send_signal(signal.SIGINT)
+            process.kill()
             process.wait(timeout=30)
 
 
@@ -142,8 +142,25 @@ def test_up_runs_until_interrupted_and_query_reads_its_lake(up_lake):
     assert query.stdout.splitlines()[:2] == ["day\ttotal\torders", "2026-11-20\t6.50\t2"]
 
     process.send_signal(signal.SIGINT)
+    tail.until(lambda line: line.startswith("stopped"), limit_s=60)
     assert process.wait(timeout=30) == 0
-    tail.until(lambda line: line.startswith("stopped"))
+
+
+def test_a_stop_signal_asks_for_a_stop_and_a_second_ctrl_c_interrupts_at_once():
+    with stop_on_signals() as stop_requested:
+        os.kill(os.getpid(), signal.SIGINT)
+        assert stop_requested.wait(5)
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(5)  # the handler runs between bytecodes: the interrupt lands in here
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
+
+def test_sigterm_asks_for_a_stop_like_ctrl_c():
+    with stop_on_signals() as stop_requested:
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert stop_requested.wait(5)
 
 
 class FakeDemoContext:

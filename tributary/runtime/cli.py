@@ -14,9 +14,13 @@ start-up: the runtime's own output stays readable and nothing a function says is
 from __future__ import annotations
 
 import argparse
+import atexit
 import contextlib
+import faulthandler
 import json
+import signal
 import sys
+import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import replace
@@ -35,6 +39,8 @@ DEFAULT_DRAIN_TIMEOUT_S = 300.0
 WINDOW_TIMEOUT_MARGIN_S = 60.0
 LIVE_REFRESH_S = 2.0
 LIVE_IDLE_SLEEP_S = 0.2  # shards back off for a second after an empty read anyway
+SLOW_SHUTDOWN_REPORT_S = 15.0
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 FUNCTION_LOG_DIRECTORY = Path(".tributary") / "logs"
 
 
@@ -149,30 +155,61 @@ def counter_lines(counters: Mapping[str, Any]) -> list[str]:
 
 def _up(arguments: argparse.Namespace) -> int:
     overrides = parse_parameter_overrides(arguments.parameter_overrides)
-    with _runtime(arguments, overrides) as runtime:
+    with stop_on_signals() as stop_requested, _runtime(arguments, overrides) as runtime:
         _print_start(runtime)
         print(f"\nexport AWS_ENDPOINT_URL={runtime.aws.endpoint_url}  # for the producer, consumer and AWS CLI")
         print(f"tributary query --port {runtime.aws.port} --list  # SQL over the data lake")
         print("running; Ctrl-C stops\n", flush=True)
-        _run_live(runtime)
+        _run_live(runtime, stop_requested)
+        print_now("stopping: shutting the emulator and its services down (Ctrl-C again to stop at once)")
+        _report_a_slow_shutdown()
+    print_now("stopped")
     return 0
 
 
-def _run_live(runtime: Runtime) -> None:
+def _run_live(runtime: Runtime, stop_requested: threading.Event) -> None:
     shown: list[str] = []
     next_refresh = 0.0
+    while not stop_requested.is_set():
+        if not runtime.step():
+            stop_requested.wait(LIVE_IDLE_SLEEP_S)
+        if time.monotonic() >= next_refresh:
+            lines = counter_lines(runtime.counters())
+            if lines != shown:
+                print(time.strftime("%H:%M:%S"), *lines, sep="\n  ", flush=True)
+                shown = lines
+            next_refresh = time.monotonic() + LIVE_REFRESH_S
+
+
+@contextlib.contextmanager
+def stop_on_signals() -> Iterator[threading.Event]:
+    """SIGINT and SIGTERM set the event, so `up` stops between steps and never mid-invocation.
+
+    A KeyboardInterrupt raised at an arbitrary point could leave a batch half-checkpointed or a
+    server thread waited on forever; only a second Ctrl-C interrupts at once, as users expect.
+    """
+    requested = threading.Event()
+
+    def request_stop(signum: int, frame: object) -> None:
+        requested.set()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    previous = {number: signal.signal(number, request_stop) for number in STOP_SIGNALS}
     try:
-        while True:
-            if not runtime.step():
-                time.sleep(LIVE_IDLE_SLEEP_S)
-            if time.monotonic() >= next_refresh:
-                lines = counter_lines(runtime.counters())
-                if lines != shown:
-                    print(time.strftime("%H:%M:%S"), *lines, sep="\n  ", flush=True)
-                    shown = lines
-                next_refresh = time.monotonic() + LIVE_REFRESH_S
-    except KeyboardInterrupt:
-        print("\nstopped")
+        yield requested
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
+def _report_a_slow_shutdown() -> None:
+    """If stopping (servers, worker threads, interpreter exit) hangs, print every thread's stack.
+
+    Cancelled at exit: atexit runs after the interpreter has joined its threads, so a thread that
+    never ends is still reported.
+    """
+    faulthandler.dump_traceback_later(SLOW_SHUTDOWN_REPORT_S, file=sys.__stderr__)
+    atexit.register(faulthandler.cancel_dump_traceback_later)
 
 
 # ---------------------------------------------------------------- run
