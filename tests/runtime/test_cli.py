@@ -278,3 +278,17 @@ def test_the_default_drain_timeout_outlasts_the_longest_tumbling_window():
 
     assert drain_timeout(Namespace(timeout=None), WindowedRuntime()) == 900 + WINDOW_TIMEOUT_MARGIN_S
     assert drain_timeout(Namespace(timeout=12.5), WindowedRuntime()) == 12.5
+
+
+def test_a_shutdown_that_hangs_prints_every_threads_stack_and_exits_1():
+    # A non-daemon thread that never ends: the interpreter would wait for it at exit forever.
+    code = (
+        "import threading, tributary.runtime.cli as cli\n"
+        "cli.SLOW_SHUTDOWN_REPORT_S = 0.5\n"
+        "def never_ends(): threading.Event().wait()\n"
+        "threading.Thread(target=never_ends, name='stuck').start()\n"
+        "cli._report_a_slow_shutdown()\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert run.returncode == 1
+    assert "in never_ends" in run.stderr

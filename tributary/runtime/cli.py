@@ -203,12 +203,12 @@ def stop_on_signals() -> Iterator[threading.Event]:
 
 
 def _report_a_slow_shutdown() -> None:
-    """If stopping (servers, worker threads, interpreter exit) hangs, print every thread's stack.
+    """If stopping (servers, worker threads, interpreter exit) hangs, print every thread's stack and exit 1.
 
     Cancelled at exit: atexit runs after the interpreter has joined its threads, so a thread that
-    never ends is still reported.
+    never ends is still reported. The emulator's state is in memory and lost on exit anyway.
     """
-    faulthandler.dump_traceback_later(SLOW_SHUTDOWN_REPORT_S, file=sys.__stderr__)
+    faulthandler.dump_traceback_later(SLOW_SHUTDOWN_REPORT_S, exit=True, file=sys.__stderr__)
     atexit.register(faulthandler.cancel_dump_traceback_later)
 
 
