@@ -4,14 +4,14 @@ import os
 from collections.abc import Iterator
 
 import pytest
-from hypothesis import settings
+from hypothesis import HealthCheck, settings
 
 from tributary.aws_guard import use_local_endpoint
 from tributary.emulator import EmbeddedAws
 
-# Property tests check behaviour, never speed: hypothesis's per-example deadline would make them
-# flaky on a busy 2-core machine.
-settings.register_profile("tributary", deadline=None)
+# Property tests check behaviour, never speed: hypothesis's per-example deadline and its
+# slow-generation health check would make them flaky on a busy 2-core machine.
+settings.register_profile("tributary", deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile("tributary")
 
 # Guard first, before any test module creates a client: no request may leave loopback.

@@ -124,7 +124,7 @@ keyed_items = st.lists(
 )
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=25, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(rows=keyed_items)
 def test_table_holds_the_last_write_per_key_and_every_ref_is_accounted(aws_server, rows):
     aws_server.reset()
