@@ -3,6 +3,8 @@
 import io
 import itertools
 import json
+import os
+import signal
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -222,6 +224,50 @@ def test_an_aborted_run_reports_what_it_sent_and_counts_the_rest_as_failed(strea
     assert producer.main("produce", argv) == exit_code
     # 50 unicorns: requests of 50, 50 and 20 (one record per unicorn each); the second is stopped.
     assert "sent 50, retried 0, failed 70" in capsys.readouterr().err
+
+
+class CtrlCDuringFirstCall:
+    """Kinesis on which the user presses Ctrl-C while the first `method` call is in flight."""
+
+    def __init__(self, kinesis, method: str) -> None:
+        self.kinesis = kinesis
+        self.method = method
+        self.calls = 0
+
+    def __getattr__(self, name: str):
+        call = getattr(self.kinesis, name)
+        if name != self.method:
+            return call
+
+        def counted(**request):
+            self.calls += 1
+            if self.calls == 1:
+                os.kill(os.getpid(), signal.SIGINT)
+            return call(**request)
+
+        return counted
+
+
+def test_ctrl_c_lets_the_chunk_in_flight_finish_then_stops_with_nothing_unaccounted(stream, capsys, monkeypatch):
+    stream()
+    kinesis = CtrlCDuringFirstCall(boto3.client("kinesis"), "put_records")
+    monkeypatch.setattr(producer, "aws_client", lambda service, endpoint_url: kinesis)
+    argv = ["--stream", "wildrydes", "--msgs", "1200", "--rate", "0", "--unicorns", "50"]
+    assert producer.main("produce", argv) == 0
+    # Chunks of 500; 50 unicorns make requests of 50 (one record per unicorn each): 10 for the first chunk.
+    assert kinesis.calls == 10
+    assert "sent 500, retried 0, failed 0" in capsys.readouterr().err
+
+
+def test_ctrl_c_stops_the_consumer_after_printing_the_round_in_hand(stream, capsys, monkeypatch):
+    stream(shards=1)
+    assert producer.main("produce", ["--stream", "wildrydes", "--msgs", "3", "--rate", "0"]) == 0
+    capsys.readouterr()
+    kinesis = CtrlCDuringFirstCall(boto3.client("kinesis"), "get_records")
+    monkeypatch.setattr(consumer, "aws_client", lambda service, endpoint_url: kinesis)
+    lines, _ = consume(capsys, "--stream", "wildrydes")  # no --idle-exit: only the stop request ends it
+    assert len(lines) == 3
+    assert kinesis.calls == 1
 
 
 # ------------------------------------------------------------------------------------ the tail

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from tributary.producer import aws_client, json_default
+from tributary.stop_signals import StopRequest, stop_on_signals
 from tributary_shared.aws_clients import full_jitter_backoff
 from tributary_shared.errors import RecordError
 
@@ -266,23 +267,31 @@ def main(command: str, argv: list[str]) -> int:
     kinesis = aws_client("kinesis", args.endpoint_url)
     configure_decoding(args)
     tail = StreamTail(kinesis, args.stream, args.start, args.timestamp)
-    seen, last_busy_at = 0, time.monotonic()
     try:
-        for result in tail.rounds(args.poll_interval):
-            for record in result.records:
-                line, problem = decoded_line(record)
-                if line is not None:
-                    print(line, flush=True)
-                else:
-                    print(problem, file=sys.stderr, flush=True)
-                seen += 1
-                if args.max_records is not None and seen >= args.max_records:
-                    return 0
-            # Idle only when every shard says it is at its tip: an empty answer alone can be a gap.
-            if not result.idle:
-                last_busy_at = time.monotonic()
-            elif args.idle_exit is not None and time.monotonic() - last_busy_at >= args.idle_exit:
-                return 0
-    except KeyboardInterrupt:
-        return 0
+        with stop_on_signals() as stop:
+            print_until_done(tail, args, stop)
+    except KeyboardInterrupt:  # a second Ctrl-C
+        pass
     return 0
+
+
+def print_until_done(tail: StreamTail, args: argparse.Namespace, stop: StopRequest) -> None:
+    """Print records until --max-records, --idle-exit or a stop request (checked once a round)."""
+    seen, last_busy_at = 0, time.monotonic()
+    for result in tail.rounds(args.poll_interval):
+        for record in result.records:
+            line, problem = decoded_line(record)
+            if line is not None:
+                print(line, flush=True)
+            else:
+                print(problem, file=sys.stderr, flush=True)
+            seen += 1
+            if args.max_records is not None and seen >= args.max_records:
+                return
+        # Idle only when every shard says it is at its tip: an empty answer alone can be a gap.
+        if not result.idle:
+            last_busy_at = time.monotonic()
+        elif args.idle_exit is not None and time.monotonic() - last_busy_at >= args.idle_exit:
+            return
+        if stop.requested:
+            return

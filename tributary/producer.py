@@ -30,6 +30,7 @@ from uuid import UUID
 from botocore.exceptions import ClientError
 
 from tributary.aws_guard import is_loopback_url
+from tributary.stop_signals import stop_on_signals
 from tributary_shared.kinesis_put import FailedEntry, PutReport, put_records
 from tributary_shared.schema_registry import COMPATIBILITY_MODES
 
@@ -358,9 +359,12 @@ def main(command: str, argv: list[str]) -> int:
     total = PutReport()
     stopped_by: ClientError | None = None
     try:
-        for chunk in paced(entries, args.rate):
-            send_chunk(kinesis, args.stream, chunk, total, progress)
-    except KeyboardInterrupt:
+        with stop_on_signals() as stop:
+            for chunk in paced(entries, args.rate):
+                send_chunk(kinesis, args.stream, chunk, total, progress)
+                if stop.requested:
+                    break
+    except KeyboardInterrupt:  # a second Ctrl-C, mid-put
         pass
     except ClientError as error:  # no such stream, access denied: nothing more will get through
         stopped_by = error

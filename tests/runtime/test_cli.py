@@ -14,7 +14,7 @@ from pathlib import Path
 import boto3
 import pytest
 
-from tributary.runtime.cli import main, stop_on_signals
+from tributary.runtime.cli import main
 
 # Tests taking `aws` get moto reset afterwards: `main` starts its own server, but moto's state is process-wide.
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -144,23 +144,6 @@ def test_up_runs_until_interrupted_and_query_reads_its_lake(up_lake):
     process.send_signal(signal.SIGINT)
     tail.until(lambda line: line.startswith("stopped"), limit_s=60)
     assert process.wait(timeout=30) == 0
-
-
-def test_a_stop_signal_asks_for_a_stop_and_a_second_ctrl_c_interrupts_at_once():
-    with stop_on_signals() as stop_requested:
-        os.kill(os.getpid(), signal.SIGINT)
-        assert stop_requested.wait(5)
-        with pytest.raises(KeyboardInterrupt):
-            os.kill(os.getpid(), signal.SIGINT)
-            time.sleep(5)  # the handler runs between bytecodes: the interrupt lands in here
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
-    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
-
-
-def test_sigterm_asks_for_a_stop_like_ctrl_c():
-    with stop_on_signals() as stop_requested:
-        os.kill(os.getpid(), signal.SIGTERM)
-        assert stop_requested.wait(5)
 
 
 class FakeDemoContext:

@@ -18,9 +18,7 @@ import atexit
 import contextlib
 import faulthandler
 import json
-import signal
 import sys
-import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import replace
@@ -33,6 +31,7 @@ from tributary.aws_guard import use_local_endpoint
 from tributary.runtime.app import Runtime, RuntimeOptions
 from tributary.runtime.demo import run_demo
 from tributary.runtime.template import Template, TemplateError, parse_parameter_overrides
+from tributary.stop_signals import StopRequest, stop_on_signals
 from tributary_shared.kinesis_put import put_records
 
 DEFAULT_DRAIN_TIMEOUT_S = 300.0
@@ -40,7 +39,6 @@ WINDOW_TIMEOUT_MARGIN_S = 60.0
 LIVE_REFRESH_S = 2.0
 LIVE_IDLE_SLEEP_S = 0.2  # shards back off for a second after an empty read anyway
 SLOW_SHUTDOWN_REPORT_S = 15.0
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 FUNCTION_LOG_DIRECTORY = Path(".tributary") / "logs"
 
 
@@ -155,51 +153,30 @@ def counter_lines(counters: Mapping[str, Any]) -> list[str]:
 
 def _up(arguments: argparse.Namespace) -> int:
     overrides = parse_parameter_overrides(arguments.parameter_overrides)
-    with stop_on_signals() as stop_requested, _runtime(arguments, overrides) as runtime:
+    with stop_on_signals() as stop, _runtime(arguments, overrides) as runtime:
         _print_start(runtime)
         print(f"\nexport AWS_ENDPOINT_URL={runtime.aws.endpoint_url}  # for the producer, consumer and AWS CLI")
         print(f"tributary query --port {runtime.aws.port} --list  # SQL over the data lake")
         print("running; Ctrl-C stops\n", flush=True)
-        _run_live(runtime, stop_requested)
+        _run_live(runtime, stop)
         print_now("stopping: shutting the emulator and its services down (Ctrl-C again to stop at once)")
         _report_a_slow_shutdown()
     print_now("stopped")
     return 0
 
 
-def _run_live(runtime: Runtime, stop_requested: threading.Event) -> None:
+def _run_live(runtime: Runtime, stop: StopRequest) -> None:
     shown: list[str] = []
     next_refresh = 0.0
-    while not stop_requested.is_set():
+    while not stop.requested:
         if not runtime.step():
-            stop_requested.wait(LIVE_IDLE_SLEEP_S)
+            time.sleep(LIVE_IDLE_SLEEP_S)
         if time.monotonic() >= next_refresh:
             lines = counter_lines(runtime.counters())
             if lines != shown:
                 print(time.strftime("%H:%M:%S"), *lines, sep="\n  ", flush=True)
                 shown = lines
             next_refresh = time.monotonic() + LIVE_REFRESH_S
-
-
-@contextlib.contextmanager
-def stop_on_signals() -> Iterator[threading.Event]:
-    """SIGINT and SIGTERM set the event, so `up` stops between steps and never mid-invocation.
-
-    A KeyboardInterrupt raised at an arbitrary point could leave a batch half-checkpointed or a
-    server thread waited on forever; only a second Ctrl-C interrupts at once, as users expect.
-    """
-    requested = threading.Event()
-
-    def request_stop(signum: int, frame: object) -> None:
-        requested.set()
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-
-    previous = {number: signal.signal(number, request_stop) for number in STOP_SIGNALS}
-    try:
-        yield requested
-    finally:
-        for number, handler in previous.items():
-            signal.signal(number, handler)
 
 
 def _report_a_slow_shutdown() -> None:
