@@ -361,9 +361,9 @@ def main(command: str, argv: list[str]) -> int:
     try:
         with stop_on_signals() as stop:
             for chunk in paced(entries, args.rate):
-                send_chunk(kinesis, args.stream, chunk, total, progress)
-                if stop.requested:
+                if stop.requested:  # checked here, not after the put: Ctrl-C during a pacing pause counts too
                     break
+                send_chunk(kinesis, args.stream, chunk, total, progress)
     except KeyboardInterrupt:  # a second Ctrl-C, mid-put
         pass
     except ClientError as error:  # no such stream, access denied: nothing more will get through
