@@ -1,5 +1,6 @@
 """`tributary run | up | query | demo` on the fixture templates."""
 
+import contextlib
 import json
 import os
 import queue
@@ -9,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import boto3
@@ -107,22 +109,28 @@ class Tail:
         raise AssertionError("expected output did not appear:\n" + "".join(self.seen[-80:]))
 
 
-@pytest.fixture
-def up_lake():
-    environment = {**os.environ, "PYTHONUNBUFFERED": "1"}
+@contextlib.contextmanager
+def running_cli(*arguments: str) -> Iterator[tuple[subprocess.Popen, Tail]]:
+    """`tributary <arguments>` in a child process, its output tailed; killed if a test leaves it running."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "tributary.cli", "up", "--template", str(FIXTURES / "lake.yaml")],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=environment,
+        [sys.executable, "-m", "tributary.cli", *arguments],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )  # fmt: skip
-    tail = Tail(process)
     try:
-        endpoint = tail.until(lambda line: line.startswith("emulator:")).split()[1]
-        tail.until(lambda line: line.startswith("running"))
-        yield process, tail, endpoint
+        yield process, Tail(process)
     finally:
         if process.poll() is None:
             process.kill()
             process.wait(timeout=30)
+
+
+@pytest.fixture
+def up_lake():
+    with running_cli("up", "--template", str(FIXTURES / "lake.yaml")) as (process, tail):
+        endpoint = tail.until(lambda line: line.startswith("emulator:")).split()[1]
+        tail.until(lambda line: line.startswith("running"))
+        yield process, tail, endpoint
 
 
 def test_up_runs_until_interrupted_and_query_reads_its_lake(up_lake):
@@ -261,6 +269,17 @@ def test_the_default_drain_timeout_outlasts_the_longest_tumbling_window():
 
     assert drain_timeout(Namespace(timeout=None), WindowedRuntime()) == 900 + WINDOW_TIMEOUT_MARGIN_S
     assert drain_timeout(Namespace(timeout=12.5), WindowedRuntime()) == 12.5
+
+
+def test_run_without_until_drained_keeps_running_until_ctrl_c(tmp_path):
+    records = f"InputStream={FIXTURES / 'input.jsonl'}"
+    template, logs = str(FIXTURES / "pipeline.yaml"), str(tmp_path / "functions.log")
+    with running_cli("run", "--template", template, "--records", records, "--logs", logs) as (process, tail):
+        tail.until(lambda line: line.startswith("put 4 records"))
+        tail.until(lambda line: re.search(r"WriterFunction\.Input .* in=4 ", line) is not None)
+        process.send_signal(signal.SIGINT)
+        tail.until(lambda line: line.startswith("stopped"), limit_s=60)
+        assert process.wait(timeout=30) == 0
 
 
 def test_a_shutdown_that_hangs_prints_every_threads_stack_and_exits_1():

@@ -153,16 +153,22 @@ def counter_lines(counters: Mapping[str, Any]) -> list[str]:
 
 def _up(arguments: argparse.Namespace) -> int:
     overrides = parse_parameter_overrides(arguments.parameter_overrides)
-    with stop_on_signals() as stop, _runtime(arguments, overrides) as runtime:
+    with _runtime(arguments, overrides) as runtime:
         _print_start(runtime)
         print(f"\nexport AWS_ENDPOINT_URL={runtime.aws.endpoint_url}  # for the producer, consumer and AWS CLI")
         print(f"tributary query --port {runtime.aws.port} --list  # SQL over the data lake")
-        print("running; Ctrl-C stops\n", flush=True)
-        _run_live(runtime, stop)
-        print_now("stopping: shutting the emulator and its services down (Ctrl-C again to stop at once)")
-        _report_a_slow_shutdown()
+        _serve_until_stopped(runtime)
     print_now("stopped")
     return 0
+
+
+def _serve_until_stopped(runtime: Runtime) -> None:
+    """Run with live counters until Ctrl-C or SIGTERM; the caller's `with` then stops the runtime."""
+    print("running; Ctrl-C stops\n", flush=True)
+    with stop_on_signals() as stop:
+        _run_live(runtime, stop)
+    print_now("stopping: shutting the emulator and its services down (Ctrl-C again to stop at once)")
+    _report_a_slow_shutdown()
 
 
 def _run_live(runtime: Runtime, stop: StopRequest) -> None:
@@ -200,19 +206,24 @@ def _run(arguments: argparse.Namespace) -> int:
         for stream, path in inputs:
             sent = put_json_lines(runtime.template, stream, path, arguments.partition_key)
             print(f"put {sent} records from {path} on {stream}")
-        if not arguments.until_drained:
-            _run_live(runtime)
-            return 0
-        try:
-            runtime.drain(drain_timeout(arguments, runtime), notify=print_now)
-        except TimeoutError as error:
-            print(f"tributary run: {error}", file=sys.stderr)
-            return 1
-        print("drained")
-        for line in counter_lines(runtime.counters()):
-            print(f"  {line}")
-        for record in runtime.on_failure_records():
-            print(f"  on-failure: {_describe_failure(record)}")
+        if arguments.until_drained:
+            return _drain_and_report(arguments, runtime)
+        _serve_until_stopped(runtime)
+    print_now("stopped")
+    return 0
+
+
+def _drain_and_report(arguments: argparse.Namespace, runtime: Runtime) -> int:
+    try:
+        runtime.drain(drain_timeout(arguments, runtime), notify=print_now)
+    except TimeoutError as error:
+        print(f"tributary run: {error}", file=sys.stderr)
+        return 1
+    print("drained")
+    for line in counter_lines(runtime.counters()):
+        print(f"  {line}")
+    for record in runtime.on_failure_records():
+        print(f"  on-failure: {_describe_failure(record)}")
     return 0
 
 
