@@ -1,6 +1,7 @@
 """The stream processor: decode/validate steps, and the handler on the sample events against moto."""
 
 import base64
+import itertools
 import json
 import sys
 from decimal import Decimal
@@ -8,8 +9,17 @@ from uuid import UUID
 
 import boto3
 import pytest
-from support import REPO_ROOT, AlwaysThrottled, FakeClock, FakeLambdaContext, load_event, load_handler_module
+from support import (
+    REPO_ROOT,
+    AlwaysThrottled,
+    FakeClock,
+    FakeLambdaContext,
+    kinesis_event,
+    load_event,
+    load_handler_module,
+)
 
+from tributary import producer
 from tributary_shared.avro_codec import RegistryDeserializer, canonical_definition
 from tributary_shared.dynamo_writer import BatchWriter
 from tributary_shared.errors import PoisonRecordError, TransientError
@@ -133,6 +143,22 @@ def test_poison_record_is_reported_and_the_valid_records_around_it_are_written(h
     # Valid records after the poison are stored now too, so they survive however the mapping retries.
     valid = records[:2] + records[3:]
     assert set(table_items()) == {(r["Name"], r["StatusTime"]) for r in map(decoded, valid)}
+
+
+def test_the_producers_poison_pills_are_reported_and_never_written(handler):
+    statuses = list(itertools.islice(producer.unicorn_statuses(["Shadowfax", "Rocinante"], seed=7), 40))
+    good_bytes = [producer.json_bytes(status) for status in statuses]
+    entries = list(producer.with_poison_pills(
+        (status["Name"], status, data) for status, data in zip(statuses, good_bytes, strict=True)
+    ))  # fmt: skip
+    event = kinesis_event(entries)
+    response = handler(event, FakeLambdaContext())
+    pills = [index for index, ((_, sent), good) in enumerate(zip(entries, good_bytes, strict=True)) if sent != good]
+    assert len(pills) == 4  # every tenth record: two say "error" in InputData, two are cut short
+    first_pill = event["Records"][pills[0]]["kinesis"]["sequenceNumber"]
+    assert response == {"batchItemFailures": [{"itemIdentifier": first_pill}]}
+    written = {(status["Name"], status["StatusTime"]) for index, status in enumerate(statuses) if index not in pills}
+    assert set(table_items()) == written
 
 
 def test_too_deeply_nested_record_is_poison():

@@ -270,6 +270,11 @@ def test_even_longest_names_leave_room_for_thousands():
             "Distance",
         ),
         ({"Name": "A", "Distance": 1, "MagicPoints": 1, "HealthPoints": 1, "StatusTime": 1795262400}, "StatusTime"),
+        (  # `tributary produce --error`'s pill: a valid reading its producer marked as an error
+            {"Name": "A", "Distance": 1, "MagicPoints": 1, "HealthPoints": 1, "StatusTime": "2026-11-21 09:17:08.189",
+             "InputData": "error: poison pill"},
+            "InputData reports an error",
+        ),
     ],
 )
 def test_invalid_readings_are_poison_and_say_why(record, problem):

@@ -7,7 +7,7 @@
 """
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import Any
 
@@ -17,6 +17,8 @@ GLUE_HEADER_VERSION = 0x03
 CONFLUENT_MAGIC_BYTE = 0x00
 # An object, or something else JSON so the error can say what it is instead of naming a byte.
 JSON_OPENERS = frozenset(b'{["0123456789-tfn \t\r\n')
+
+ERROR_REPORT_FIELD = "InputData"
 
 FramedDecoder = Callable[[bytes], dict[str, Any]]
 _framed_decoder: FramedDecoder | None = None
@@ -53,6 +55,17 @@ def _registry_decoder() -> FramedDecoder:
 
         _framed_decoder = RegistryDeserializer.from_env()
     return _framed_decoder
+
+
+def reject_reported_error(record: Mapping[str, Any]) -> None:
+    """A record its producer marked as an error is poison, never data.
+
+    The Wild Rydes workshop's producer, and `tributary produce --error`, inject poison pills as an
+    otherwise valid reading with an `InputData` field containing "error".
+    """
+    report = record.get(ERROR_REPORT_FIELD)
+    if isinstance(report, str) and "error" in report:
+        raise PoisonRecordError(f"{ERROR_REPORT_FIELD} reports an error: {report!r:.80}")
 
 
 def decode_payload(data: bytes) -> dict[str, Any]:

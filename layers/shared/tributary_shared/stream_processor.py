@@ -32,7 +32,7 @@ from tributary_shared.invocation import (
     kinesis_data,
     required_env,
 )
-from tributary_shared.payloads import decode_payload
+from tributary_shared.payloads import decode_payload, reject_reported_error
 
 # DynamoDB's item size limit: a record larger than this can never be written.
 DEFAULT_MAX_RECORD_BYTES = 400 * 1024
@@ -84,6 +84,7 @@ def nesting_depth(value: Any) -> int:
 
 def validate_item(item: dict[str, Any], key_attributes: Sequence[str]) -> None:
     validate_keys(item, key_attributes)
+    reject_reported_error(item)
     if nesting_depth(item) > MAX_NESTING_DEPTH:
         raise PoisonRecordError(f"record is nested deeper than {MAX_NESTING_DEPTH} levels, DynamoDB's limit")
 

@@ -33,6 +33,7 @@ from decimal import Context, Decimal, InvalidOperation
 from typing import Any, Self
 
 from tributary_shared.errors import PoisonRecordError
+from tributary_shared.payloads import reject_reported_error
 
 STATE_VERSION = 1
 MAX_NAME_CHARS = 64
@@ -65,6 +66,7 @@ def parse_reading(payload: Mapping[str, Any]) -> Reading:
     name = payload.get("Name")
     if not isinstance(name, str) or not 1 <= len(name) <= MAX_NAME_CHARS:
         raise PoisonRecordError(f"Name must be a string of 1..{MAX_NAME_CHARS} characters, got {name!r:.80}")
+    reject_reported_error(payload)
     distance, magic, health = (_figure(payload, field_name) for field_name in FIGURE_FIELDS)
     return Reading(name, distance, magic, health, parse_status_time(payload.get("StatusTime")))
 
