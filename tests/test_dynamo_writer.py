@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from support import AlwaysThrottled, FakeClock
 
+from tributary_shared.aws_clients import CALL_BUDGET_S
 from tributary_shared.dynamo_writer import BatchWriter, PendingItem, normalized_key
 
 TABLE = "Readings"
@@ -84,18 +85,18 @@ def test_unprocessed_items_past_the_deadline_are_transient_failures(table):
     clock = FakeClock()
     client = HoldsBackItems(boto3.client("dynamodb"), calls_with_holdback=10_000, held=3)
     writer = BatchWriter(TABLE, KEYS, client, sleep=clock.sleep, clock=clock)
-    report = writer.write([reading(i) for i in range(10)], deadline=5)
+    report = writer.write([reading(i) for i in range(10)], deadline=CALL_BUDGET_S + 5)
     assert set(report.transient) == {"0", "1", "2"}
     assert set(report.written) == {str(i) for i in range(3, 10)}
     assert not report.permanent
-    assert clock.now <= 5
+    assert clock.now <= 5  # no request started later than one call's budget before the deadline
 
 
 def test_throttling_is_transient_never_permanent():
     clock = FakeClock()
     client = AlwaysThrottled()
     writer = BatchWriter(TABLE, KEYS, client, sleep=clock.sleep, clock=clock)
-    report = writer.write([reading(i) for i in range(30)], deadline=3)
+    report = writer.write([reading(i) for i in range(30)], deadline=CALL_BUDGET_S + 3)
     assert set(report.transient) == {str(i) for i in range(30)}
     assert all("ProvisionedThroughputExceededException" in reason for reason in report.transient.values())
     assert client.calls > 2
@@ -165,13 +166,13 @@ class Denied:
     put_item = batch_write_item
 
 
-def test_no_request_is_sent_after_the_deadline(table):
+def test_no_request_is_started_that_could_outlive_the_deadline(table):
     clock = FakeClock()
     client = SlowClient(boto3.client("dynamodb"), clock)
     writer = BatchWriter(TABLE, KEYS, client, sleep=clock.sleep, clock=clock)
-    report = writer.write([reading(i) for i in range(1000)], deadline=5)
-    assert client.calls == 5
-    assert len(report.written) == 125 and len(report.transient) == 875
+    report = writer.write([reading(i) for i in range(1000)], deadline=CALL_BUDGET_S + 5)
+    assert client.calls == 6  # at 0, 1, ... 5 s: each started with a whole call's budget before the deadline
+    assert len(report.written) == 150 and len(report.transient) == 850
     assert all("deadline" in reason for reason in report.transient.values())
 
 

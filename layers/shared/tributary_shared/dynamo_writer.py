@@ -128,10 +128,12 @@ class BatchWriter:
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
+        call_budget_s: float = aws_clients.CALL_BUDGET_S,
     ) -> None:
         self.table_name = table_name
         self.key_attributes = tuple(key_attributes)
         self._client = client
+        self._call_budget_s = call_budget_s
         self._sleep = sleep
         self._clock = clock
         self._rng = rng or random.Random()
@@ -263,13 +265,14 @@ class BatchWriter:
             attempt += 1
 
     def _check_deadline(self, deadline: float) -> None:
-        if self._clock() >= deadline:
-            raise _StopWriting("not attempted: the invocation's deadline had passed")
+        # A request started later could outlive the function: Lambda would time it out mid-batch.
+        if self._clock() + self._call_budget_s > deadline:
+            raise _StopWriting("not attempted: the invocation's deadline left no time for one more request")
 
     def _backoff(self, attempt: int, deadline: float) -> bool:
         """Sleep before the next attempt; False when the deadline leaves no time for one."""
         delay = aws_clients.full_jitter_backoff(attempt, BASE_BACKOFF_S, MAX_BACKOFF_S, self._rng)
-        if self._clock() + delay >= deadline:
+        if self._clock() + delay + self._call_budget_s > deadline:
             return False
         self._sleep(delay)
         return True

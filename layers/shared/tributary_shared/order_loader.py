@@ -45,7 +45,8 @@ READ_CHUNK_BYTES = 256 * 1024
 MAX_REJECT_DETAILS = 1000
 RESULT_REJECT_SAMPLE = 10
 MAX_STALLED_SEGMENTS = 3
-MIN_WRITE_WINDOW_S = 0.5
+# Every segment may start at least one request per batch, so a load always makes progress.
+MIN_WRITE_WINDOW_S = aws_clients.CALL_BUDGET_S + 0.5
 MAX_KEY_LENGTH = 1024
 
 
