@@ -52,6 +52,24 @@ def test_stream_processor_mapping_has_the_production_settings(function, stream):
     }
 
 
+def test_opt_in_updater_mapping_has_the_production_settings():
+    mapping = kinesis_event("OptInUpdaterFunction")
+    assert mapping["Stream"] == {"Fn::GetAtt": ["OptInCdcStream", "Arn"]}
+    assert mapping["StartingPosition"] == "TRIM_HORIZON"  # DMS's full load comes before the mapping polls
+    assert (mapping["BatchSize"], mapping["MaximumRetryAttempts"]) == (100, 5)
+    assert mapping["BisectBatchOnFunctionError"] is True
+    assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert mapping["DestinationConfig"] == kinesis_event("StreamProcessorFunction")["DestinationConfig"]
+
+
+def test_csv_loader_is_triggered_by_csv_objects_only():
+    (event,) = RESOURCES["CsvLoaderFunction"]["Properties"]["Events"].values()
+    assert event["Type"] == "S3"
+    assert event["Properties"]["Bucket"] == {"Ref": "OrdersSourceBucket"}
+    assert event["Properties"]["Events"] == "s3:ObjectCreated:*"
+    assert event["Properties"]["Filter"] == {"S3Key": {"Rules": [{"Name": "suffix", "Value": ".csv"}]}}
+
+
 def test_both_processors_run_the_same_code_with_their_own_table():
     uris = {RESOURCES[f]["Properties"]["CodeUri"] for f in STREAM_PROCESSORS}
     variables = [RESOURCES[f]["Properties"]["Environment"]["Variables"] for f in STREAM_PROCESSORS]
