@@ -101,7 +101,7 @@ class StubbedList:
         self.stubber.deactivate()
 
 
-def row(user: str, phone: str, optin: int, operation: str = "update", **extra) -> tuple[str, bytes]:
+def row(user: str, phone: str | None, optin: int, operation: str = "update", **extra) -> tuple[str, bytes]:
     metadata = {"record-type": "data", "operation": operation, "schema-name": "blog_db", "table-name": "optin_status"}
     document = {"data": {"userid": user, "phone": phone, "optin": optin}, "metadata": metadata, **extra}
     return user, json.dumps(document).encode()
@@ -379,6 +379,14 @@ def test_an_update_that_leaves_the_number_opted_in_deletes_nothing() -> None:
         outcome = updater_with(stubbed).process(event["Records"], FAR_FUTURE)
     assert outcome.response() == {"batchItemFailures": []}
     assert outcome.counts["Ignored"] == 1 and outcome.counts["OptIns"] == 0
+
+
+def test_a_row_without_phone_is_counted_as_ignored() -> None:
+    event = optin_event([row("userA", None, 0, operation="insert")])
+    with StubbedList() as stubbed:  # nothing queued: a call to the service would fail the test
+        outcome = updater_with(stubbed).process(event["Records"], FAR_FUTURE)
+    assert outcome.response() == {"batchItemFailures": []}
+    assert outcome.counts["Ignored"] == 1 and outcome.counts["OptOuts"] == 0
 
 
 def test_an_update_from_opted_out_to_opted_in_is_applied() -> None:

@@ -175,17 +175,30 @@ def _avro_options(parser: argparse.ArgumentParser, schema_name: str, schema_file
 
 def avro_encoder(args: argparse.Namespace) -> Callable[[dict[str, Any]], bytes]:
     """Find or register the schema (checked for compatibility), then encode Glue-framed records."""
-    from tributary_shared.avro_codec import canonical_definition, encode_glue, parse_definition
     from tributary_shared.schema_registry import GlueSchemaRegistry
 
-    definition = canonical_definition(args.schema.read_text())
     registry = GlueSchemaRegistry(args.registry, aws_client("glue", args.endpoint_url))
-    version_id: UUID = registry.version_for(
-        args.schema_name, definition, compatibility=args.compatibility, auto_register=args.auto_register
-    )
+    version_id, encode = glue_encoder(
+        registry, args.schema_name, args.schema,
+        compatibility=args.compatibility, auto_register=args.auto_register, compress=args.compress,
+    )  # fmt: skip
     print(f"schema {args.schema_name} version {version_id} in registry {args.registry}", file=sys.stderr)
+    return encode
+
+
+def glue_encoder(
+    registry: Any, schema_name: str, schema_file: Path, *,
+    compatibility: str = "BACKWARD", auto_register: bool = True, compress: bool = False,
+) -> tuple[UUID, Callable[[dict[str, Any]], bytes]]:  # fmt: skip
+    """The schema's version id in `registry` (found, or registered if allowed) and a Glue-framing encoder."""
+    from tributary_shared.avro_codec import canonical_definition, encode_glue, parse_definition
+
+    definition = canonical_definition(schema_file.read_text())
+    version_id: UUID = registry.version_for(
+        schema_name, definition, compatibility=compatibility, auto_register=auto_register
+    )
     schema = parse_definition(definition)
-    return lambda record: encode_glue(record, schema, version_id, compress=args.compress)
+    return version_id, lambda record: encode_glue(record, schema, version_id, compress=compress)
 
 
 def _unicorn_options(parser: argparse.ArgumentParser) -> None:

@@ -17,6 +17,7 @@ import boto3
 import pytest
 
 from tributary.runtime.cli import main
+from tributary_shared.errors import RecordError
 
 # Tests taking `aws` get moto reset afterwards: `main` starts its own server, but moto's state is process-wide.
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -165,7 +166,8 @@ class FakeDemoContext:
 
     def physical_name(self, logical_id):
         return {"WildrydesStream": "wildrydes", "UnicornSensorDataTable": "UnicornSensorData",
-                "PaymentsStream": "payments", "PaymentsTable": "Payments"}[logical_id]  # fmt: skip
+                "PaymentsStream": "payments", "PaymentsTable": "Payments",
+                "SchemaRegistry": "arn:aws:glue:us-east-1:123456789012:registry/tributary"}[logical_id]  # fmt: skip
 
     def arn(self, logical_id):
         return f"arn:aws:lambda:us-east-1:123456789012:function:{logical_id}"
@@ -195,10 +197,11 @@ def failure_of(shard: str, sequence: str) -> dict:
     }
 
 
-def test_stream_processor_demo_reports_records_neither_written_nor_on_failure(aws):
-    from tributary.demos.stream_processor import StreamProcessorDemo
+def test_stream_processor_demo_reports_records_neither_written_nor_on_failure_or_stale(aws):
+    from tributary.demos.stream_processor import StreamProcessorDemo, record_decoder
 
     kinesis, dynamodb = boto3.client("kinesis"), boto3.client("dynamodb")
+    boto3.client("glue").create_registry(RegistryName="tributary")
     for stream, table, keys in (("wildrydes", "UnicornSensorData", ("Name", "StatusTime")),
                                 ("payments", "Payments", ("paymentId",))):  # fmt: skip
         kinesis.create_stream(StreamName=stream, ShardCount=1)
@@ -214,18 +217,30 @@ def test_stream_processor_demo_reports_records_neither_written_nor_on_failure(aw
     assert not section.accounted
     assert any("records neither written nor on-failure" in problem for problem in section.problems)
 
-    # Write every valid payment, and put each poison pill in an on-failure batch: payments are accounted.
+    # Write every valid payment in order (Avro v1, then v2), and put each poison pill in an on-failure batch.
+    decode = record_decoder(FakeDemoContext([]))
     shard = kinesis.list_shards(StreamName="payments")["Shards"][0]["ShardId"]
     iterator = kinesis.get_shard_iterator(StreamName="payments", ShardId=shard, ShardIteratorType="TRIM_HORIZON")
-    failures = []
+    failures, payments = [], []
     for record in kinesis.get_records(ShardIterator=iterator["ShardIterator"])["Records"]:
         try:
-            dynamodb.put_item(TableName="Payments", Item={"paymentId": {"S": json.loads(record["Data"])["paymentId"]}})
-        except (ValueError, KeyError):
+            payment = decode(record["Data"])
+            item = {"paymentId": {"S": payment["paymentId"]}, "status": {"S": payment["status"]}}
+        except (RecordError, ValueError, KeyError):
             failures.append(failure_of(shard, record["SequenceNumber"]))
+            continue
+        dynamodb.put_item(TableName="Payments", Item=item)
+        payments.append(payment)
     section = demo.report(FakeDemoContext(failures))
-    assert [problem for problem in section.problems if problem.startswith("payments")] == []
+    assert [problem for problem in section.problems if problem.startswith(("payments", "Payments"))] == []
     assert "  accounted: 40 written + 2 in on-failure batches of 42, 0 lost" in section.lines
+    assert "  40 records are Glue-framed Avro (20 zlib-compressed)" in section.lines
+
+    # A payment whose item missed its last state change is reported, though its key is in the table.
+    last = payments[-1]
+    dynamodb.put_item(TableName="Payments", Item={"paymentId": {"S": last["paymentId"]}, "status": {"S": "STALE"}})
+    section = demo.report(FakeDemoContext(failures))
+    assert f"Payments: 1 items do not hold their last state: ['{last['paymentId']}']" in section.problems
 
 
 def test_run_carries_on_past_functions_it_cannot_run_and_says_why_it_is_not_drained(aws, tmp_path, monkeypatch,

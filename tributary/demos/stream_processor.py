@@ -1,10 +1,12 @@
 """Demo: unicorn telemetry and payments through the stream processors into their read models.
 
-Produces a small fleet of unicorns on the wildrydes stream and payment state changes on the
+Produces a small fleet of unicorns (JSON) on the wildrydes stream and payment state changes on the
 payments stream (the producer's generators, `tributary produce` uses the same), each with a few
-labelled poison pills (not JSON, missing key, key of
-the wrong type). The report reads both streams back and accounts for every record: its item is in
-the table, or its sequence number lies in a batch delivered to the on-failure destination.
+labelled poison pills (not JSON, missing key, key of the wrong type). Payments are Avro framed for
+the Glue Schema Registry the template declares: the first half written with schema version 1, the
+rest with version 2 (registered then, zlib-compressed), as producers upgraded mid-stream would.
+The report reads both streams back and accounts for every record: its item is in the table, or its
+sequence number lies in a batch delivered to the on-failure destination.
 (Payments repeat a paymentId through its lifecycle: a record counts as written when its key is in
 the table, where the last state wins.)
 """
@@ -13,7 +15,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import islice
@@ -28,12 +30,17 @@ from tributary.demos import (
     in_failure_batches,
     read_stream,
 )
-from tributary.producer import json_bytes, payment_events, unicorn_statuses
+from tributary.producer import SCHEMAS, glue_encoder, json_bytes, payment_events, unicorn_statuses
+from tributary_shared.avro_codec import COMPRESSION_ZLIB, RegistryDeserializer
+from tributary_shared.errors import RecordError
 from tributary_shared.kinesis_put import put_records
+from tributary_shared.payloads import GLUE_HEADER_VERSION
+from tributary_shared.schema_registry import GlueSchemaRegistry
 
 UNICORNS = ("Shadowfax", "Rocinante", "Bucephalus", "Pegasus", "Epona", "Artax")
 UNICORN_READINGS = 60
 PAYMENT_EVENTS = 40
+PAYMENT_SCHEMA = "payment-event"
 FLEET_START = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
 # (record bytes, why it is poison): the stream processor must isolate each and send it on-failure.
 UNICORN_POISON = (
@@ -53,9 +60,24 @@ def unicorn_records() -> list[tuple[str, bytes, str]]:
     return _with_poison([(status["Name"], json_bytes(status), "") for status in readings], UNICORN_POISON)
 
 
-def payment_records() -> list[tuple[str, bytes, str]]:
-    events = islice(payment_events(start=FLEET_START, seed=11), PAYMENT_EVENTS)
-    return _with_poison([(event["paymentId"], json_bytes(event), "") for event in events], PAYMENT_POISON)
+def payment_records(registry: GlueSchemaRegistry) -> list[tuple[str, bytes, str]]:
+    """Payments as v1 producers and then upgraded v2 producers write them, poison pills spread through."""
+    _, encode_v1 = glue_encoder(registry, PAYMENT_SCHEMA, SCHEMAS / "payment_event_v1.avsc")
+    _, encode_v2 = glue_encoder(
+        registry, PAYMENT_SCHEMA, SCHEMAS / "payment_event_v2.avsc", compatibility="FULL", compress=True
+    )
+    events = list(islice(payment_events(start=FLEET_START, seed=11), PAYMENT_EVENTS))
+    upgraded_from = len(events) // 2
+    encoded = [
+        (event["paymentId"], (encode_v2 if position >= upgraded_from else encode_v1)(event), "")
+        for position, event in enumerate(events)
+    ]
+    return _with_poison(encoded, PAYMENT_POISON)
+
+
+def schema_registry(ctx: DemoContext) -> GlueSchemaRegistry:
+    registry_arn = ctx.physical_name("SchemaRegistry")  # Ref of AWS::Glue::Registry is its ARN
+    return GlueSchemaRegistry(registry_arn.rsplit("/", 1)[-1], ctx.client("glue"))
 
 
 def _with_poison(records: list[tuple[str, bytes, str]], poison: Sequence[tuple[bytes, str]]) -> list:
@@ -72,23 +94,26 @@ class StreamPlan:
     table: str
     function: str
     key_attributes: tuple[str, ...]
+    state_field: str | None = None
+    """Where records of one key are states of one thing (a payment): the item must hold the last."""
     records: list[tuple[str, bytes, str]] = field(default_factory=list)
 
 
 class StreamProcessorDemo:
     name = "stream processor: unicorns and payments"
-    required_resources = ("WildrydesStream", "UnicornSensorDataTable", "PaymentsStream", "PaymentsTable")
+    required_resources = ("WildrydesStream", "UnicornSensorDataTable", "PaymentsStream", "PaymentsTable",
+                          "SchemaRegistry")  # fmt: skip
     parameter_overrides: Mapping[str, str] = {"BatchingWindowSeconds": "0"}
 
     def __init__(self) -> None:
         self.plans = [
             StreamPlan("WildrydesStream", "UnicornSensorDataTable", "StreamProcessorFunction", ("Name", "StatusTime")),
-            StreamPlan("PaymentsStream", "PaymentsTable", "PaymentProcessorFunction", ("paymentId",)),
+            StreamPlan("PaymentsStream", "PaymentsTable", "PaymentProcessorFunction", ("paymentId",), "status"),
         ]
 
     def produce(self, ctx: DemoContext) -> None:
         self.plans[0].records = unicorn_records()
-        self.plans[1].records = payment_records()
+        self.plans[1].records = payment_records(schema_registry(ctx))
         kinesis = ctx.client("kinesis")
         for plan in self.plans:
             entries = [(key, data) for key, data, _ in plan.records]
@@ -122,13 +147,15 @@ class StreamAccount:
     lost: list[str] = field(default_factory=list)
     missing: int = 0
     """Records this demo put that are not on the stream."""
+    stale: list[str] = field(default_factory=list)
+    """Keys whose item does not hold the state of their last record on the stream."""
 
 
 def account_stream(ctx: DemoContext, plan: StreamPlan, failures: Sequence[Mapping[str, Any]]) -> StreamAccount:
     stream_name = ctx.physical_name(plan.stream)
     table_name = ctx.physical_name(plan.table)
     on_stream = read_stream(ctx.client("kinesis"), stream_name)
-    items = scan_keys(ctx.client("dynamodb"), table_name, plan.key_attributes)
+    items = scan_items(ctx.client("dynamodb"), table_name, plan.key_attributes, plan.state_field)
     function_arn = ctx.arn(plan.function)
     batches = [
         batch
@@ -136,14 +163,19 @@ def account_stream(ctx: DemoContext, plan: StreamPlan, failures: Sequence[Mappin
         if batch["requestContext"]["functionArn"] == function_arn
     ]
     account = StreamAccount(stream_name, table_name, on_stream, len(items), batches)
+    decode = record_decoder(ctx)
+    last_states: dict[tuple[str, ...], Any] = {}  # read in sequence order per shard, and a key keeps to its shard
     # Other demos may share the stream: the processor must account for every record on it.
     for record in on_stream:
-        if _item_key(record.data, plan.key_attributes) in items:
+        key, value = _decoded_key(decode, record.data, plan.key_attributes)
+        if key in items:
             account.written += 1
+            last_states[key] = value.get(plan.state_field) if plan.state_field else None
         elif in_failure_batches(record, batches):
             account.in_failure += 1
         else:
             account.lost.append(f"{record.shard_id} {record.sequence_number}")
+    account.stale = sorted(" ".join(key) for key, state in last_states.items() if items[key] != state)
     put_by_demo = Counter(data for _, data, _ in plan.records)
     account.missing = len(put_by_demo - Counter(record.data for record in on_stream))
     return account
@@ -161,7 +193,13 @@ def describe_account(account: StreamAccount, plan: StreamPlan, mapping: Any | No
             f"{mapping.retries} retries, {mapping.function_errors} function errors, "
             f"{mapping.records_to_destination} records on-failure"
         )
+    if framed := [data for _, data, _ in plan.records if data[:1] == bytes([GLUE_HEADER_VERSION])]:
+        compressed = sum(data[1] == COMPRESSION_ZLIB for data in framed)
+        lines.append(f"  {len(framed)} records are Glue-framed Avro ({compressed} zlib-compressed)")
     lines += [f"  on-failure: {_describe_batch(batch, account.on_stream, poison_by_data)}" for batch in account.batches]
+    if plan.state_field:
+        fresh = account.items - len(account.stale)
+        lines.append(f"  {fresh} of {account.items} items hold the {plan.state_field} of their key's last record")
     lines.append(
         f"  accounted: {account.written} written + {account.in_failure} in on-failure batches "
         f"of {len(account.on_stream)}, {len(account.lost)} lost"
@@ -175,29 +213,47 @@ def account_problems(account: StreamAccount) -> list[str]:
         problems.append(
             f"{account.stream_name}: {len(account.lost)} records neither written nor on-failure: {account.lost[:3]}"
         )
+    if account.stale:
+        problems.append(f"{account.table_name}: {len(account.stale)} items do not hold their last state: "
+                        f"{account.stale[:3]}")  # fmt: skip
     if account.missing:
         problems.append(f"{account.stream_name}: {account.missing} records put by the demo are not on the stream")
     return problems
 
 
-def scan_keys(dynamodb: Any, table: str, key_attributes: Sequence[str]) -> set[tuple[str, ...]]:
-    keys: set[tuple[str, ...]] = set()
+def scan_items(
+    dynamodb: Any, table: str, key_attributes: Sequence[str], state_field: str | None
+) -> dict[tuple[str, ...], str | None]:
+    """Each item's key, with its `state_field` (None when there is none)."""
+    names = [*key_attributes, *([state_field] if state_field else [])]
+    items: dict[tuple[str, ...], str | None] = {}
     for page in dynamodb.get_paginator("scan").paginate(
         TableName=table,
-        ProjectionExpression=", ".join(f"#k{position}" for position in range(len(key_attributes))),
-        ExpressionAttributeNames={f"#k{position}": name for position, name in enumerate(key_attributes)},
+        ProjectionExpression=", ".join(f"#a{position}" for position in range(len(names))),
+        ExpressionAttributeNames={f"#a{position}": name for position, name in enumerate(names)},
     ):
         for item in page["Items"]:
-            keys.add(tuple(item[name]["S"] for name in key_attributes))
-    return keys
+            state = item.get(state_field, {}).get("S") if state_field else None
+            items[tuple(item[name]["S"] for name in key_attributes)] = state
+    return items
 
 
-def _item_key(data: bytes, key_attributes: Sequence[str]) -> tuple[str, ...] | None:
+def record_decoder(ctx: DemoContext) -> Callable[[bytes], Any]:
+    """JSON, or Glue-framed Avro looked up in the template's registry (the demo's own, not the functions')."""
+    avro = RegistryDeserializer(schema_registry(ctx).schema_definition)
+    return lambda data: avro(data) if data[:1] == bytes([GLUE_HEADER_VERSION]) else json.loads(data)
+
+
+def _decoded_key(
+    decode: Callable[[bytes], Any], data: bytes, key_attributes: Sequence[str]
+) -> tuple[tuple[str, ...] | None, dict[str, Any]]:
+    """The record's item key and its decoded value; (None, {}) for a record that is no item."""
     try:
-        item = json.loads(data)
-        return tuple(item[name] for name in key_attributes) if isinstance(item, dict) else None
-    except (ValueError, KeyError, TypeError):
-        return None
+        value = decode(data)
+        key = tuple(value[name] for name in key_attributes)
+    except (RecordError, ValueError, KeyError, TypeError):
+        return None, {}
+    return (key, value) if all(isinstance(part, str) for part in key) else (None, {})
 
 
 def _describe_batch(batch: Mapping[str, Any], on_stream: Sequence[RecordOnStream], poison: Mapping[bytes, str]) -> str:

@@ -65,6 +65,8 @@ METRIC_BY_OUTCOME = {
     Outcome.REFUSED: "Refused",
     # An update that leaves the same number opted in (a reload, a `lastupdate` change) is no opt-in.
     Outcome.UNCHANGED: "Ignored",
+    # A row without a phone, or an old number that was never E.164: nothing to apply, logged with why.
+    Outcome.SKIPPED: "Ignored",
 }
 
 
