@@ -5,6 +5,7 @@ import json
 import random
 import time
 from collections import defaultdict
+from datetime import datetime
 from decimal import Decimal
 
 import boto3
@@ -20,7 +21,7 @@ from tributary_shared.aggregation_sink import AggregationSink, PublishReport, Wi
 from tributary_shared.errors import TransientError
 from tributary_shared.kinesis_put import put_records
 from tributary_shared.payloads import decode_payload
-from tributary_shared.window_aggregates import WindowState, format_status_time, parse_reading
+from tributary_shared.window_aggregates import WindowState, format_status_time, parse_reading, parse_status_time
 
 TABLE = "UnicornAggregation"
 SUMMARY_STREAM = "wildrydes-summary"
@@ -456,6 +457,72 @@ def test_demo_counts_every_reading_once_under_the_local_runtime(local_runtime):
     assert any("Starlight" in line for line in section.lines)
     stats = runtime.mappings["AggregatorFunction.Wildrydes"].stats
     assert stats.records_to_destination == 1  # the poison record, isolated and delivered, not folded
+
+
+@pytest.mark.slow
+def test_figures_through_the_esm_match_an_independent_computation_over_windows_and_shards(fleet):
+    """Readings of 40 unicorns on 3 shards over several 2-second windows, StatusTimes out of order
+    within each shard, poison pills among them; the mapping emulation assigns windows by arrival, as
+    Lambda does. The stored figures, combined across shards, must equal a plain computation over the
+    records read back from the stream."""
+    from tributary.runtime.esm import EventSourceMapping, InvocationResult, MappingConfig
+
+    dynamodb, kinesis = fleet
+    kinesis.create_stream(StreamName="wildrydes", ShardCount=3)
+    source_arn = kinesis.describe_stream_summary(StreamName="wildrydes")["StreamDescriptionSummary"]["StreamARN"]
+    window_s, clock_offset = 2, [0.0]
+    config = MappingConfig(
+        function_name="Aggregator", function_arn=FUNCTION_ARN, source_arn=source_arn,
+        starting_position="TRIM_HORIZON", maximum_retry_attempts=2, bisect_on_function_error=True,
+        report_batch_item_failures=True, tumbling_window_s=window_s,
+    )  # fmt: skip
+    mapping = EventSourceMapping(
+        config, lambda event: InvocationResult(response=invoke(event)), clock=lambda: time.time() + clock_offset[0]
+    )
+    rng = random.Random(11)
+    unicorns = [f"Unicorn{index:02d}" for index in range(40)]
+    for _ in range(5):  # 5 rounds 0.8 s apart span more than one 2-second window
+        round_entries = [
+            (name, json.dumps(reading(name, rng.randint(0, 600_000), rng.randint(0, 500), rng.randint(0, 300),
+                                      rng.randint(0, 300))).encode())
+            for name in rng.sample(unicorns, len(unicorns))
+        ]  # fmt: skip
+        round_entries += [("Unicorn03", b"{not json"), ("Unicorn07", json.dumps(
+            reading("Unicorn07", 5, 1, 1, 1) | {"InputData": "error: poison pill"}).encode())]  # fmt: skip
+        assert put_records(kinesis, "wildrydes", round_entries).failed == 0
+        mapping.poll()
+        time.sleep(0.8)
+    while mapping.poll():
+        pass
+    clock_offset[0] = 3 * window_s  # every window has ended: the final invocations come
+    while not mapping.is_drained():
+        mapping.poll()
+
+    expected: dict[tuple[str, int], list[dict]] = defaultdict(list)
+    for record in read_stream(kinesis, "wildrydes"):
+        try:
+            status = json.loads(record.data)
+        except ValueError:
+            continue
+        if "InputData" not in status:
+            window_start = int(record.arrival.timestamp()) // window_s * window_s
+            expected[(status["Name"], window_start)].append(status)
+    assert len({window for _, window in expected}) >= 2
+
+    stored = {
+        (row.name, int(datetime.fromisoformat(row.window_start).timestamp())): row.figures
+        for row in fleet_minutes(TABLE, client=dynamodb)
+    }
+    assert stored.keys() == expected.keys()
+    for key, statuses in expected.items():
+        figures = stored[key]
+        times = [parse_status_time(status["StatusTime"]) for status in statuses]
+        assert (figures.count, figures.distance) == (len(statuses), sum(Decimal(s["Distance"]) for s in statuses))
+        assert (figures.min_magic_points, figures.max_magic_points) == (
+            min(s["MagicPoints"] for s in statuses), max(s["MagicPoints"] for s in statuses))  # fmt: skip
+        assert (figures.min_health_points, figures.max_health_points) == (
+            min(s["HealthPoints"] for s in statuses), max(s["HealthPoints"] for s in statuses))  # fmt: skip
+        assert (figures.first_status_ms, figures.last_status_ms) == (min(times), max(times))
 
 
 @pytest.mark.slow

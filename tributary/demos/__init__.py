@@ -24,6 +24,7 @@ import importlib
 import pkgutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
 
@@ -109,6 +110,8 @@ class RecordOnStream:
     shard_id: str
     sequence_number: str
     data: bytes
+    arrival: datetime
+    """ApproximateArrivalTimestamp: what Lambda's tumbling windows group records by."""
 
 
 def read_stream(kinesis: Any, stream_name: str) -> list[RecordOnStream]:
@@ -121,7 +124,9 @@ def read_stream(kinesis: Any, stream_name: str) -> list[RecordOnStream]:
         while iterator:
             response = kinesis.get_records(ShardIterator=iterator, Limit=10000)
             records += [
-                RecordOnStream(shard["ShardId"], item["SequenceNumber"], item["Data"]) for item in response["Records"]
+                RecordOnStream(shard["ShardId"], item["SequenceNumber"], item["Data"],
+                               item["ApproximateArrivalTimestamp"])
+                for item in response["Records"]
             ]
             if not response["Records"] and response.get("MillisBehindLatest", 0) == 0:
                 break
