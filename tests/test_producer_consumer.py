@@ -14,7 +14,7 @@ import pytest
 from botocore.exceptions import ClientError
 from support import SCHEMAS_DIR, FakeClock, definition
 
-from tributary import consumer, producer
+from tributary import consumer, producer, stop_signals
 from tributary_shared import payloads
 from tributary_shared.avro_codec import parse_definition
 
@@ -257,6 +257,21 @@ def test_ctrl_c_lets_the_chunk_in_flight_finish_then_stops_with_nothing_unaccoun
     # Chunks of 500; 50 unicorns make requests of 50 (one record per unicorn each): 10 for the first chunk.
     assert kinesis.calls == 10
     assert "sent 500, retried 0, failed 0" in capsys.readouterr().err
+
+
+def test_ctrl_c_during_a_pacing_pause_sends_nothing_more(stream, capsys, monkeypatch):
+    stream()
+    pauses = []
+
+    def pause_then_ctrl_c(seconds: float) -> None:
+        pauses.append(seconds)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(stop_signals, "sleep", pause_then_ctrl_c)
+    # Half a record a second: one record, then a 2-second pause, in which the user presses Ctrl-C.
+    assert producer.main("produce", ["--stream", "wildrydes", "--msgs", "5", "--rate", "0.5"]) == 0
+    assert len(pauses) == 1
+    assert "sent 1, retried 0, failed 0" in capsys.readouterr().err
 
 
 def test_ctrl_c_stops_the_consumer_after_printing_the_round_in_hand(stream, capsys, monkeypatch):

@@ -269,6 +269,7 @@ def main(command: str, argv: list[str]) -> int:
     tail = StreamTail(kinesis, args.stream, args.start, args.timestamp)
     try:
         with stop_on_signals() as stop:
+            tail.sleep = stop.sleep  # an idle tail's pause between polls ends at Ctrl-C
             print_until_done(tail, args, stop)
     except KeyboardInterrupt:  # a second Ctrl-C
         pass

@@ -373,7 +373,7 @@ def main(command: str, argv: list[str]) -> int:
     stopped_by: ClientError | None = None
     try:
         with stop_on_signals() as stop:
-            for chunk in paced(entries, args.rate):
+            for chunk in paced(entries, args.rate, sleep=stop.sleep):
                 if stop.requested:  # checked here, not after the put: Ctrl-C during a pacing pause counts too
                     break
                 send_chunk(kinesis, args.stream, chunk, total, progress)

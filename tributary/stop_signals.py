@@ -3,17 +3,22 @@
 A KeyboardInterrupt raised at an arbitrary point is not a safe way to stop a boto3 program:
 botocore's CRT request signer runs Python callbacks that swallow it, and urllib3's connection pool
 can be left with its lock held, so the process hangs instead of stopping. The handler here only sets
-a flag, which `up`, `produce` and `consume` read between steps; a second Ctrl-C still raises at once.
+a flag, which `up`, `run`, `produce` and `consume` read between steps; a second Ctrl-C still raises
+KeyboardInterrupt at once.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
+from time import monotonic, sleep
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+SLEEP_SLICE_S = 0.1
 
 
 @dataclass
@@ -26,13 +31,22 @@ class StopRequest:
 
     requested: bool = False
 
+    def sleep(self, seconds: float) -> None:
+        """time.sleep that ends early once a stop is requested (a sleep resumes after a handled signal)."""
+        end = monotonic() + seconds
+        while not self.requested and (left := end - monotonic()) > 0:
+            sleep(min(SLEEP_SLICE_S, left))
+
 
 @contextlib.contextmanager
-def stop_on_signals() -> Iterator[StopRequest]:
-    """Within the block, SIGINT and SIGTERM set `requested`; the previous handlers come back after it."""
+def stop_on_signals(notice: str = "") -> Iterator[StopRequest]:
+    """Within the block, SIGINT and SIGTERM set `requested` (and print `notice` to stderr once)."""
     stop = StopRequest()
 
     def request_stop(signum: int, frame: object) -> None:
+        if notice and not stop.requested:
+            # os.write, not print: print could re-enter a stream the interrupted code is writing to.
+            os.write(sys.__stderr__.fileno(), f"\n{notice}\n".encode())
         stop.requested = True
         signal.signal(signal.SIGINT, signal.default_int_handler)
 
@@ -40,5 +54,5 @@ def stop_on_signals() -> Iterator[StopRequest]:
     try:
         yield stop
     finally:
-        for number, handler in previous.items():
-            signal.signal(number, handler)
+        for number in reversed(STOP_SIGNALS):  # SIGINT last: until then a second Ctrl-C is still a request
+            signal.signal(number, previous[number])

@@ -286,13 +286,14 @@ def test_the_default_drain_timeout_outlasts_the_longest_tumbling_window():
     assert drain_timeout(Namespace(timeout=12.5), WindowedRuntime()) == 12.5
 
 
-def test_run_without_until_drained_keeps_running_until_ctrl_c(tmp_path):
+def test_run_without_until_drained_keeps_running_until_sigterm(tmp_path):
     records = f"InputStream={FIXTURES / 'input.jsonl'}"
     template, logs = str(FIXTURES / "pipeline.yaml"), str(tmp_path / "functions.log")
     with running_cli("run", "--template", template, "--records", records, "--logs", logs) as (process, tail):
         tail.until(lambda line: line.startswith("put 4 records"))
         tail.until(lambda line: re.search(r"WriterFunction\.Input .* in=4 ", line) is not None)
-        process.send_signal(signal.SIGINT)
+        assert process.poll() is None  # still running once everything is processed, until told to stop
+        process.send_signal(signal.SIGTERM)
         tail.until(lambda line: line.startswith("stopped"), limit_s=60)
         assert process.wait(timeout=30) == 0
 
@@ -309,3 +310,23 @@ def test_a_shutdown_that_hangs_prints_every_threads_stack_and_exits_1():
     run = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert run.returncode == 1
     assert "in never_ends" in run.stderr
+
+
+def test_a_second_ctrl_c_mid_step_still_arms_the_slow_shutdown_report(monkeypatch, capsys):
+    from tributary.runtime import cli
+
+    class InterruptedTwiceInAStep:
+        def step(self) -> bool:
+            os.kill(os.getpid(), signal.SIGINT)  # asks for a stop
+            os.kill(os.getpid(), signal.SIGINT)  # and at once: KeyboardInterrupt, mid-step
+            time.sleep(5)
+            raise AssertionError("the second Ctrl-C did not interrupt the step")
+
+        def counters(self) -> dict:
+            return {}
+
+    armed = []
+    monkeypatch.setattr(cli, "_report_a_slow_shutdown", lambda: armed.append(True))
+    cli._serve_until_stopped(InterruptedTwiceInAStep())
+    assert armed == [True]
+    assert "interrupted" in capsys.readouterr().out

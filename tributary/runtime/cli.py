@@ -165,9 +165,12 @@ def _up(arguments: argparse.Namespace) -> int:
 def _serve_until_stopped(runtime: Runtime) -> None:
     """Run with live counters until Ctrl-C or SIGTERM; the caller's `with` then stops the runtime."""
     print("running; Ctrl-C stops\n", flush=True)
-    with stop_on_signals() as stop:
-        _run_live(runtime, stop)
-    print_now("stopping: shutting the emulator and its services down (Ctrl-C again to stop at once)")
+    try:
+        with stop_on_signals("stopping after the step in progress (Ctrl-C again to stop at once)") as stop:
+            _run_live(runtime, stop)
+    except KeyboardInterrupt:  # a second Ctrl-C: mid-step, which is exactly when a shutdown may hang
+        print_now("interrupted")
+    print_now("stopping: shutting the emulator and its services down")
     _report_a_slow_shutdown()
 
 

@@ -1,8 +1,8 @@
 """boto3 clients for code that retries by itself, inside an invocation's deadline.
 
 botocore's own retries would run underneath ours (up to 10 attempts for DynamoDB, with a 60 s read
-timeout), breaking the rule that no request starts once the deadline has passed: they are off, and
-the timeouts are short enough that one call fits the margin a handler keeps.
+timeout), breaking the rule that a request starts only if it can end before the deadline: they are
+off, and the timeouts bound one call to CALL_BUDGET_S (see `leaves_time_for_a_call`).
 """
 
 import random
@@ -16,6 +16,15 @@ CONNECT_TIMEOUT_S = 2
 READ_TIMEOUT_S = 5
 # The longest one call can take: callers start a call only if this much time is left.
 CALL_BUDGET_S = float(CONNECT_TIMEOUT_S + READ_TIMEOUT_S)
+
+
+def leaves_time_for_a_call(
+    now: float, deadline: float, *, wait_s: float = 0.0, budget_s: float = CALL_BUDGET_S
+) -> bool:
+    """Whether a call started after waiting `wait_s` would still end by `deadline`, however slow it is."""
+    return now + wait_s + budget_s <= deadline
+
+
 NO_RETRY_CONFIG = Config(
     retries={"mode": "standard", "total_max_attempts": 1},
     connect_timeout=CONNECT_TIMEOUT_S,

@@ -266,13 +266,13 @@ class BatchWriter:
 
     def _check_deadline(self, deadline: float) -> None:
         # A request started later could outlive the function: Lambda would time it out mid-batch.
-        if self._clock() + self._call_budget_s > deadline:
+        if not aws_clients.leaves_time_for_a_call(self._clock(), deadline, budget_s=self._call_budget_s):
             raise _StopWriting("not attempted: the invocation's deadline left no time for one more request")
 
     def _backoff(self, attempt: int, deadline: float) -> bool:
         """Sleep before the next attempt; False when the deadline leaves no time for one."""
         delay = aws_clients.full_jitter_backoff(attempt, BASE_BACKOFF_S, MAX_BACKOFF_S, self._rng)
-        if self._clock() + delay + self._call_budget_s > deadline:
+        if not aws_clients.leaves_time_for_a_call(self._clock(), deadline, wait_s=delay, budget_s=self._call_budget_s):
             return False
         self._sleep(delay)
         return True

@@ -176,7 +176,7 @@ class OptOutList:
 
     def _call(self, operation: Callable[..., Any], number: str, deadline: float, **params: Any) -> dict[str, Any]:
         for attempt in range(self.max_attempts):
-            if self.clock() + self.call_budget_s > deadline:
+            if not aws_clients.leaves_time_for_a_call(self.clock(), deadline, budget_s=self.call_budget_s):
                 raise TransientError(f"{number}: not enough time left for another call before the deadline")
             try:
                 return operation(OptOutListName=self.name, **params)
@@ -185,7 +185,10 @@ class OptOutList:
                     raise
                 failure = error
             delay = aws_clients.full_jitter_backoff(attempt, self.base_delay_s, self.max_delay_s)
-            if attempt + 1 == self.max_attempts or self.clock() + delay + self.call_budget_s > deadline:
+            last_attempt = attempt + 1 == self.max_attempts
+            if last_attempt or not aws_clients.leaves_time_for_a_call(
+                self.clock(), deadline, wait_s=delay, budget_s=self.call_budget_s
+            ):
                 break
             self.sleep(delay)
         raise TransientError(f"{number}: still failing after retries: {failure}") from failure
