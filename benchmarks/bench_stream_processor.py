@@ -87,12 +87,22 @@ Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
 
 
 def deployed_handler(table: str) -> Handler:
-    """functions/stream_processor/app.py as Lambda loads it: configured by its environment at import."""
+    """functions/stream_processor/app.py as Lambda loads it: configured by its environment at import.
+
+    The environment, import path and module name `app` are this process's again afterwards.
+    """
+    saved_environment, saved_path = dict(os.environ), list(sys.path)
     os.environ.update(TABLE_NAME=table, KEY_ATTRIBUTES="Name,StatusTime", POWERTOOLS_TRACE_DISABLED="true",
                       POWERTOOLS_METRICS_NAMESPACE="TributaryBenchmark")  # fmt: skip
     sys.path.insert(0, str(REPO_ROOT / "functions" / "stream_processor"))
-    with contextlib.redirect_stdout(io.StringIO()):  # Powertools binds its log stream at import: keep it quiet
-        return importlib.import_module("app").lambda_handler
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):  # Powertools binds its log stream at import: keep it quiet
+            return importlib.import_module("app").lambda_handler
+    finally:
+        sys.modules.pop("app", None)
+        sys.path[:] = saved_path
+        os.environ.clear()
+        os.environ.update(saved_environment)
 
 
 def invoke(handler: Handler, records: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any]]:
