@@ -142,3 +142,7 @@ class AlwaysThrottled:
     def batch_write_item(self, RequestItems: dict) -> dict:
         self.calls += 1
         raise ClientError({"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "slow down"}}, "x")
+
+    def transact_write_items(self, TransactItems: list) -> dict:
+        self.calls += 1
+        raise ClientError({"Error": {"Code": "ThrottlingException", "Message": "slow down"}}, "x")

@@ -25,7 +25,9 @@ from tributary_shared.dynamo_writer import BatchWriter
 from tributary_shared.errors import PoisonRecordError, TransientError
 from tributary_shared.invocation import kinesis_data
 from tributary_shared.payloads import decode_payload, set_framed_decoder
+from tributary_shared.kinesis_batch import KinesisBatch, record_version
 from tributary_shared.stream_processor import (
+    BatchOutcome,
     ProcessorConfig,
     StreamProcessor,
     validate_item,
@@ -51,8 +53,18 @@ def create_unicorn_table() -> None:
 
 
 def table_items() -> dict[tuple[str, str], dict]:
+    """The table's items without the version attribute every item carries (checked apart)."""
     items = boto3.resource("dynamodb").Table("UnicornSensorData").scan()["Items"]
-    return {(item["Name"], item["StatusTime"]): item for item in items}
+    return {(item["Name"], item["StatusTime"]): without_version(item) for item in items}
+
+
+def without_version(item: dict) -> dict:
+    return {name: value for name, value in item.items() if name != "recordVersion"}
+
+
+def table_versions() -> dict[tuple[str, str], str]:
+    items = boto3.resource("dynamodb").Table("UnicornSensorData").scan()["Items"]
+    return {(item["Name"], item["StatusTime"]): item["recordVersion"] for item in items}
 
 
 def decoded(record: dict) -> dict:
@@ -132,6 +144,12 @@ def test_normal_batch_is_written_in_full(handler):
     assert response == {"batchItemFailures": []}
     expected = {(r["Name"], r["StatusTime"]): r for r in map(decoded, event["Records"])}
     assert table_items() == expected
+    # Every item records the stream position of the record that wrote it.
+    versions = {
+        (decoded(r)["Name"], decoded(r)["StatusTime"]): record_version(r["kinesis"]["sequenceNumber"])
+        for r in event["Records"]
+    }
+    assert table_versions() == versions
 
 
 def test_poison_record_is_reported_and_the_valid_records_around_it_are_written(handler):
@@ -219,7 +237,7 @@ def test_throttled_writes_are_transient_and_reported_from_the_first_record(aws):
     clock = FakeClock()
     writer = BatchWriter("UnicornSensorData", ("Name", "StatusTime"), AlwaysThrottled(), sleep=clock.sleep, clock=clock)
     records = load_event("kinesis-unicorn.json")["Records"]
-    outcome = processor_with(writer).process(records, deadline=2)
+    outcome = processor_with(writer).process(KinesisBatch.of_records(records, 2, BatchOutcome, clock=clock))
     assert set(outcome.failed_transient) == {r["kinesis"]["sequenceNumber"] for r in records}
     assert not outcome.failed_permanent and outcome.written == 0
     assert outcome.response() == {"batchItemFailures": [{"itemIdentifier": records[0]["kinesis"]["sequenceNumber"]}]}
@@ -235,7 +253,7 @@ def test_registry_outage_is_transient_and_earlier_records_are_still_written(aws)
             raise TransientError("schema registry unavailable: ThrottlingException")
         return decode_payload(data)
 
-    outcome = processor_with(decode=decode).process(records, deadline=10**9)
+    outcome = processor_with(decode=decode).process(KinesisBatch.of_records(records, 10**9, BatchOutcome))
     outage_sequence = records[3]["kinesis"]["sequenceNumber"]
     assert outcome.failed_transient == {outage_sequence: "schema registry unavailable: ThrottlingException"}
     assert outcome.written == 3 and outcome.deferred == 2 and len(table_items()) == 3

@@ -15,6 +15,16 @@ caller learns exactly which records were written and which failed, and how:
 - any other error (access denied, missing table) is the deployment's fault, not the data's: every
   item not yet written is reported transient and no further request is sent. So is every item left
   when the deadline passes: the writer never sends a request after it.
+
+Version-guarded writes (`version_attribute`, for read models fed by a stream): each item carries
+its record's version (`kinesis_batch.record_version`, text that sorts as the stream position does)
+and is written only if the table holds no newer or equal version of it. BatchWriteItem takes no
+condition, so these go as TransactWriteItems of up to 100 conditional Puts: 1,000 items cost 10
+requests, at twice the write units of a plain write (DynamoDB's price for transactions), and no
+retry, bisect, redelivery or replay can make an item go back in time. An item whose condition fails
+is `superseded`: the table already holds it or a newer version, which is success for the caller.
+A cancelled transaction is retried without its stale and invalid items; a request DynamoDB refuses
+as invalid (one bad item, or over 4 MB) is split in halves until the bad item stands alone.
 """
 
 import random
@@ -30,6 +40,12 @@ from botocore.exceptions import BotoCoreError, ClientError
 from tributary_shared import aws_clients
 
 MAX_BATCH_ITEMS = 25
+MAX_TRANSACTION_ITEMS = 100
+# Reasons DynamoDB gives per item of a cancelled transaction.
+STALE_ITEM_REASON = "ConditionalCheckFailed"
+INVALID_ITEM_REASON = "ValidationError"
+NOT_TRIED_REASON = "None"
+GUARD_CONDITION = "attribute_not_exists(#version) OR #version < :version"
 BASE_BACKOFF_S = 0.05
 MAX_BACKOFF_S = 2.0
 # Errors a later attempt can get past.
@@ -58,6 +74,8 @@ class PendingItem:
 
     ref: str
     item: dict[str, Any]
+    # The record's stream position (`kinesis_batch.record_version`); required by a guarded writer.
+    version: str | None = None
 
 
 @dataclass
@@ -65,6 +83,8 @@ class WriteReport:
     """What happened to every ref given to `BatchWriter.write`."""
 
     written: list[str] = field(default_factory=list)
+    # Not written because the table already holds this version or a newer one: done, not failed.
+    superseded: list[str] = field(default_factory=list)
     transient: dict[str, str] = field(default_factory=dict)
     permanent: dict[str, str] = field(default_factory=dict)
     requests: int = 0
@@ -96,11 +116,22 @@ def describe(error: ClientError) -> str:
     return f"{aws_clients.error_code(error)}: {error.response.get('Error', {}).get('Message', '')}"
 
 
+def describe_unstorable(error: Exception) -> str:
+    """Why an item cannot be serialized for DynamoDB, in words that name the problem."""
+    if isinstance(error, ArithmeticError):
+        # decimal's traps (Inexact, Rounded, Overflow, Underflow) say nothing a reader can use.
+        return "a number has more than 38 significant digits or is outside DynamoDB's range (1E-130 to 9.99E+125)"
+    if isinstance(error, RecursionError):
+        return "the item is nested too deeply"
+    return f"{type(error).__name__}: {error}"
+
+
 @dataclass(frozen=True)
 class _TypedItem:
     ref: str
     typed: dict[str, Any]
     key: tuple[tuple[str, Any], ...]
+    version: str | None = None
 
 
 class _StopWriting(Exception):
@@ -129,9 +160,11 @@ class BatchWriter:
         clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
         call_budget_s: float = aws_clients.CALL_BUDGET_S,
+        version_attribute: str | None = None,
     ) -> None:
         self.table_name = table_name
         self.key_attributes = tuple(key_attributes)
+        self.version_attribute = version_attribute
         self._client = client
         self._call_budget_s = call_budget_s
         self._sleep = sleep
@@ -148,9 +181,11 @@ class BatchWriter:
     def write(self, items: Sequence[PendingItem], deadline: float) -> WriteReport:
         report = WriteReport()
         winners, superseded_by = self._collapse_duplicate_keys(self._serialize(items, report))
+        guarded = self.version_attribute is not None
+        write_chunk = self._write_guarded_chunk if guarded else self._write_chunk
         try:
-            for chunk in _chunks(winners, MAX_BATCH_ITEMS):
-                self._write_chunk(chunk, deadline, report)
+            for chunk in _chunks(winners, MAX_TRANSACTION_ITEMS if guarded else MAX_BATCH_ITEMS):
+                write_chunk(chunk, deadline, report)
         except _StopWriting as error:
             self._give_up(winners, str(error), report)
         self._settle_superseded(superseded_by, report)
@@ -163,9 +198,13 @@ class BatchWriter:
                 typed = serialize_item(pending.item)
                 key = normalized_key(typed, self.key_attributes)
             except SERIALIZATION_ERRORS as error:
-                report.permanent[pending.ref] = f"item cannot be stored in DynamoDB: {type(error).__name__}: {error}"
+                report.permanent[pending.ref] = f"item cannot be stored in DynamoDB: {describe_unstorable(error)}"
                 continue
-            typed_items.append(_TypedItem(pending.ref, typed, key))
+            if self.version_attribute is not None:
+                if pending.version is None:
+                    raise ValueError(f"a version-guarded writer needs every item's version (ref {pending.ref})")
+                typed[self.version_attribute] = {"S": pending.version}
+            typed_items.append(_TypedItem(pending.ref, typed, key, pending.version))
         return typed_items
 
     @staticmethod
@@ -181,12 +220,14 @@ class BatchWriter:
 
     @staticmethod
     def _settle_superseded(superseded_by: dict[str, str], report: WriteReport) -> None:
-        written = set(report.written)
+        written, stale = set(report.written), set(report.superseded)
         for loser, winner in superseded_by.items():
             while winner in superseded_by:
                 winner = superseded_by[winner]
             if winner in written:
                 report.written.append(loser)
+            elif winner in stale:
+                report.superseded.append(loser)
             elif winner in report.permanent:
                 # The newer item was rejected; the older one is valid but not in the table. A retry
                 # (bisected by Lambda) separates the two.
@@ -196,7 +237,7 @@ class BatchWriter:
 
     @staticmethod
     def _give_up(items: Iterable[_TypedItem], reason: str, report: WriteReport) -> None:
-        settled = {*report.written, *report.transient, *report.permanent}
+        settled = {*report.written, *report.superseded, *report.transient, *report.permanent}
         for item in items:
             if item.ref not in settled:
                 report.transient[item.ref] = reason
@@ -230,6 +271,83 @@ class BatchWriter:
                     report.transient[by_key[key].ref] = f"{reason}: not written before the deadline"
                 return
             attempt += 1
+
+    def _write_guarded_chunk(self, chunk: list[_TypedItem], deadline: float, report: WriteReport) -> None:
+        pending, attempt = chunk, 0
+        while pending:
+            self._check_deadline(deadline)
+            try:
+                report.requests += 1
+                self.client.transact_write_items(TransactItems=[self._guarded_put(item) for item in pending])
+            except ClientError as error:
+                code = aws_clients.error_code(error)
+                if code == "TransactionCanceledException":
+                    pending, wait_reason = self._settle_cancelled(pending, error, report)
+                    if wait_reason is None:
+                        continue  # only stale or invalid items stopped it: the rest goes again at once
+                    reason = wait_reason
+                elif code in ITEM_ERROR_CODES:
+                    self._isolate_invalid(pending, error, deadline, report)
+                    return
+                elif code not in TRANSIENT_ERROR_CODES:
+                    raise _StopWriting(describe(error)) from error
+                else:
+                    reason = code
+            except BotoCoreError as error:
+                # Perhaps applied, perhaps not (a lost response): the retry's guard settles it.
+                reason = type(error).__name__
+            else:
+                report.written += [item.ref for item in pending]
+                return
+            if pending and not self._backoff(attempt, deadline):
+                for item in pending:
+                    report.transient[item.ref] = f"{reason}: not written before the deadline"
+                return
+            attempt += 1
+
+    def _guarded_put(self, item: _TypedItem) -> dict[str, Any]:
+        return {
+            "Put": {
+                "TableName": self.table_name,
+                "Item": item.typed,
+                "ConditionExpression": GUARD_CONDITION,
+                "ExpressionAttributeNames": {"#version": self.version_attribute},
+                "ExpressionAttributeValues": {":version": {"S": item.version}},
+            }
+        }
+
+    @staticmethod
+    def _settle_cancelled(
+        items: list[_TypedItem], error: ClientError, report: WriteReport
+    ) -> tuple[list[_TypedItem], str | None]:
+        """Record stale and invalid items of a cancelled transaction; the items to try again, and the
+        reason to wait before that (None: the rest was only cancelled along, so retry at once)."""
+        reasons = _cancellation_reasons(error)
+        if len(reasons) != len(items):
+            return items, "TransactionCanceledException"
+        retry, wait_reasons = [], []
+        for item, (code, message) in zip(items, reasons, strict=True):
+            if code == STALE_ITEM_REASON:
+                report.superseded.append(item.ref)
+            elif code == INVALID_ITEM_REASON:
+                report.permanent[item.ref] = f"ValidationError: {message}"
+            else:
+                retry.append(item)
+                if code != NOT_TRIED_REASON:
+                    wait_reasons.append(code)
+        if wait_reasons or len(retry) == len(items):
+            return retry, (wait_reasons or ["TransactionCanceledException"])[0]
+        return retry, None
+
+    def _isolate_invalid(
+        self, items: list[_TypedItem], error: ClientError, deadline: float, report: WriteReport
+    ) -> None:
+        if len(items) == 1:
+            report.permanent[items[0].ref] = describe(error)
+            return
+        half = len(items) // 2
+        for part in (items[:half], items[half:]):
+            self._write_guarded_chunk(part, deadline, report)
 
     def _keys(self, requests: list[dict[str, Any]]) -> Iterator[tuple[tuple[str, Any], ...]]:
         for request in requests:
@@ -276,6 +394,11 @@ class BatchWriter:
             return False
         self._sleep(delay)
         return True
+
+
+def _cancellation_reasons(error: ClientError) -> list[tuple[str, str]]:
+    reasons = error.response.get("CancellationReasons") or []
+    return [(str(reason.get("Code", "")), str(reason.get("Message", ""))) for reason in reasons]
 
 
 def _chunks(items: list[_TypedItem], size: int) -> Iterable[list[_TypedItem]]:

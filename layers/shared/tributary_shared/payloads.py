@@ -28,16 +28,27 @@ def _reject_constant(name: str) -> None:
     raise ValueError(f"{name} is not a number DynamoDB or JSON consumers can store")
 
 
-def decode_json_object(data: bytes) -> dict[str, Any]:
-    """Parse JSON with exact decimals (DynamoDB has no floats); NaN and Infinity are refused."""
+def parse_json(data: bytes | str, what: str = "record") -> Any:
+    """Parse untrusted JSON with exact decimals (DynamoDB has no floats); every failure is `what`'s poison.
+
+    NaN and Infinity are refused; nesting too deep for the parser (RecursionError) and integers
+    longer than Python's 4,300-digit conversion limit fail this input alone, naming the problem.
+    """
     try:
-        value = json.loads(data, parse_float=Decimal, parse_constant=_reject_constant)
+        return json.loads(data, parse_float=Decimal, parse_constant=_reject_constant)
     except UnicodeDecodeError as error:
-        raise PoisonRecordError(f"record is not UTF-8 JSON: {error.reason} at byte {error.start}") from error
+        raise PoisonRecordError(f"{what} is not UTF-8 JSON: {error.reason} at byte {error.start}") from error
+    except RecursionError as error:
+        raise PoisonRecordError(f"{what} is JSON nested too deeply to parse") from error
     except ValueError as error:
-        raise PoisonRecordError(f"record is not valid JSON: {error}") from error
+        raise PoisonRecordError(f"{what} is not valid JSON: {error}") from error
+
+
+def decode_json_object(data: bytes, what: str = "record") -> dict[str, Any]:
+    """A JSON object (see `parse_json`); any other JSON value is refused as what it is."""
+    value = parse_json(data, what)
     if not isinstance(value, dict):
-        raise PoisonRecordError(f"record is JSON {type(value).__name__}, expected an object")
+        raise PoisonRecordError(f"{what} is JSON {type(value).__name__}, expected an object")
     return value
 
 

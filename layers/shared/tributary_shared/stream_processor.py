@@ -1,43 +1,47 @@
 """Kinesis → DynamoDB read model: decode, validate and write a batch, report what failed.
 
-The contract with Lambda's event source mapping (ReportBatchItemFailures + bisect):
+It runs on the Kinesis batch skeleton (`kinesis_batch`), which holds the rules every stream
+function shares; here:
 
-- records are handled in sequence order; every valid record is written (BatchWriteItem, 25 at a
-  time), also those after a poison record, so they are stored whatever the mapping does next (the
-  writes are idempotent upserts, re-applied in order on a retry);
-- decoding stops at the first *transient* failure (a registry outage hits every later record too),
-  leaving the rest for the retry;
+- records are decoded in sequence order; a poison record (bad base64/JSON/Avro, missing or
+  mistyped key, oversized, nested too deep, a number DynamoDB cannot hold exactly) fails alone and
+  the valid records after it are still written; a transient failure (registry outage, out of time)
+  stops decoding, leaving the rest for the retry;
+- every item carries its record's version (`recordVersion` by default) and is written only if the
+  table holds nothing newer for its key (TransactWriteItems, 100 conditional Puts a request). So
+  the retry from a reported record, a bisected half, a redelivery or a replay never takes a key
+  back in time, and the final item of each key is its newest record that was not dead-lettered;
 - the response names the lowest failed sequence number, so the mapping checkpoints before it,
   retries from it, bisects, and finally routes a poison record to the on-failure destination.
 
-Permanent failures (bad base64/JSON/Avro, missing or mistyped key, oversized record) and transient
-ones (throttling, registry outage, out of time) are counted and logged apart; both are reported,
-neither is dropped, and no record is reported as done unless it was written.
+Permanent and transient failures are counted and logged apart; both are reported, neither is
+dropped, and no record is reported as done unless it was written or a newer version was.
 """
 
+import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from tributary_shared.dynamo_writer import BatchWriter, PendingItem, WriteReport
-from tributary_shared.errors import PoisonRecordError, RecordError
+from tributary_shared.errors import PoisonRecordError
 from tributary_shared.invocation import (
     LambdaContextLike,
     LoggerLike,
     MetricsLike,
-    batch_item_failures,
     bounded_int_env,
-    invocation_deadline,
-    kinesis_data,
     required_env,
 )
+from tributary_shared.kinesis_batch import BatchLedger, KinesisBatch, KinesisRecord
 from tributary_shared.payloads import decode_payload, reject_reported_error
 
 # DynamoDB's item size limit: a record larger than this can never be written.
 DEFAULT_MAX_RECORD_BYTES = 400 * 1024
 # DynamoDB stores documents nested at most 32 levels deep.
 MAX_NESTING_DEPTH = 32
+# The attribute every item carries: the version (stream position) of the record that wrote it.
+DEFAULT_VERSION_ATTRIBUTE = "recordVersion"
 
 
 @dataclass(frozen=True)
@@ -45,28 +49,36 @@ class ProcessorConfig:
     table_name: str
     key_attributes: tuple[str, ...]
     max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES
+    version_attribute: str = DEFAULT_VERSION_ATTRIBUTE
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> "ProcessorConfig":
         settings = required_env("stream processor", "TABLE_NAME", "KEY_ATTRIBUTES", environ=environ)
         keys = tuple(name.strip() for name in settings["KEY_ATTRIBUTES"].split(",") if name.strip())
         max_bytes = bounded_int_env("MAX_RECORD_BYTES", DEFAULT_MAX_RECORD_BYTES, 1, DEFAULT_MAX_RECORD_BYTES, environ)
-        return cls(table_name=settings["TABLE_NAME"], key_attributes=keys, max_record_bytes=max_bytes)
+        env = os.environ if environ is None else environ
+        version_attribute = env.get("VERSION_ATTRIBUTE") or DEFAULT_VERSION_ATTRIBUTE
+        if version_attribute in keys:
+            raise RuntimeError(f"VERSION_ATTRIBUTE {version_attribute!r} cannot be a key attribute")
+        return cls(
+            table_name=settings["TABLE_NAME"],
+            key_attributes=keys,
+            max_record_bytes=max_bytes,
+            version_attribute=version_attribute,
+        )
 
 
 @dataclass
-class BatchOutcome:
-    """Every record of one invocation: written, failed (with reason), or left for the retry."""
+class BatchOutcome(BatchLedger):
+    """Every record of one invocation: written, superseded, failed (with reason), or left for the retry."""
 
-    records_in: int = 0
     written: int = 0
-    failed_permanent: dict[str, str] = field(default_factory=dict)
-    failed_transient: dict[str, str] = field(default_factory=dict)
-    deferred: int = 0
+    superseded: int = 0
     requests: int = 0
 
-    def response(self) -> dict[str, list[dict[str, str]]]:
-        return {"batchItemFailures": batch_item_failures([*self.failed_permanent, *self.failed_transient])}
+    @property
+    def deferred(self) -> int:
+        return self.not_reached
 
 
 def nesting_depth(value: Any) -> int:
@@ -112,7 +124,9 @@ class StreamProcessor:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.config = config
-        self.writer = writer or BatchWriter(config.table_name, config.key_attributes)
+        self.writer = writer or BatchWriter(
+            config.table_name, config.key_attributes, version_attribute=config.version_attribute
+        )
         self.decode = decode
         self.logger = logger
         self.metrics = metrics
@@ -123,40 +137,26 @@ class StreamProcessor:
         return cls(ProcessorConfig.from_env(), **kwargs)
 
     def handle(self, event: dict[str, Any], context: LambdaContextLike) -> dict[str, Any]:
-        deadline = invocation_deadline(context, self.clock)
-        outcome = self.process(event.get("Records") or [], deadline)
+        outcome = self.process(KinesisBatch.of_invocation(event, context, BatchOutcome, clock=self.clock))
         self._publish(outcome)
         return outcome.response()
 
-    def process(self, records: Sequence[dict[str, Any]], deadline: float) -> BatchOutcome:
-        ordered = sorted(records, key=lambda record: int(record["kinesis"]["sequenceNumber"]))
-        outcome = BatchOutcome(records_in=len(ordered))
-        pending = self._decode_until_transient_failure(ordered, outcome)
-        report = self.writer.write(pending, deadline) if pending else WriteReport()
-        outcome.written = len(report.written)
+    def process(self, batch: KinesisBatch[BatchOutcome]) -> BatchOutcome:
+        outcome = batch.ledger
+        pending = [
+            PendingItem(record.sequence_number, item, record.version) for record, item in batch.each(self.item_of)
+        ]
+        report = self.writer.write(pending, batch.deadline) if pending else WriteReport()
+        outcome.written, outcome.superseded = len(report.written), len(report.superseded)
         outcome.failed_permanent.update(report.permanent)
         outcome.failed_transient.update(report.transient)
         outcome.requests = report.requests
         return outcome
 
-    def _decode_until_transient_failure(
-        self, records: Sequence[dict[str, Any]], outcome: BatchOutcome
-    ) -> list[PendingItem]:
-        pending: list[PendingItem] = []
-        for position, record in enumerate(records):
-            sequence = record["kinesis"]["sequenceNumber"]
-            try:
-                item = self.decode(kinesis_data(record, self.config.max_record_bytes))
-                validate_item(item, self.config.key_attributes)
-            except RecordError as error:
-                if error.permanent:
-                    outcome.failed_permanent[sequence] = error.reason
-                    continue
-                outcome.failed_transient[sequence] = error.reason
-                outcome.deferred = len(records) - position - 1
-                return pending
-            pending.append(PendingItem(ref=sequence, item=item))
-        return pending
+    def item_of(self, record: KinesisRecord) -> dict[str, Any]:
+        item = self.decode(record.data(self.config.max_record_bytes))
+        validate_item(item, self.config.key_attributes)
+        return item
 
     def _publish(self, outcome: BatchOutcome) -> None:
         if self.logger is not None:
@@ -166,12 +166,10 @@ class StreamProcessor:
                 self.logger.warning("transient failure", extra={"sequence_number": sequence, "reason": reason})
             self.logger.info("batch processed", extra={"outcome": outcome.response(), "written": outcome.written})
         if self.metrics is not None:
+            outcome.publish_metrics(self.metrics)
             for name, value in (
-                ("RecordsIn", outcome.records_in),
                 ("RecordsWritten", outcome.written),
-                ("FailedPermanent", len(outcome.failed_permanent)),
-                ("FailedTransient", len(outcome.failed_transient)),
-                ("RecordsDeferred", outcome.deferred),
+                ("RecordsSuperseded", outcome.superseded),
                 ("DynamoDBRequests", outcome.requests),
             ):
                 self.metrics.add_metric(name=name, unit="Count", value=value)
