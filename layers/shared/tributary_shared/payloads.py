@@ -7,6 +7,7 @@
 """
 
 import json
+import re
 from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import Any
@@ -19,6 +20,9 @@ CONFLUENT_MAGIC_BYTE = 0x00
 JSON_OPENERS = frozenset(b'{["0123456789-tfn \t\r\n')
 
 ERROR_REPORT_FIELD = "InputData"
+
+# A JSON escape of a UTF-16 surrogate: only then can a parsed string hold a lone one.
+SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 
 FramedDecoder = Callable[[bytes], dict[str, Any]]
 _framed_decoder: FramedDecoder | None = None
@@ -35,13 +39,36 @@ def parse_json(data: bytes | str, what: str = "record") -> Any:
     longer than Python's 4,300-digit conversion limit fail this input alone, naming the problem.
     """
     try:
-        return json.loads(data, parse_float=Decimal, parse_constant=_reject_constant)
+        value = json.loads(data, parse_float=Decimal, parse_constant=_reject_constant)
     except UnicodeDecodeError as error:
         raise PoisonRecordError(f"{what} is not UTF-8 JSON: {error.reason} at byte {error.start}") from error
     except RecursionError as error:
         raise PoisonRecordError(f"{what} is JSON nested too deeply to parse") from error
     except ValueError as error:
         raise PoisonRecordError(f"{what} is not valid JSON: {error}") from error
+    raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else data
+    if SURROGATE_ESCAPE.search(raw):
+        reject_lone_surrogates(value, what)
+    return value
+
+
+def reject_lone_surrogates(value: Any, what: str = "record") -> None:
+    """A string that is not valid Unicode (a lone surrogate such as "\\ud800") cannot be stored or re-encoded."""
+    stack = [value]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            stack.extend(node.keys())
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+        elif isinstance(node, str):
+            try:
+                node.encode("utf-8")
+            except UnicodeEncodeError as error:
+                raise PoisonRecordError(
+                    f"{what} holds a lone UTF-16 surrogate ({node[error.start]!r}), which is not valid Unicode"
+                ) from None
 
 
 def decode_json_object(data: bytes, what: str = "record") -> dict[str, Any]:
