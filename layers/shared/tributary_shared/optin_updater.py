@@ -50,12 +50,10 @@ from tributary_shared.invocation import (
     LambdaContextLike,
     LoggerLike,
     MetricsLike,
-    batch_item_failures,
-    invocation_deadline,
-    kinesis_data,
     lowest_sequence,
     required_env,
 )
+from tributary_shared.kinesis_batch import BatchLedger, KinesisBatch, KinesisRecord, as_record_error
 from tributary_shared.opt_out_list import Applied, OptOutList, OptOutRefused, Outcome
 
 METRIC_BY_OUTCOME = {
@@ -88,21 +86,15 @@ class UpdaterConfig:
 
 
 @dataclass
-class BatchOutcome:
+class BatchOutcome(BatchLedger):
     """Every record of one invocation: applied, skipped, failed (with reason) or held back."""
 
-    records_in: int = 0
     counts: Counter[str] = field(default_factory=Counter)
-    failed_permanent: dict[str, str] = field(default_factory=dict)
-    failed_transient: dict[str, str] = field(default_factory=dict)
     held_back: list[str] = field(default_factory=list)
 
     @property
     def first_failed_sequence(self) -> str | None:
-        return lowest_sequence([*self.failed_permanent, *self.failed_transient])
-
-    def response(self) -> dict[str, list[dict[str, str]]]:
-        return {"batchItemFailures": batch_item_failures([*self.failed_permanent, *self.failed_transient])}
+        return lowest_sequence(self.failed_sequence_numbers)
 
 
 class OptInUpdater:
@@ -126,16 +118,19 @@ class OptInUpdater:
         return cls(UpdaterConfig.from_env(), **kwargs)
 
     def handle(self, event: Mapping[str, Any], context: LambdaContextLike) -> dict[str, Any]:
-        deadline = invocation_deadline(context, self.clock, margin_s=2.0)
-        outcome = self.process(event.get("Records") or [], deadline)
+        outcome = self.apply(KinesisBatch.of_invocation(event, context, BatchOutcome, clock=self.clock, margin_s=2.0))
         self._publish(outcome)
         return outcome.response()
 
     def process(self, records: Sequence[Mapping[str, Any]], deadline: float) -> BatchOutcome:
-        ordered = sorted(records, key=lambda record: int(record["kinesis"]["sequenceNumber"]))
-        outcome = BatchOutcome(records_in=len(ordered))
-        parsed = [(str(record["kinesis"]["sequenceNumber"]), self._parse(record)) for record in ordered]
-        batch = _BatchState(
+        """The event records of a batch (or a replay), applied before `deadline`."""
+        return self.apply(KinesisBatch.of_records(list(records), deadline, BatchOutcome, clock=self.clock))
+
+    def apply(self, batch: KinesisBatch[BatchOutcome]) -> BatchOutcome:
+        # Not `batch.each`: a change's fate depends on the changes after it in the batch (`last_touch`).
+        outcome = batch.ledger
+        parsed = [(record.sequence_number, self._parse(record)) for record in batch.records]
+        state = _BatchState(
             last_touch={
                 number: index
                 for index, (_, change) in enumerate(parsed)
@@ -145,17 +140,18 @@ class OptInUpdater:
         )
         for index, (sequence, change) in enumerate(parsed):
             try:
-                self._process_change(change, index, sequence, deadline, batch, outcome)
-            except RecordError as error:
-                self._fail(sequence, error, outcome)
-                batch.failed(change, error)
+                self._process_change(change, index, sequence, batch.deadline, state, outcome)
+            except Exception as error:
+                record_error = as_record_error(error)
+                self._fail(sequence, record_error, outcome)
+                state.failed(change, record_error)
         return outcome
 
-    def _parse(self, record: Mapping[str, Any]) -> OptInChange | SkippedRecord | RecordError:
+    def _parse(self, record: KinesisRecord) -> OptInChange | SkippedRecord | RecordError:
         try:
-            return parse_dms_record(kinesis_data(record), self.config.source)
-        except RecordError as error:
-            return error
+            return parse_dms_record(record.data(), self.config.source)
+        except Exception as error:
+            return as_record_error(error)
 
     def _process_change(
         self,
@@ -207,6 +203,7 @@ class OptInUpdater:
 
     def _publish(self, outcome: BatchOutcome) -> None:
         if self.metrics is not None:
+            outcome.publish_metrics(self.metrics)
             for name in ("OptOuts", "OptIns", "Ignored", "Invalid", "Refused"):
                 self.metrics.add_metric(name=name, unit="Count", value=outcome.counts[name])
             self.metrics.add_metric(name="TransientFailures", unit="Count", value=len(outcome.failed_transient))
