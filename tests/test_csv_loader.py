@@ -463,3 +463,88 @@ def test_an_overlong_line_is_cut_and_flagged_without_buffering_it() -> None:
     long_line, short_line = list(iter_lines(data))
     assert long_line.too_long and len(long_line.text) == MAX_LINE_BYTES and long_line.end_byte == 200_001
     assert (short_line.number, short_line.start_byte, short_line.text) == (2, 200_001, b"ok")
+
+
+HOSTILE_AMOUNTS = {
+    "1e999999999": "is outside DynamoDB's range",
+    "NaN": "is not a number",
+    "-Infinity": "is not a number",
+    "1" * 39: "39 significant digits",
+    "1E-131": "is outside DynamoDB's range",
+    "0.001": "more than 2 decimal places",
+    "1_000": "is not a number",
+    "\u0661\u0662": "is not a number",
+}
+
+
+def test_hostile_cells_are_rejected_by_line_and_every_good_row_loads(app: Any) -> None:
+    rows = list(order_rows(DAY, 8))[:18]
+    header, *good = csv_bytes(rows).splitlines(keepends=True)
+    hostile = [
+        f"h-{n},1,C,P,{amount},USD,2020-09-02T00:00:00Z,2020-09-02\n".encode()
+        for n, amount in enumerate(HOSTILE_AMOUNTS)
+    ]
+    hostile += [
+        b"h-date,1,C,P,1.00,USD,2020-09-02T00:00:00Z,2020-W36-3\n",
+        ("\u00e9" * 1025 + ",1,C,P,1.00,USD,2020-09-02T00:00:00Z,2020-09-02\n").encode(),
+        b"h-utf8,1,C,P\xed\xa0\x80,1.00,USD,2020-09-02T00:00:00Z,2020-09-02\n",
+    ]
+    negative_zero = b"z,1,C,P,-0.00,USD,2020-09-02T00:00:00Z,2020-09-02\n"
+    lines = [header, good[0], hostile[0], *good[1:9], *hostile[1:], *good[9:], negative_zero]
+    upload("hostile.csv", b"".join(lines))
+    result = app.lambda_handler({"bucket": BUCKET, "key": "hostile.csv"}, FakeLambdaContext())
+    [file_result] = result["files"]
+    assert (result["rows_loaded"], result["rows_rejected"], file_result["error"]) == (len(rows) + 1, len(hostile), None)
+    bad_lines = [number for number, line in enumerate(lines, start=1) if line in hostile]
+    stored = read_object("hostile.csv.rejects.json")["rows"]
+    assert [row["line"] for row in stored] == bad_lines
+    reasons = [row["reason"] for row in stored]
+    assert all(expected in reason for expected, reason in zip(HOSTILE_AMOUNTS.values(), reasons, strict=False))
+    assert reasons[-3:] == [
+        "transaction_date '2020-W36-3' is not a YYYY-MM-DD date",
+        "order_id is longer than DynamoDB's 2048 bytes for this key",
+        "line is not valid UTF-8",
+    ]
+    assert file_result["rejects"] == stored[:10]
+    table = table_contents()
+    assert table == {**{key: as_item(row) for key, row in expected_state(rows).items()}, ("z", "1"): table["z", "1"]}
+    amount = table["z", "1"]["amount"]
+    assert amount == 0 and not amount.is_signed()  # -0.00 is stored as zero
+
+
+@pytest.mark.parametrize(
+    ("header", "problem"),
+    [
+        (b"order_id,order_id,customer_id,product,amount,currency,time_stamp,transaction_date", "repeated: 'order_id'"),
+        (b"order_id,item_id,product,amount,currency,time_stamp,transaction_date", "missing: 'customer_id'"),
+        (b"order_id,item_id,customer_id,product,amount,currency,time_stamp,transaction_date,x", "unknown: 'x'"),
+        (b"order_id,item_id\x00,customer_id,product,amount,currency,time_stamp,transaction_date", "'item_id\\x00'"),
+        (b"\xff\xfeorder_id,item_id", "header is not valid UTF-8: invalid start byte at byte 0"),
+        (b"order_id," * 10_000, "header is longer than 65536 bytes"),
+        (b",".join(f"c{n}".encode() for n in range(5000)), "'c0', 'c1', 'c10', 'c100', 'c1000' and 4995 more"),
+    ],
+)
+def test_a_hostile_header_fails_the_file_with_one_clear_error(app: Any, header: bytes, problem: str) -> None:
+    upload("header.csv", header + b"\n" + csv_bytes(order_rows(DAY, 3)).split(b"\n", 1)[1])
+    result = app.lambda_handler({"bucket": BUCKET, "key": "header.csv"}, FakeLambdaContext())
+    [file_result] = result["files"]
+    assert problem in file_result["error"] and len(file_result["error"]) < 500
+    assert (result["rows_loaded"], result["rows_rejected"]) == (0, 1)
+    assert [row["line"] for row in read_object("header.csv.rejects.json")["rows"]] == [1]
+    assert table_contents() == {}
+
+
+def test_a_byte_order_mark_before_the_header_is_not_a_column_name(app: Any) -> None:
+    rows = list(order_rows(DAY, 3))
+    upload("bom.csv", b"\xef\xbb\xbf" + csv_bytes(rows))
+    result = app.lambda_handler({"bucket": BUCKET, "key": "bom.csv"}, FakeLambdaContext())
+    assert (result["rows_loaded"], result["rows_rejected"], result["files"][0]["error"]) == (len(rows), 0, None)
+
+
+@pytest.mark.parametrize(
+    "event",
+    [{"Records": [{"s3": []}]}, {"Records": [{"s3": {"bucket": "b", "object": {"key": 5}}}]}, {"Records": [7]}],
+)
+def test_a_malformed_s3_event_is_refused_with_the_problem_named(app: Any, event: dict[str, Any]) -> None:
+    with pytest.raises(ValueError, match=r"lacks s3\.bucket\.name or s3\.object\.key"):
+        app.lambda_handler(event, FakeLambdaContext())

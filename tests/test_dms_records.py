@@ -137,8 +137,9 @@ def test_a_change_names_every_number_it_acts_on() -> None:
 @pytest.mark.parametrize(
     ("record", "message"),
     [
-        (b"\xff\xfe", "not JSON"),
-        (b"[1, 2]", "not a JSON object"),
+        (b"\xff\xfe", "not valid JSON"),
+        (b"\x7b\xff\x7d", "not UTF-8 JSON"),
+        (b"[1, 2]", "JSON list, expected an object"),
         (b'{"data": {}}', "no metadata"),
         (dms("truncate"), "unknown operation"),
         (dms(data=None), "no data object"),
@@ -151,6 +152,32 @@ def test_a_change_names_every_number_it_acts_on() -> None:
 def test_unreadable_rows_are_poison(record: bytes, message: str) -> None:
     with pytest.raises(PoisonRecordError, match=message):
         parse_dms_record(record, SOURCE)
+
+
+def hostile_row(**fields: object) -> dict:
+    return {"userid": "u", "phone": "+12065550101", "optin": 0} | fields
+
+
+@pytest.mark.parametrize(
+    ("record", "message"),
+    [
+        (b'{"metadata":' + b"[" * 10_000 + b"]" * 10_000 + b"}", "nested too deeply"),
+        (b'{"data":{"userid":' + b"1" * 5000 + b'},"metadata":{}}', "not valid JSON: Exceeds the limit"),
+        (b'{"metadata":{"record-type":"data","table-name":"optin_status","operation":{"a":1}}}', "unknown operation"),
+        (dms([]), r"unknown operation \[\]"),
+        (dms(record_type={}), "record-type is a dict, not a string"),
+        (dms(data=hostile_row(userid=[])), "no usable userid: \\[\\]"),
+        (dms(data=hostile_row(userid="\ud800")), "lone UTF-16 surrogate"),
+        (dms(data=hostile_row(phone="+1\udfff")), "lone UTF-16 surrogate"),
+        (dms(data=hostile_row(optin=10**4000)), "optin must be 0 or 1, got 1000000000"),
+        (dms(data=hostile_row(optin=float("nan"))), "NaN is not a number"),
+        (dms(**{"before-image": hostile_row(phone={"x": 1})}), "before-image phone is a dict"),
+    ],
+)
+def test_hostile_records_are_poison_with_a_short_reason_naming_the_problem(record: bytes, message: str) -> None:
+    with pytest.raises(PoisonRecordError, match=message) as poison:
+        parse_dms_record(record, SOURCE)
+    assert len(poison.value.reason) < 200
 
 
 @given(

@@ -232,8 +232,19 @@ def with_change_times(record: dict[str, Any], created: Any, precision: Any, arri
 TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z")
 
 
-@pytest.mark.parametrize("created", [1e20, 1e18, -1e15, 10**400, float("nan"), float("inf"), -float("inf")])
-def test_an_impossible_change_time_fails_only_its_own_record(created: Any) -> None:
+@pytest.mark.parametrize(
+    ("created", "named"),
+    [
+        (1e20, "ApproximateCreationDateTime"),
+        (1e18, "ApproximateCreationDateTime"),
+        (-1e15, "ApproximateCreationDateTime"),
+        (10**400, "ApproximateCreationDateTime"),
+        (float("nan"), "NaN is not a number"),
+        (float("inf"), "Infinity is not a number"),
+        (-float("inf"), "-Infinity is not a number"),
+    ],
+)
+def test_an_impossible_change_time_fails_only_its_own_record(created: Any, named: str) -> None:
     records = [
         change_record(new=item_image(), record_id="before"),
         with_change_times(change_record(new=item_image(), record_id="bad"), created, "MILLISECOND", 1599041700456),
@@ -245,7 +256,7 @@ def test_an_impossible_change_time_fails_only_its_own_record(created: Any) -> No
         ("bad", "ProcessingFailed"),
         ("after", "Ok"),
     ]
-    assert "ApproximateCreationDateTime" in summary.failed["bad"] and len(summary.failed["bad"]) < 200
+    assert named in summary.failed["bad"] and len(summary.failed["bad"]) < 200
 
 
 epoch_values = st.one_of(
@@ -329,3 +340,99 @@ def test_the_delivery_stream_partitions_by_the_key_the_transform_returns() -> No
     processor = destination["ProcessingConfiguration"]["Processors"][0]
     parameters = {p["ParameterName"]: p["ParameterValue"] for p in processor["Parameters"]}
     assert processor["Type"] == "Lambda" and float(parameters["BufferSizeInMBs"]) <= 3
+
+
+DIGITS_38 = "12345678901234567890123456789012345678"
+
+
+def change_data(record: dict[str, Any], **changes: Any) -> dict[str, Any]:
+    """`record` with top-level fields of its change record replaced (None removes one)."""
+    change = json.loads(base64.b64decode(record["data"])) | changes
+    change = {name: value for name, value in change.items() if value is not None}
+    return {**record, "data": base64.b64encode(json.dumps(change).encode()).decode()}
+
+
+def with_stream_record(record: dict[str, Any], **fields: Any) -> dict[str, Any]:
+    change = json.loads(base64.b64decode(record["data"]))
+    return change_data(record, dynamodb=change["dynamodb"] | fields)
+
+
+def raw_data(data: bytes, record_id: str = "r-1") -> dict[str, Any]:
+    return {**change_record(new=item_image(), record_id=record_id), "data": base64.b64encode(data).decode()}
+
+
+def nested_maps(depth: int) -> dict[str, Any]:
+    value: dict[str, Any] = {"S": "x"}
+    for _ in range(depth):
+        value = {"M": {"m": value}}
+    return value
+
+
+@pytest.mark.parametrize(
+    ("record", "reason"),
+    [
+        (raw_data(b'{"a":' * 10_000 + b"1" + b"}" * 10_000), "change record is JSON nested too deeply to parse"),
+        (raw_data(b'{"eventSource":"aws:dynamodb","n":' + b"9" * 5000 + b"}"), "Exceeds the limit (4300 digits)"),
+        (raw_data(b'{"eventSource":"aws:dynamodb","eventName":"\\ud800"}'), "lone UTF-16 surrogate"),
+        (change_data(change_record(new=item_image()), eventName={}), "eventName {} is not one of"),
+        (change_data(change_record(new=item_image()), eventName=["INSERT"]), "eventName ['INSERT'] is not one of"),
+        (with_stream_record(change_record(new=item_image()), Keys=[]), "Keys is a list, not a map"),
+        (with_stream_record(change_record(new=item_image()), NewImage="x"), "NewImage is a str, not a map"),
+        (change_record(new=item_image(product={"S": 5})), "'product' is not a valid DynamoDB typed value: S holds"),
+        (change_record(new=item_image(amount={"N": "abc"})), "N 'abc' is not a number"),
+        (change_record(new=item_image(amount={"N": []})), "N [] is not a number"),
+        (change_record(new=item_image(amount={"N": "NaN"})), "N 'NaN' is not a number"),
+        (change_record(new=item_image(amount={"N": "1" + DIGITS_38})), "39 significant digits, more than"),
+        (change_record(new=item_image(amount={"N": "1E+126"})), "outside DynamoDB's range"),
+        (change_record(new=item_image(amount={"N": "1", "S": "1"})), "exactly one type key"),
+        (change_record(new=item_image(amount={})), "exactly one type key"),
+        (change_record(new=item_image(product={"B": "not base64!"})), "B holds 'not base64!', not base64"),
+        (change_record(new=item_image(flags={"BOOL": "yes"})), "BOOL holds 'yes'"),
+        (change_record(new=item_image(gone={"NULL": False})), "NULL holds False"),
+        (change_record(new=item_image(tags={"SS": [1]})), "'tags[0]' is not a valid DynamoDB typed value: S holds"),
+        (change_record(new=item_image(doc=nested_maps(40))), "nested more than DynamoDB's 32 levels"),
+        (change_record(new=item_image(time_stamp={"B": "AAEC"})), "binary value can only be stored in a string column"),
+    ],
+)
+def test_hostile_change_records_fail_alone_with_a_reason_naming_the_problem(
+    app: Any, record: dict[str, Any], reason: str
+) -> None:
+    records = [
+        change_record(new=item_image(), record_id="before"),
+        {**record, "recordId": "bad"},
+        change_record(new=item_image(), record_id="after"),
+    ]
+    response = handle(app, firehose_event(*records))
+    assert [(r["recordId"], r["result"]) for r in response["records"]] == [
+        ("before", "Ok"),
+        ("bad", "ProcessingFailed"),
+        ("after", "Ok"),
+    ]
+    _, summary = transform_order_changes(firehose_event(records[1]), TABLE)
+    assert reason in summary.failed["bad"] and len(summary.failed["bad"]) <= 300
+
+
+def test_38_digit_numbers_reach_string_columns_exactly() -> None:
+    image = item_image(customer_id={"N": DIGITS_38}, product={"N": "-0.00000000000000000000000000000000000001"})
+    [row] = rows_of(transform_order_changes(firehose_event(change_record(new=image)), TABLE)[0])
+    assert row["customer_id"] == DIGITS_38
+    assert row["product"] == "-0.00000000000000000000000000000000000001"
+
+
+def test_binary_attributes_are_carried_as_base64_text_or_dropped_when_undeclared() -> None:
+    image = item_image(product={"B": "S2luZGxl"}, picture={"B": "AAEC"}, thumbnails={"BS": ["AA==", "AQ=="]})
+    response, summary = transform_order_changes(firehose_event(change_record(new=image)), TABLE)
+    assert summary.failed == {}
+    [row] = rows_of(response)
+    assert base64.b64decode(row["product"]) == b"Kindle"
+    assert "picture" not in row and "thumbnails" not in row
+
+
+def test_a_row_keeps_non_ascii_text_unescaped_so_it_never_outgrows_its_record() -> None:
+    record = change_record(new=item_image(product={"S": "\u00e9" * 1000}))
+    utf8 = json.dumps(json.loads(base64.b64decode(record["data"])), ensure_ascii=False).encode()
+    record["data"] = base64.b64encode(utf8).decode()  # as DynamoDB writes it: UTF-8, not \u escapes
+    response, _ = transform_order_changes(firehose_event(record), TABLE)
+    [entry] = response["records"]
+    assert len(entry["data"]) < len(record["data"])
+    assert json.loads(base64.b64decode(entry["data"]))["product"] == "\u00e9" * 1000

@@ -5,17 +5,23 @@ size streams through. Every line keeps its 1-based number and the byte offsets w
 ends, so a load can report bad rows by line and resume at any line boundary with a ranged GET.
 
 A row is one physical line: quoted fields may hold commas but not line breaks.
+
+Files are untrusted: whatever a line holds, `parse_row` returns an item DynamoDB can store or a
+RejectedRow naming the problem, and `parse_header` returns the column order or raises HeaderError
+naming it (missing, unknown or repeated columns, bad UTF-8, an overlong line). Reasons quote at
+most a short excerpt of the text.
 """
 
 import csv
 import re
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
-from tributary_shared.dynamodb_images import format_timestamp
+from tributary_shared.dynamodb_images import QUOTE_CHARS, format_timestamp, parse_number
 
 ORDER_COLUMNS = (
     "order_id",
@@ -30,11 +36,15 @@ ORDER_COLUMNS = (
 KEY_COLUMNS = ("order_id", "item_id")
 OPTIONAL_COLUMNS = frozenset({"customer_id", "product"})
 MAX_LINE_BYTES = 64 * 1024
-MAX_KEY_CHARS = 1024
+# DynamoDB's key size limits in UTF-8 bytes: partition key (order_id) 2048, sort key (item_id) 1024.
+MAX_KEY_BYTES = {"order_id": 2048, "item_id": 1024}
+# Column names a header error lists before it says how many more there are.
+MAX_NAMES_LISTED = 5
 # The lake stores amount as decimal(12,2): ten integer digits, two decimal places.
 AMOUNT_LIMIT = Decimal(10) ** 10
 CENT = Decimal("0.01")
 CURRENCY_PATTERN = re.compile(r"[A-Z]{3}")
+DATE_PATTERN = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 REJECT_TEXT_CHARS = 200
 
 
@@ -107,18 +117,32 @@ def split_fields(text: str) -> list[str]:
 
 def parse_header(line: Line) -> tuple[str, ...]:
     """The column order of a file: its header must name each order column exactly once."""
+    if line.too_long:
+        raise HeaderError(f"header is longer than {MAX_LINE_BYTES} bytes")
     try:
         names = tuple(name.strip() for name in split_fields(decode(line)))
-    except (UnicodeDecodeError, csv.Error) as error:
-        raise HeaderError(f"header is not valid UTF-8 CSV: {error}") from error
+    except UnicodeDecodeError as error:
+        raise HeaderError(f"header is not valid UTF-8: {error.reason} at byte {error.start}") from None
+    except csv.Error as error:
+        raise HeaderError(f"header is not valid CSV: {error}") from None
     missing = [name for name in ORDER_COLUMNS if name not in names]
     unknown = sorted(set(names) - set(ORDER_COLUMNS))
-    if missing or unknown or len(names) != len(ORDER_COLUMNS):
+    repeated = sorted(name for name, count in Counter(names).items() if count > 1)
+    if missing or unknown or repeated:
         raise HeaderError(
-            f"header must name the columns {','.join(ORDER_COLUMNS)} once each"
-            f" (missing: {missing or 'none'}, unknown: {unknown or 'none'})"
+            f"header must name the columns {','.join(ORDER_COLUMNS)} once each (missing: {_listed(missing)},"
+            f" unknown: {_listed(unknown)}, repeated: {_listed(repeated)})"
         )
     return names
+
+
+def _listed(names: list[str]) -> str:
+    """Names for an error message: a few, each cut short, however many a hostile header holds."""
+    if not names:
+        return "none"
+    shown = ", ".join(f"{name!r:.{QUOTE_CHARS // 2}}" for name in names[:MAX_NAMES_LISTED])
+    more = len(names) - MAX_NAMES_LISTED
+    return f"{shown} and {more} more" if more > 0 else shown
 
 
 def is_blank(line: Line) -> bool:
@@ -154,8 +178,8 @@ def to_item(raw: dict[str, str]) -> dict[str, Any]:
     for name in KEY_COLUMNS:
         if not values[name]:
             raise ValueError(f"missing key {name}")
-        if len(values[name]) > MAX_KEY_CHARS:
-            raise ValueError(f"{name} is longer than {MAX_KEY_CHARS} characters")
+        if len(values[name].encode()) > MAX_KEY_BYTES[name]:
+            raise ValueError(f"{name} is longer than DynamoDB's {MAX_KEY_BYTES[name]} bytes for this key")
     item: dict[str, Any] = {name: values[name] for name in KEY_COLUMNS}
     item.update({name: values[name] for name in OPTIONAL_COLUMNS if values[name]})
     item["amount"] = parse_amount(values["amount"])
@@ -166,23 +190,19 @@ def to_item(raw: dict[str, str]) -> dict[str, Any]:
 
 
 def parse_amount(text: str) -> Decimal:
-    try:
-        amount = Decimal(text)
-    except InvalidOperation:
-        raise ValueError(f"amount {text!r} is not a number") from None
-    if not amount.is_finite():
-        raise ValueError(f"amount {text!r} is not a finite number")
-    if abs(amount) >= AMOUNT_LIMIT:
-        raise ValueError(f"amount {text!r} does not fit decimal(12,2)")
-    cents = amount.quantize(CENT)
+    """The amount as the lake's decimal(12,2) holds it; -0 is 0."""
+    amount = parse_number(text, "amount")  # ASCII digits, finite, DynamoDB's precision and range
+    if amount.copy_abs() >= AMOUNT_LIMIT:
+        raise ValueError(f"amount {text!r:.{QUOTE_CHARS}} does not fit decimal(12,2)")
+    cents = amount.quantize(CENT)  # below AMOUNT_LIMIT at most 12 digits: the context's 28 always suffice
     if cents != amount:
-        raise ValueError(f"amount {text!r} has more than 2 decimal places")
+        raise ValueError(f"amount {text!r:.{QUOTE_CHARS}} has more than 2 decimal places")
     return cents
 
 
 def parse_currency(text: str) -> str:
     if not CURRENCY_PATTERN.fullmatch(text):
-        raise ValueError(f"currency {text!r} is not a three-letter ISO 4217 code")
+        raise ValueError(f"currency {text!r:.{QUOTE_CHARS}} is not a three-letter ISO 4217 code")
     return text
 
 
@@ -191,19 +211,20 @@ def parse_time_stamp(text: str) -> str:
     try:
         moment = datetime.fromisoformat(text)
     except ValueError:
-        raise ValueError(f"time_stamp {text!r} is not an ISO 8601 date-time") from None
+        raise ValueError(f"time_stamp {text!r:.{QUOTE_CHARS}} is not an ISO 8601 date-time") from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     try:
         return format_timestamp(moment)
     except OverflowError:  # e.g. 0001-01-01T00:00:00+01:00 is before year 1 in UTC
-        raise ValueError(f"time_stamp {text!r} is outside the years 1 to 9999 in UTC") from None
+        raise ValueError(f"time_stamp {text!r:.{QUOTE_CHARS}} is outside the years 1 to 9999 in UTC") from None
 
 
 def parse_transaction_date(text: str) -> str:
-    if len(text) != 10:
-        raise ValueError(f"transaction_date {text!r} is not a YYYY-MM-DD date")
+    """A calendar date written YYYY-MM-DD, nothing else ISO 8601 allows (week dates, ordinal dates)."""
     try:
-        return date.fromisoformat(text).isoformat()
+        if DATE_PATTERN.fullmatch(text) and date.fromisoformat(text).isoformat() == text:
+            return text
     except ValueError:
-        raise ValueError(f"transaction_date {text!r} is not a YYYY-MM-DD date") from None
+        pass
+    raise ValueError(f"transaction_date {text!r:.{QUOTE_CHARS}} is not a YYYY-MM-DD date")

@@ -6,18 +6,24 @@ delete), `metadata` (`record-type` `data` or `control`, `operation`, `schema-nam
 task's `FieldName` (commonly `before-image`). Control records (DDL, table creation) and rows of
 other tables are skipped and counted; a row of the watched table becomes an `OptInChange`.
 A record that claims to be a row but cannot be read is a poison record.
+
+Records are untrusted: whatever the bytes (deep nesting, huge numbers, a list where a string
+belongs, lone surrogates), `parse_dms_record` returns a change or a skip, or raises
+PoisonRecordError with a reason of bounded length naming the problem; nothing else escapes.
 """
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
 from tributary_shared.errors import PoisonRecordError
+from tributary_shared.payloads import decode_json_object
 
 ROW_OPERATIONS = frozenset({"load", "insert", "update", "delete"})
 DEFAULT_BEFORE_IMAGE_FIELD = "before-image"
 # A row is far smaller; anything bigger is not a change of the opt-in table.
 MAX_RECORD_BYTES = 64 * 1024
+# Values quoted in a reason are cut to this: a reason names the problem, it does not echo the record.
+MAX_REASON_VALUE_CHARS = 80
 
 
 @dataclass(frozen=True)
@@ -66,13 +72,16 @@ def parse_dms_record(data: bytes, source: DmsSource) -> OptInChange | SkippedRec
     if not isinstance(metadata, dict):
         raise PoisonRecordError("DMS record has no metadata object")
     record_type = metadata.get("record-type")
+    if record_type is not None and not isinstance(record_type, str):
+        raise PoisonRecordError(f"DMS metadata record-type is a {type(record_type).__name__}, not a string")
     if record_type != "data":
-        return SkippedRecord(f"{record_type or 'untyped'} record")
+        return SkippedRecord(f"{record_type or 'untyped'} record"[:MAX_REASON_VALUE_CHARS])
     if not _is_watched_table(metadata, source):
         return SkippedRecord("other table")
     operation = metadata.get("operation")
-    if operation not in ROW_OPERATIONS:
-        raise PoisonRecordError(f"DMS data record has unknown operation {operation!r}")
+    # Checked as a string first: a list or object here is unhashable, so no set lookup can hold it.
+    if not isinstance(operation, str) or operation not in ROW_OPERATIONS:
+        raise PoisonRecordError(f"DMS data record has unknown operation {operation!r:.{MAX_REASON_VALUE_CHARS}}")
     row = document.get("data")
     if not isinstance(row, dict):
         raise PoisonRecordError(f"DMS {operation} record has no data object")
@@ -82,13 +91,7 @@ def parse_dms_record(data: bytes, source: DmsSource) -> OptInChange | SkippedRec
 def _json_object(data: bytes) -> dict[str, Any]:
     if len(data) > MAX_RECORD_BYTES:
         raise PoisonRecordError(f"DMS record is {len(data)} bytes, more than {MAX_RECORD_BYTES}")
-    try:
-        document = json.loads(data)
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise PoisonRecordError(f"DMS record is not JSON: {error}") from error
-    if not isinstance(document, dict):
-        raise PoisonRecordError("DMS record is not a JSON object")
-    return document
+    return decode_json_object(data, "DMS record")
 
 
 def _is_watched_table(metadata: dict[str, Any], source: DmsSource) -> bool:
@@ -111,8 +114,8 @@ def _change(operation: str, row: dict[str, Any], before_image: Any) -> OptInChan
 
 def _user_id(row: dict[str, Any]) -> str:
     value = row.get("userid")
-    if isinstance(value, bool) or not isinstance(value, str | int) or str(value) == "":
-        raise PoisonRecordError(f"DMS row has no usable userid: {value!r}")
+    if isinstance(value, bool) or not isinstance(value, str | int) or value == "":
+        raise PoisonRecordError(f"DMS row has no usable userid: {value!r:.{MAX_REASON_VALUE_CHARS}}")
     return str(value)
 
 
@@ -131,7 +134,7 @@ def _opt_in_flag(row: dict[str, Any]) -> bool:
         return True
     if value in (0, "0", False):
         return False
-    raise PoisonRecordError(f"DMS row optin must be 0 or 1, got {value!r}")
+    raise PoisonRecordError(f"DMS row optin must be 0 or 1, got {value!r:.{MAX_REASON_VALUE_CHARS}}")
 
 
 def _previous_phone(before_image: Any, phone: str | None) -> str | None:

@@ -69,6 +69,8 @@ class LoadRequest:
     @classmethod
     def from_payload(cls, payload: Mapping[str, Any]) -> "LoadRequest":
         """A request from `{"bucket", "key"}` (by hand) or a continuation payload; ValueError if invalid."""
+        if not isinstance(payload, Mapping):
+            raise ValueError(f"a load request is a JSON object, not a {type(payload).__name__}")
         bucket, key = payload.get("bucket"), payload.get("key")
         if not isinstance(bucket, str) or not bucket or not isinstance(key, str) or not key:
             raise ValueError('a load request needs non-empty strings "bucket" and "key"')
@@ -163,9 +165,8 @@ def requests_from_event(event: Mapping[str, Any]) -> tuple[list[LoadRequest], li
     requests: list[LoadRequest] = []
     skipped: list[str] = []
     for record in records:
-        s3 = record.get("s3", {}) if isinstance(record, dict) else {}
-        bucket = s3.get("bucket", {}).get("name")
-        raw_key = s3.get("object", {}).get("key")
+        bucket = _nested(record, "s3", "bucket", "name")
+        raw_key = _nested(record, "s3", "object", "key")
         if not isinstance(bucket, str) or not isinstance(raw_key, str):
             raise ValueError("an S3 event record lacks s3.bucket.name or s3.object.key")
         key = unquote_plus(raw_key)  # S3 notifications URL-encode object keys
@@ -174,6 +175,13 @@ def requests_from_event(event: Mapping[str, Any]) -> tuple[list[LoadRequest], li
         else:
             skipped.append(f"s3://{bucket}/{key}")
     return requests, skipped
+
+
+def _nested(value: Any, *path: str) -> Any:
+    """The value at `path` in nested objects, None where any step is missing or not an object."""
+    for name in path:
+        value = value.get(name) if isinstance(value, dict) else None
+    return value
 
 
 def rejects_key_for(key: str) -> str:
@@ -203,6 +211,7 @@ class _Progress:
     loaded: int = 0
     rejects: list[RejectedRow] = field(default_factory=list)
     rejected: int = 0
+    header_error: str | None = None
 
     def add_rejects(self, rows: list[RejectedRow]) -> None:
         self.rejected += len(rows)
@@ -247,6 +256,8 @@ class OrderCsvLoader:
         result.rows_loaded += progress.loaded
         result.rows_rejected += progress.rejected
         result.rejects = progress.rejects
+        if progress.header_error is not None:
+            result.error = f"s3://{request.bucket}/{request.key} cannot be loaded: {progress.header_error}"
         result.rejects_key = self._store_rejects(request, progress, result.rows_rejected)
         if stopped and (request.size is None or progress.byte < request.size):
             self._continue(request, progress, result)
@@ -306,7 +317,8 @@ class OrderCsvLoader:
             progress.columns = parse_header(header)
         except HeaderError as error:
             # Without a valid header no row can be read: the whole file is rejected at line 1.
-            progress.add_rejects([reject(header, str(error))])
+            progress.header_error = str(error)
+            progress.add_rejects([reject(header, progress.header_error)])
             return False
         progress.byte, progress.line = header.end_byte, header.number + 1
         return True

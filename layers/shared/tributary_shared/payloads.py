@@ -39,13 +39,17 @@ def parse_json(data: bytes | str, what: str = "record") -> Any:
     longer than Python's 4,300-digit conversion limit fail this input alone, naming the problem.
     """
     try:
-        value = json.loads(data, parse_float=Decimal, parse_constant=_reject_constant)
+        # Decoded as UTF-8 first: json.loads would also take UTF-16 and UTF-32 bytes, which no producer means.
+        text = data.decode("utf-8") if isinstance(data, bytes | bytearray) else data
+        value = json.loads(text, parse_float=Decimal, parse_constant=_reject_constant)
     except UnicodeDecodeError as error:
         raise PoisonRecordError(f"{what} is not UTF-8 JSON: {error.reason} at byte {error.start}") from error
     except RecursionError as error:
         raise PoisonRecordError(f"{what} is JSON nested too deeply to parse") from error
     except ValueError as error:
         raise PoisonRecordError(f"{what} is not valid JSON: {error}") from error
+    except ArithmeticError as error:  # decimal.InvalidOperation: an exponent no Decimal can hold
+        raise PoisonRecordError(f"{what} has a number with an exponent too large to hold") from error
     raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else data
     if SURROGATE_ESCAPE.search(raw):
         reject_lone_surrogates(value, what)
