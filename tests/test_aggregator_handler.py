@@ -3,6 +3,7 @@
 import io
 import json
 import random
+import re
 import time
 from collections import defaultdict
 from datetime import datetime
@@ -17,11 +18,28 @@ from tributary.demos.fleet_analytics import PIPELINE as FLEET_ANALYTICS
 from tributary.fleet_queries import fleet_minutes, format_fleet_table, unicorn_minute
 from tributary.runtime.demo import RuntimeDemoContext
 from tributary_shared import fleet_window
-from tributary_shared.aggregation_sink import AggregationSink, PublishReport, WindowKey, summary_id
+from tributary_shared.aggregation_sink import (
+    QUARANTINE_NAME,
+    QUARANTINE_PART_CHARS,
+    AggregationSink,
+    PublishReport,
+    QuarantineReport,
+    WindowKey,
+    quarantine_text,
+    summary_id,
+)
 from tributary_shared.errors import TransientError
+from tributary_shared.kinesis_batch import record_version
 from tributary_shared.kinesis_put import put_records
 from tributary_shared.payloads import decode_payload
-from tributary_shared.window_aggregates import WindowState, format_status_time, parse_reading, parse_status_time
+from tributary_shared.window_aggregates import (
+    MAX_STATUS_MS,
+    STATE_VERSION,
+    WindowState,
+    format_status_time,
+    parse_reading,
+    parse_status_time,
+)
 
 TABLE = "UnicornAggregation"
 SUMMARY_STREAM = "wildrydes-summary"
@@ -105,10 +123,13 @@ def test_sample_events_chain_into_each_other_and_the_final_one_stores_the_window
         load_event(f"tumbling-window-{n}.json") for n in ("first", "middle", "final")
     )
 
+    # The sample events hold version 1 states: the function reads them migrated, and returns version 2.
     after_first = invoke(first)
-    assert after_first == {"state": middle["state"], "batchItemFailures": []}
+    assert after_first["batchItemFailures"] == [] and after_first["state"]["v"] == STATE_VERSION
+    assert WindowState.from_json(after_first["state"]) == WindowState.from_json(middle["state"])
     after_middle = invoke(middle)
-    assert after_middle == {"state": final["state"], "batchItemFailures": []}
+    assert after_middle["batchItemFailures"] == []
+    assert WindowState.from_json(after_middle["state"]) == WindowState.from_json(final["state"])
     assert invoke(final) == {"state": {}, "batchItemFailures": []}
 
     shadowfax = unicorn_minute(TABLE, "Shadowfax", "2026-11-21T12:00:00Z", client=dynamodb)
@@ -205,6 +226,7 @@ def test_a_large_state_is_stored_as_partial_segments_without_waiting_for_lambda(
 class RecordingSink:
     def __init__(self, failure=None):
         self.published = []
+        self.quarantined = []
         self.failure = failure
 
     def publish(self, key, state, *, partial, deadline):
@@ -212,6 +234,12 @@ class RecordingSink:
             raise self.failure
         self.published.append((state.unicorns, partial))
         return PublishReport(len(state.rows), len(state.rows), 1)
+
+    def quarantine_state(self, key, unreadable, deadline):
+        if self.failure:
+            raise self.failure
+        self.quarantined.append(unreadable)
+        return QuarantineReport("quarantine#…", 1, 10, False, unreadable.reason)
 
 
 def thousands_of_unicorns_event():
@@ -341,22 +369,18 @@ def test_records_redelivered_after_a_retry_are_not_counted_twice(fleet, capsys):
     assert (figures.count, figures.distance, figures.max_magic_points) == (6, 21, 55)
     lines = emitted(capsys)
     assert (metric(lines, "RecordsRedelivered"), metric(lines, "RecordsFolded")) == (2, 6)
-    assert metric(lines, "RecordsSkippedOutOfOrder") == 0
 
 
-def test_a_record_below_the_mark_after_new_records_is_skipped_with_a_warning(fleet, capsys, caplog):
+def test_records_are_folded_in_sequence_order_whatever_order_the_event_lists_them(fleet, capsys):
     batch = [record(FIRST_SEQUENCE + i, reading("Rocinante", i, i + 1, 50 + i, 60)) for i in range(5)]
     state = invoke(window_event(batch[:3], {}))["state"]
     capsys.readouterr()
-    # Not a re-delivered prefix: an old record after a new one (Kinesis never delivers this).
+    # An old record listed after a new one (Kinesis never delivers this): sorted, it is a re-delivery.
     response = invoke(window_event([batch[3], batch[1], batch[4]], state))
     figures = WindowState.from_json(response["state"]).unicorns["Rocinante"]
     assert (figures.count, figures.distance) == (5, 15)
     lines = emitted(capsys)
-    assert metric(lines, "RecordsSkippedOutOfOrder") == 1
-    (warning,) = [entry for entry in caplog.records if entry.levelname == "WARNING"]
-    assert "high-water mark" in warning.getMessage()
-    assert warning.sequenceNumbers == [str(FIRST_SEQUENCE + 1)]
+    assert (metric(lines, "RecordsRedelivered"), metric(lines, "RecordsFolded")) == (1, 2)
 
 
 def test_several_shards_combine_to_the_fleet_figures(fleet):
@@ -422,7 +446,8 @@ def test_summary_ids_differ_per_unicorn_shard_and_segment():
         ({"Records": []}, "window"),
         ({"Records": [], "window": WINDOW, "shardId": ""}, "shardId"),
         ({"Records": [{"kinesis": {}}], "window": WINDOW, "shardId": "s", "state": {}}, "sequenceNumber"),
-        ({"Records": [], "window": WINDOW, "shardId": "s", "state": {"v": 9}}, "state"),
+        ({"Records": [], "window": WINDOW, "shardId": "shard#1", "state": {}}, "shardId"),
+        ({"Records": [], "window": {"start": "9999-12-31T23:59:59-01:00"}, "shardId": "s"}, "window bound"),
     ],
 )
 def test_malformed_events_fail_the_invocation_naming_the_problem(fleet, event, problem):
@@ -646,3 +671,170 @@ def test_tributary_consume_prints_the_summary_stream_in_the_flink_shape(fleet, m
         assert all(isinstance(line[name], int | float) for name in figures)
     shadowfax = next(line for line in lines if line["Name"] == "Shadowfax")
     assert (shadowfax["Distance"], shadowfax["MinMagicPoints"], shadowfax["MaxHealthPoints"]) == (24.22, 138, 152)
+
+
+def quarantined(dynamodb):
+    """The quarantined items, by sort key, as plain values."""
+    from boto3.dynamodb.types import TypeDeserializer
+
+    deserializer = TypeDeserializer()
+    response = dynamodb.query(
+        TableName=TABLE,
+        KeyConditionExpression="#n = :name",
+        ExpressionAttributeNames={"#n": "name"},
+        ExpressionAttributeValues={":name": {"S": QUARANTINE_NAME}},
+        ConsistentRead=True,
+    )
+    return [{key: deserializer.deserialize(value) for key, value in item.items()} for item in response["Items"]]
+
+
+def joined_text(parts):
+    assert [part["part"] for part in parts] == list(range(len(parts))) and all(p["parts"] == len(parts) for p in parts)
+    return "".join(part["text"] for part in parts)
+
+
+def test_a_reading_the_window_could_not_store_is_poison_when_folded_and_the_window_closes(fleet, caplog):
+    """On main, a StatusTime in year 10000 (UTC) was folded and failed every close of its window."""
+    dynamodb, kinesis = fleet
+    batch = [record(FIRST_SEQUENCE + i, reading("Pegasus", i, 2, 10 + i, 20)) for i in range(5)]
+    year_10000_in_utc = {"StatusTime": "9999-12-31 23:59:59.999-01:00"}
+    batch[1] = record(FIRST_SEQUENCE + 1, reading("Pegasus", 1, 2, 11, 20) | year_10000_in_utc)
+    batch[3] = record(FIRST_SEQUENCE + 3, reading("\ud800", 3, 2, 13, 20))
+    response = invoke(window_event(batch, {}))
+    assert lowest_failure(response) == [1]
+    reasons = [entry.getMessage() for entry in caplog.records if entry.levelname == "WARNING"]
+    assert any("StatusTime '9999-12-31 23:59:59.999-01:00' is outside" in reason for reason in reasons)
+    # Refused when the record is decoded, or else when the reading is parsed: never folded.
+    assert any(re.search(r"lone (UTF-16 )?surrogate", reason) for reason in reasons)
+
+    assert invoke(window_event([], response["state"], final=True)) == {"state": {}, "batchItemFailures": []}
+    (item,) = fleet_items(dynamodb)
+    assert (item["name"], item["count"], item["distance"]) == ("Pegasus", 3, 6)
+    assert item["recordVersion"] == record_version(str(FIRST_SEQUENCE + 4))  # the last record folded into it
+    assert quarantined(dynamodb) == []
+    assert [summary["Name"] for summary in summaries(kinesis)] == ["Pegasus"]
+
+
+def test_a_state_of_the_previous_version_is_migrated_and_its_window_stored_whatever_a_row_holds(fleet, caplog, capsys):
+    dynamodb, kinesis = fleet
+    epoch_ms_main_folded = MAX_STATUS_MS + 3_600_000  # "9999-12-31 23:59:59.999-01:00"
+    bad_row = [1, 5, 1, 1, 1, 1, epoch_ms_main_folded, epoch_ms_main_folded]
+    version_1 = {
+        "v": 1,
+        "first": str(FIRST_SEQUENCE),
+        "last": str(FIRST_SEQUENCE + 3),
+        "poison": [0, None],
+        "u": {"Shadowfax": [3, "24.22", 138, 143, 149, 152, BASE_MS, BASE_MS + 59_999], "Bucephalus": bad_row},
+    }
+    assert invoke(window_event([], version_1, final=True)) == {"state": {}, "batchItemFailures": []}
+
+    (row,) = fleet_minutes(TABLE, client=dynamodb)  # the quarantined item is not a unicorn-minute
+    assert (row.name, row.figures.count, row.figures.distance) == ("Shadowfax", 3, Decimal("24.22"))
+    assert [summary["Name"] for summary in summaries(kinesis)] == ["Shadowfax"]
+    parts = quarantined(dynamodb)
+    set_aside = json.loads(joined_text(parts))
+    assert set_aside["highWaterMark"] == str(FIRST_SEQUENCE + 3) and set_aside["segment"] == str(FIRST_SEQUENCE)
+    [(name, kept_row, reason)] = set_aside["rows"]
+    assert (name, kept_row) == ("Bucephalus", bad_row) and "outside 1970-01-01" in reason
+    assert parts[0]["windowStart"].startswith(f"quarantine#{WINDOW['start']}#shardId-000000000000#rows-")
+    assert parts[0]["recordVersion"] == record_version(str(FIRST_SEQUENCE + 3))
+    assert metric(emitted(capsys), "RowsQuarantined") == 1
+    assert any("rows that could not be stored" in entry.getMessage() for entry in caplog.records)
+
+
+def test_a_state_that_cannot_be_read_is_stored_raw_and_records_keep_flowing(fleet, caplog, capsys):
+    """A state from a newer version (a rollback mid-window): set aside, the high-water mark kept."""
+    dynamodb, _ = fleet
+    future = {
+        "v": 3,
+        "first": str(FIRST_SEQUENCE),
+        "last": str(FIRST_SEQUENCE + 1),
+        "rows": [{"name": "Shadowfax", "count": 2, "note": "caf\u00e9 \udc80"}],
+    }
+    batch = [record(FIRST_SEQUENCE + i, reading("Shadowfax", i, 1, 100, 200)) for i in range(4)]
+    response = invoke(window_event(batch, future))
+    assert response["batchItemFailures"] == []
+    state = WindowState.from_json(response["state"])
+    # Records 0 and 1 are in the quarantined state (at or below its mark): not counted again.
+    assert (state.first_sequence, state.last_sequence) == (FIRST_SEQUENCE + 2, FIRST_SEQUENCE + 3)
+    assert state.unicorns["Shadowfax"].count == 2
+    lines = emitted(capsys)
+    assert (metric(lines, "StateQuarantined"), metric(lines, "RecordsRedelivered")) == (1, 2)
+    (error,) = [entry for entry in caplog.records if entry.levelname == "ERROR"]
+    assert "window state could not be read" in error.getMessage() and "version 3" in error.getMessage()
+
+    parts = quarantined(dynamodb)
+    assert json.loads(joined_text(parts)) == future
+    assert parts[0]["recordVersion"] == record_version(str(FIRST_SEQUENCE + 1))
+    assert parts[0]["what"].startswith("state-") and not parts[0]["truncated"]
+    invoke(window_event([], response["state"], final=True))
+    assert unicorn_minute(TABLE, "Shadowfax", WINDOW["start"], client=dynamodb).figures.count == 2
+
+
+def test_a_large_unreadable_state_is_split_into_parts_that_fit_an_item(fleet):
+    dynamodb, _ = fleet
+    garbage = {"v": "?", "blob": "x" * (2 * QUARANTINE_PART_CHARS + 5)}
+    invoke(window_event([], garbage))
+    parts = quarantined(dynamodb)
+    assert len(parts) == 3
+    assert all(len(part["text"]) <= QUARANTINE_PART_CHARS for part in parts)
+    assert joined_text(parts) == quarantine_text(garbage)
+    assert {part["chars"] for part in parts} == {len(quarantine_text(garbage))}
+    assert all("recordVersion" not in part for part in parts)  # no high-water mark could be read
+    invoke(window_event([], garbage))  # Lambda retrying the invocation: the same items again
+    assert len(quarantined(dynamodb)) == 3
+
+
+def test_quarantined_text_past_the_part_limit_is_truncated_and_says_so():
+    from tributary_shared.aggregation_sink import MAX_QUARANTINE_PARTS, quarantine_items
+
+    key = WindowKey.parse(WINDOW["start"], WINDOW["end"], "shardId-000000000000")
+    text = "y" * (QUARANTINE_PART_CHARS * MAX_QUARANTINE_PARTS + 7)
+    items, report = quarantine_items(key, "state-test", text, "unreadable", None)
+    assert len(items) == MAX_QUARANTINE_PARTS and report.truncated
+    assert all(item.item["truncated"] and item.item["chars"] == len(text) for item in items)
+    assert len({item.item["windowStart"] for item in items}) == MAX_QUARANTINE_PARTS
+
+
+def test_a_quarantine_that_cannot_be_written_yet_fails_the_invocation_so_lambda_retries_it(fleet):
+    class Throttled:
+        def batch_write_item(self, RequestItems):
+            return {"UnprocessedItems": RequestItems}
+
+    sink = AggregationSink(TABLE, SUMMARY_STREAM, dynamodb=Throttled(), kinesis=fleet[1])
+    event = window_event([record(FIRST_SEQUENCE, reading("Pegasus", 0, 1, 1, 1))], {"v": 7})
+    with pytest.raises(TransientError, match="quarantined items not written"):
+        fleet_window.handle_window_event(event, sink, deadline=time.monotonic() + 0.5)
+
+
+def test_an_item_dynamodb_refuses_is_quarantined_and_the_other_items_stored(fleet):
+    from botocore.exceptions import ClientError
+
+    dynamodb, kinesis = fleet
+
+    class RefusesOneUnicorn:
+        """DynamoDB refusing one item as invalid (ValidationException), as for a changed table."""
+
+        def _refuse_if_named(self, items):
+            if any(item.get("name") == {"S": "Refused"} for item in items):
+                error = {"Error": {"Code": "ValidationException", "Message": "One or more values were invalid"}}
+                raise ClientError(error, "BatchWriteItem")
+
+        def batch_write_item(self, RequestItems):
+            self._refuse_if_named([request["PutRequest"]["Item"] for request in RequestItems[TABLE]])
+            return dynamodb.batch_write_item(RequestItems=RequestItems)
+
+        def put_item(self, TableName, Item):
+            self._refuse_if_named([Item])
+            return dynamodb.put_item(TableName=TableName, Item=Item)
+
+    sink = AggregationSink(TABLE, SUMMARY_STREAM, dynamodb=RefusesOneUnicorn(), kinesis=kinesis)
+    state = WindowState()
+    for offset, name in enumerate(["Accepted", "Refused", "Also"]):
+        state.fold(parse_reading(reading(name, offset, 1, 1, 1)), FIRST_SEQUENCE + offset)
+    key = WindowKey.parse(WINDOW["start"], WINDOW["end"], "shardId-000000000000")
+    published = sink.publish(key, state, partial=False, deadline=time.monotonic() + 30)
+    assert (published.items_written, published.summaries_sent, published.rows_quarantined) == (2, 2, 1)
+    assert sorted(row.name for row in fleet_minutes(TABLE, client=dynamodb)) == ["Accepted", "Also"]
+    [(name, row, reason)] = json.loads(joined_text(quarantined(dynamodb)))["rows"]
+    assert (name, row) == ("Refused", state.rows["Refused"]) and "ValidationException" in reason

@@ -11,7 +11,7 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from tributary_shared.aggregation_sink import AggregationSink
+from tributary_shared.aggregation_sink import QUARANTINE_NAME, AggregationSink, QuarantineReport
 from tributary_shared.fleet_window import FoldOutcome, InvocationReport, handle_window_event
 from tributary_shared.invocation import invocation_deadline, required_env
 
@@ -41,9 +41,9 @@ def _record(report: InvocationReport) -> None:
     fold = report.fold
     metrics.add_metric(name="RecordsFolded", unit=MetricUnit.Count, value=fold.folded)
     metrics.add_metric(name="RecordsRedelivered", unit=MetricUnit.Count, value=fold.redelivered)
-    metrics.add_metric(name="RecordsSkippedOutOfOrder", unit=MetricUnit.Count, value=len(fold.out_of_order))
     metrics.add_metric(name="PoisonRecords", unit=MetricUnit.Count, value=fold.new_poison)
     metrics.add_metric(name="StateBytes", unit=MetricUnit.Bytes, value=report.state_bytes)
+    metrics.add_metric(name="StateQuarantined", unit=MetricUnit.Count, value=int(bool(report.state_quarantined)))
     context = {
         "window": report.window.start,
         "shardId": report.window.shard_id,
@@ -52,6 +52,12 @@ def _record(report: InvocationReport) -> None:
         "unicorns": report.unicorns,
         "stateBytes": report.state_bytes,
     }
+    if report.state_quarantined:
+        _log_quarantine(
+            "window state could not be read: stored raw as a quarantined item, the window goes on with a fresh state",
+            report.state_quarantined,
+            context,
+        )
     _record_failures(fold, context)
     if report.flush_deferred:
         logger.warning(
@@ -62,6 +68,13 @@ def _record(report: InvocationReport) -> None:
         metrics.add_metric(name="SegmentsFlushed", unit=MetricUnit.Count, value=int(report.segment_flushed))
         metrics.add_metric(name="PartialWindows", unit=MetricUnit.Count, value=int(report.partial))
         metrics.add_metric(name="AggregationItems", unit=MetricUnit.Count, value=report.published.items_written)
+        metrics.add_metric(name="RowsQuarantined", unit=MetricUnit.Count, value=report.published.rows_quarantined)
+        if report.published.quarantine:
+            _log_quarantine(
+                "unicorn rows that could not be stored were kept as a quarantined item; the others were stored",
+                report.published.quarantine,
+                context,
+            )
         logger.info(
             "window stored" if report.closed else "large window state stored as a partial segment",
             extra={
@@ -74,12 +87,20 @@ def _record(report: InvocationReport) -> None:
         )
 
 
+def _log_quarantine(message: str, quarantine: QuarantineReport, context: dict[str, Any]) -> None:
+    logger.error(
+        f"{message}: {quarantine.reason}",
+        extra={
+            **context,
+            "quarantineKey": {"name": QUARANTINE_NAME, "windowStartPrefix": quarantine.sort_key_prefix},
+            "parts": quarantine.parts,
+            "chars": quarantine.chars,
+            "truncated": quarantine.truncated,
+        },
+    )
+
+
 def _record_failures(fold: FoldOutcome, context: dict[str, Any]) -> None:
-    if fold.out_of_order:
-        logger.warning(
-            "records below the window's high-water mark that are not a re-delivered prefix were skipped",
-            extra={**context, "sequenceNumbers": fold.out_of_order[:MAX_LOGGED_SEQUENCES]},
-        )
     for sequence, reason in list(fold.poison.items())[:MAX_LOGGED_SEQUENCES]:
         logger.warning(f"poison record not folded: {reason}", extra={**context, "sequenceNumber": sequence})
     if fold.transient_sequence:

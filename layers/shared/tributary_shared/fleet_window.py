@@ -3,7 +3,8 @@
 Contract with Lambda's tumbling windows (Kinesis, TumblingWindowInSeconds, ReportBatchItemFailures):
 
 - every response carries `state` (Lambda treats a response without it as a failed invocation);
-- records are folded in sequence order. A poison record is counted (once, however often it is
+- records are folded in sequence order, on the Kinesis batch skeleton (`kinesis_batch`) every
+  stream function shares. A poison record is counted (once, however often it is
   re-delivered), never folded, and the records after it are still folded in the same invocation,
   so they are in the figures whatever the mapping does next: retry from the poison record, bisect
   it down to itself, or dead-letter the whole rest of the batch. The lowest failed sequence
@@ -12,8 +13,7 @@ Contract with Lambda's tumbling windows (Kinesis, TumblingWindowInSeconds, Repor
   folding: the rest of the batch is left for the retry;
 - `last` in the state is a high-water mark: a re-delivered batch starts with records at or below
   it, which are skipped (but decoded again, so a poison record among them is reported again until
-  the mapping gives up on it). A record below the mark anywhere else cannot be a re-delivery of a
-  batch: it is skipped too, with a warning and the RecordsSkippedOutOfOrder metric;
+  the mapping gives up on it). In sequence order, every record below the mark is at the start;
 - a failed invocation (an exception) is retried by Lambda with the state from before it, so
   nothing half-done is ever kept: the state is only what the last successful response returned;
 - on the final invocation of a window (`isFinalInvokeForWindow`), or when Lambda ends it early
@@ -26,18 +26,36 @@ Contract with Lambda's tumbling windows (Kinesis, TumblingWindowInSeconds, Repor
   names the segment) and returns an empty state that keeps the high-water marks. If storing fails
   the state is kept and the next invocation tries again with a superset, which overwrites
   whatever was half written. With BatchSize 100 a batch adds at most ~30 KB, so the state never
-  nears 1 MB.
+  nears 1 MB;
+- no record's content can stall the shard. Whatever closing the window will do with a reading is
+  checked when it is folded, so a reading that could not be stored is poison then, never later
+  (see `tributary_shared.window_aggregates`). A state of an earlier version is migrated. A state
+  the function cannot read (a version it does not know, another shape) is stored raw as a
+  quarantined item (`AggregationSink.quarantine_state`) and the window goes on with a fresh state
+  that keeps the high-water mark when it can be read: records at or below it are in the quarantined
+  state and are skipped, so nothing is counted twice. Without a readable mark the re-delivered
+  records of a retried batch are folded again into the fresh state; the quarantined item says its
+  mark is unknown. Rows that cannot be stored are set aside and quarantined when the window closes,
+  and the other rows are stored as usual.
 """
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from tributary_shared.aggregation_sink import PublishReport, WindowKey
-from tributary_shared.errors import PoisonRecordError, TransientError
-from tributary_shared.invocation import batch_item_failures, kinesis_data, lowest_sequence
+from tributary_shared.aggregation_sink import PublishReport, QuarantineReport, WindowKey
+from tributary_shared.errors import TransientError
+from tributary_shared.invocation import batch_item_failures, lowest_sequence
+from tributary_shared.kinesis_batch import BatchLedger, KinesisBatch, KinesisRecord
 from tributary_shared.payloads import decode_payload
-from tributary_shared.window_aggregates import WindowState, parse_reading, state_size_bytes
+from tributary_shared.window_aggregates import (
+    UnreadableState,
+    WindowState,
+    parse_reading,
+    read_state,
+    state_size_bytes,
+)
 
 # Past this the state is stored as a partial segment: well below Lambda's 1 MB, with room for a batch.
 SEGMENT_FLUSH_BYTES = 800 * 1024
@@ -46,12 +64,14 @@ SEGMENT_FLUSH_BYTES = 800 * 1024
 class Sink(Protocol):
     def publish(self, key: WindowKey, state: WindowState, *, partial: bool, deadline: float) -> PublishReport: ...
 
+    def quarantine_state(self, key: WindowKey, unreadable: UnreadableState, deadline: float) -> QuarantineReport: ...
+
 
 @dataclass(frozen=True)
 class WindowEvent:
     key: WindowKey
     records: Sequence[Mapping[str, Any]]
-    state: WindowState
+    state: WindowState | UnreadableState
     is_final: bool
     terminated_early: bool
 
@@ -61,7 +81,11 @@ class WindowEvent:
 
 
 def parse_window_event(event: Any) -> WindowEvent:
-    """Validate a tumbling-window Kinesis event; ValueError names what is missing."""
+    """Validate a tumbling-window Kinesis event; ValueError names what is missing.
+
+    The state is not the event's to fail: one the function cannot read comes back as an
+    UnreadableState, to be set aside.
+    """
     if not isinstance(event, dict):
         raise ValueError(f"event must be a JSON object, got {type(event).__name__}")
     window = event.get("window")
@@ -73,7 +97,7 @@ def parse_window_event(event: Any) -> WindowEvent:
     return WindowEvent(
         key=WindowKey.parse(window.get("start"), window.get("end"), event.get("shardId")),
         records=records,
-        state=WindowState.from_json(event.get("state")),
+        state=read_state(event.get("state")),
         is_final=event.get("isFinalInvokeForWindow") is True,
         terminated_early=event.get("isWindowTerminatedEarly") is True,
     )
@@ -85,7 +109,6 @@ class FoldOutcome:
 
     folded: int = 0
     redelivered: int = 0
-    out_of_order: list[str] = field(default_factory=list)
     poison: dict[str, str] = field(default_factory=dict)
     new_poison: int = 0
     transient_sequence: str | None = None
@@ -98,45 +121,48 @@ class FoldOutcome:
         return lowest_sequence([*self.poison, *([self.transient_sequence] if self.transient_sequence else [])])
 
 
-def sequence_of(record: Mapping[str, Any]) -> str:
-    kinesis = record.get("kinesis")
-    sequence = kinesis.get("sequenceNumber") if isinstance(kinesis, dict) else None
-    if not isinstance(sequence, str) or not sequence.isdecimal():
-        # Without a sequence number the record cannot be reported: fail the invocation instead.
-        raise ValueError(f"record has no decimal kinesis.sequenceNumber: {record!r:.200}")
-    return sequence
+class BatchFold:
+    """One batch folded into a window state, record by record, in sequence order."""
 
+    def __init__(self, state: WindowState) -> None:
+        self.state = state
+        self.outcome = FoldOutcome()
 
-def fold_batch(state: WindowState, records: Sequence[Mapping[str, Any]]) -> FoldOutcome:
-    outcome = FoldOutcome()
-    highest_seen: int | None = None
-    in_redelivered_prefix = True
-    for position, record in enumerate(records):
-        sequence_text = sequence_of(record)
+    def fold_reading(self, sequence_text: str, payload: Mapping[str, Any]) -> None:
+        """Fold one decoded reading, or count it re-delivered; PoisonRecordError says why it cannot be.
+
+        In sequence order, records at or below the high-water mark are the re-delivered start of a
+        retried batch: the state already holds them.
+        """
+        reading = parse_reading(payload)
         sequence = int(sequence_text)
-        ascending = highest_seen is None or sequence > highest_seen
-        highest_seen = sequence if highest_seen is None else max(highest_seen, sequence)
-        below_mark = state.already_folded(sequence)
-        if below_mark and not (ascending and in_redelivered_prefix):
-            outcome.out_of_order.append(sequence_text)
-            continue
-        in_redelivered_prefix = in_redelivered_prefix and below_mark
-        try:
-            reading = parse_reading(decode_payload(kinesis_data(record)))
-        except PoisonRecordError as error:
-            outcome.poison[sequence_text] = error.reason
-            outcome.new_poison += int(state.count_poison(sequence))
-            continue
-        except TransientError as error:
-            outcome.transient_sequence, outcome.transient_reason = sequence_text, error.reason
-            outcome.not_reached = len(records) - position - 1
-            return outcome
-        if below_mark:
-            outcome.redelivered += 1
-        else:
-            state.fold(reading, sequence)
-            outcome.folded += 1
-    return outcome
+        if self.state.already_folded(sequence):
+            self.outcome.redelivered += 1
+            return
+        self.state.fold(reading, sequence)
+        self.outcome.folded += 1
+
+    def fold_record(self, record: KinesisRecord) -> None:
+        self.fold_reading(record.sequence_number, decode_payload(record.data()))
+
+    def settle(self, ledger: BatchLedger) -> FoldOutcome:
+        """Take the failures the batch skeleton recorded (in sequence order) into the outcome."""
+        for sequence_text, reason in ledger.failed_permanent.items():
+            self.outcome.poison[sequence_text] = reason
+            self.outcome.new_poison += int(self.state.count_poison(int(sequence_text)))
+        for sequence_text, reason in ledger.failed_transient.items():
+            self.outcome.transient_sequence, self.outcome.transient_reason = sequence_text, reason
+        self.outcome.not_reached = ledger.not_reached
+        return self.outcome
+
+
+def fold_batch(state: WindowState, records: list[Any], deadline: float = math.inf) -> FoldOutcome:
+    """Fold a batch on the Kinesis batch skeleton: poison fails alone, a transient failure stops the fold."""
+    batch = KinesisBatch.of_records(records, deadline)
+    fold = BatchFold(state)
+    for _ in batch.each(fold.fold_record):
+        pass
+    return fold.settle(batch.ledger)
 
 
 @dataclass
@@ -144,7 +170,7 @@ class InvocationReport:
     """Everything the handler logs and turns into metrics."""
 
     window: WindowKey
-    fold: FoldOutcome
+    fold: FoldOutcome = field(default_factory=FoldOutcome)
     closed: bool = False
     partial: bool = False
     published: PublishReport | None = None
@@ -153,14 +179,17 @@ class InvocationReport:
     unicorns: int = 0
     state_bytes: int = 0
     poison_in_window: int = 0
+    # The state Lambda passed could not be read: where it was stored instead.
+    state_quarantined: QuarantineReport | None = None
     response: dict[str, Any] = field(default_factory=dict)
 
 
 def handle_window_event(event: Any, sink: Sink, deadline: float) -> InvocationReport:
     """Fold the event's records; store the window (or a full segment of it); build the response."""
     parsed = parse_window_event(event)
-    state = parsed.state
-    report = InvocationReport(window=parsed.key, fold=fold_batch(state, parsed.records))
+    report = InvocationReport(window=parsed.key)
+    state = usable_state(parsed, sink, deadline, report)
+    report.fold = fold_batch(state, list(parsed.records), deadline)
     report.unicorns, report.poison_in_window = len(state.rows), state.poison_count
     state_json = state.to_json()
     report.state_bytes = state_size_bytes(state_json)
@@ -173,6 +202,18 @@ def handle_window_event(event: Any, sink: Sink, deadline: float) -> InvocationRe
     failed = report.fold.failed_sequence
     report.response = {"state": state_json, "batchItemFailures": batch_item_failures([failed] if failed else [])}
     return report
+
+
+def usable_state(parsed: WindowEvent, sink: Sink, deadline: float, report: InvocationReport) -> WindowState:
+    """The event's state, or (when it cannot be read) a fresh one once the raw state is stored.
+
+    If it cannot be stored yet the TransientError fails the invocation: Lambda retries it with the
+    same state, so nothing is dropped.
+    """
+    if isinstance(parsed.state, WindowState):
+        return parsed.state
+    report.state_quarantined = sink.quarantine_state(parsed.key, parsed.state, deadline)
+    return parsed.state.fresh
 
 
 def flush_segment(
