@@ -4,6 +4,11 @@ import base64
 import contextlib
 import importlib.util
 import json
+import os
+import re
+import subprocess
+import sys
+import time
 import zlib
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -20,6 +25,7 @@ from support import REPO_ROOT, definition
 
 from tributary.runtime.template import load_yaml
 from tributary_shared import payloads
+from tributary_shared.avro_bounds import MAX_NESTING_DEPTH, body_check
 from tributary_shared.avro_codec import (
     MAX_DECOMPRESSED_BYTES,
     RegistryDeserializer,
@@ -394,3 +400,203 @@ def test_the_benchmark_rotates_which_contender_runs_first():
     ran: list[str] = []
     medians = rotated_medians({name: (lambda name=name: ran.append(name)) for name in names}, 3)
     assert ran == [*names, *names[1:], names[0], names[2], *names[:2]] and set(medians) == set(names)
+
+
+# ------------------------------------------------------------------------------------ bounds on hostile input
+
+
+def varint(value: int) -> bytes:
+    """Avro's zig-zag varint of a 64-bit long."""
+    zigzag = ((value << 1) ^ (value >> 63)) & (2**64 - 1)
+    out = bytearray()
+    while zigzag >= 0x80:
+        out.append(zigzag & 0x7F | 0x80)
+        zigzag >>= 7
+    out.append(zigzag)
+    return bytes(out)
+
+
+def record_schema(name: str, fields: list[tuple[str, object]]) -> str:
+    return json.dumps({"type": "record", "name": name, "fields": [{"name": n, "type": t} for n, t in fields]})
+
+
+LINKED_LIST = record_schema("Node", [("next", ["null", "Node"])])
+FRAMINGS = {
+    "glue": lambda body: b"\x03\x00" + UUID(int=5).bytes + body,
+    "glue zlib": lambda body: b"\x03\x05" + UUID(int=5).bytes + zlib.compress(body),
+    "confluent": lambda body: b"\x00\x00\x00\x00\x05" + body,
+}
+
+
+def decoder_of(schema: str) -> RegistryDeserializer:
+    return RegistryDeserializer(lambda _: schema, lambda _: schema)
+
+
+def linked_list_body(levels: int) -> bytes:
+    """A Node nesting `levels` records deep: each level's union picks Node, the last picks null."""
+    return b"\x02" * (levels - 1) + b"\x00"
+
+
+def test_a_recursive_record_nested_5000_deep_fails_alone_without_crashing_the_process():
+    # In a child process: were the bound to regress, fastavro's SIGSEGV must not take pytest with it.
+    script = f"""
+import json, sys, zlib
+from uuid import UUID
+from tributary_shared.avro_codec import RegistryDeserializer
+from tributary_shared.errors import PoisonRecordError
+schema = {LINKED_LIST!r}
+decoder = RegistryDeserializer(lambda _: schema)
+header = b"\\x03\\x00" + UUID(int=5).bytes
+for body in (b"\\x02" * 4999 + b"\\x00", b"\\x02\\x00"):
+    try:
+        print(json.dumps(decoder(header + body)))
+    except PoisonRecordError as error:
+        print(error.reason)
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                            cwd=REPO_ROOT, env={**os.environ, "PYTHONPATH": str(REPO_ROOT / "layers" / "shared")})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["Avro body nests deeper than 64 levels", '{"next": {"next": null}}']
+
+
+@pytest.mark.parametrize("framing", list(FRAMINGS))
+def test_recursion_decodes_to_the_depth_bound_and_one_level_more_fails(framing):
+    decoder = decoder_of(LINKED_LIST)
+    deepest = decoder(FRAMINGS[framing](linked_list_body(MAX_NESTING_DEPTH)))
+    levels = 1
+    while deepest["next"] is not None:
+        deepest, levels = deepest["next"], levels + 1
+    assert levels == MAX_NESTING_DEPTH
+    with pytest.raises(PoisonRecordError, match=r"^Avro body nests deeper than 64 levels$"):
+        decoder(FRAMINGS[framing](linked_list_body(MAX_NESTING_DEPTH + 1)))
+
+
+def test_a_schema_deeper_than_the_bound_fails_only_the_records_that_nest_that_deep():
+    schema: object = "int"
+    for level in range(70):
+        schema = {"type": "record", "name": f"L{level}", "fields": [{"name": "inner", "type": ["null", schema]}]}
+    decoder = decoder_of(json.dumps(schema))
+    assert decoder(FRAMINGS["glue"](b"\x02\x00")) == {"inner": {"inner": None}}
+    with pytest.raises(PoisonRecordError, match="nests deeper than 64 levels"):
+        decoder(FRAMINGS["glue"](b"\x02" * 70 + b"\x00"))
+
+
+ZERO_BYTE_ITEMS = {
+    "null": "null",
+    "empty fixed": {"type": "fixed", "name": "Nothing", "size": 0},
+    "empty record": {"type": "record", "name": "Empty", "fields": []},
+    "record of zero-byte fields": {"type": "record", "name": "Gaps", "fields": [
+        {"name": "a", "type": "null"},
+        {"name": "b", "type": {"type": "fixed", "name": "F0", "size": 0}},
+        {"name": "c", "type": {"type": "record", "name": "Inner", "fields": [{"name": "d", "type": "null"}]}},
+    ]},
+}
+
+
+@pytest.mark.parametrize("framing", list(FRAMINGS))
+@pytest.mark.parametrize("item", list(ZERO_BYTE_ITEMS))
+@pytest.mark.parametrize("count", [2**40, -(2**40)], ids=["count", "negative count"])
+def test_zero_byte_items_cannot_claim_more_than_the_body_justifies(framing, item, count):
+    decoder = decoder_of(record_schema("R", [("items", {"type": "array", "items": ZERO_BYTE_ITEMS[item]})]))
+    # A negative count is followed by the block's size in bytes (Avro's skippable blocks).
+    body = varint(count) + (varint(0) if count < 0 else b"") + varint(0)
+    started = time.perf_counter()
+    with pytest.raises(PoisonRecordError) as caught:
+        decoder(FRAMINGS[framing](body))
+    assert caught.value.reason == f"Avro array block claims {2**40} items but the body has {len(body)} bytes"
+    assert time.perf_counter() - started < 1
+
+
+def test_zero_byte_items_decode_up_to_one_per_byte_of_body_and_at_least_256():
+    decoder = decoder_of(record_schema("R", [("pad", "string"), ("items", {"type": "array", "items": "null"})]))
+    assert decoder(FRAMINGS["glue"](b"\x00" + varint(256) + b"\x00"))["items"] == [None] * 256
+    padded = varint(1000) + b"x" * 1000 + varint(-600) + varint(0) + varint(-400) + varint(0) + b"\x00"
+    assert decoder(FRAMINGS["glue"](padded)) == {"pad": "x" * 1000, "items": [None] * 1000}
+    with pytest.raises(PoisonRecordError, match="claims 1010 items but the body has 1005 bytes"):
+        decoder(FRAMINGS["glue"](varint(1000) + b"x" * 1000 + varint(1010) + b"\x00"))
+
+
+def test_items_holding_values_that_take_no_bytes_are_bounded_by_the_body():
+    fat = {"type": "record", "name": "Fat", "fields": [
+        *({"name": f"gap{i}", "type": "null"} for i in range(100)), {"name": "flag", "type": "boolean"}]}
+    decoder = decoder_of(record_schema("R", [("rows", {"type": "array", "items": fat})]))
+    assert decoder(FRAMINGS["glue"](varint(2) + b"\x01\x00\x00"))["rows"][1]["gap99"] is None
+    started = time.perf_counter()
+    with pytest.raises(PoisonRecordError, match=r"holds more than 100004 values that take no bytes"):
+        decoder(FRAMINGS["glue"](varint(100_000) + b"\x01" * 100_000 + b"\x00"))
+    assert time.perf_counter() - started < 5
+
+
+@pytest.mark.parametrize("values", ["null", "int", "Tree"])
+def test_map_and_array_blocks_claiming_more_entries_than_bytes_fail_fast(values):
+    decoder = decoder_of(record_schema("Tree", [("kids", {"type": "map", "values": values})]))
+    started = time.perf_counter()
+    for count in (2**40, -(2**40), 2**63 - 1, -(2**63)):
+        body = varint(count) + (varint(3) if count < 0 else b"") + b"\x00\x00\x00"
+        with pytest.raises(PoisonRecordError):
+            decoder(FRAMINGS["glue"](body))
+    assert time.perf_counter() - started < 1
+    if values == "Tree":  # recursive, so walked: the walk names the claim
+        with pytest.raises(PoisonRecordError, match="map block claims 1099511627776 items but only 3 bytes"):
+            decoder(FRAMINGS["glue"](varint(2**40) + b"\x00\x00\x00"))
+
+
+@pytest.mark.parametrize("schema", [
+    record_schema("Plain", [("ints", {"type": "array", "items": "int"})]),
+    record_schema("Walked", [("ints", {"type": "array", "items": "int"}), ("next", ["null", "Walked"])]),
+], ids=["plain", "walked"])
+def test_negative_block_counts_with_their_byte_size_decode_like_positive_ones(schema):
+    blocks = varint(-2) + varint(2) + varint(1) + varint(2) + varint(1) + varint(3) + varint(0)
+    body = blocks + (b"\x00" if "Walked" in schema else b"")
+    assert decoder_of(schema)(FRAMINGS["confluent"](body))["ints"] == [1, 2, 3]
+
+
+def test_only_schemas_that_need_it_have_their_bodies_walked():
+    map_of_nulls = record_schema("M", [("m", {"type": "map", "values": "null"})])  # each key takes bytes
+    plain = [PAYMENT_V1, PAYMENT_V2, UNICORN, CUSTOMER_V1, map_of_nulls]
+    walked = [LINKED_LIST, record_schema("A", [("a", {"type": "array", "items": "null"})])]
+    assert [body_check(parse_definition(schema)) for schema in plain] == [None] * len(plain)
+    assert all(body_check(parse_definition(schema)) is not None for schema in walked)
+
+
+@pytest.mark.parametrize("body, reason", [
+    (b"\x03\x00", "union branch -2 does not exist (the union has 2)"),
+    (b"\x04\x00", "union branch 2 does not exist (the union has 2)"),
+    (b"\xff" * 11, "a varint runs past 10 bytes"),
+    (b"\x02\x02", "ends inside a value"),
+], ids=["negative union index", "union index past the end", "long varint", "truncated"])
+def test_a_walked_body_that_is_not_valid_avro_fails_with_what_is_wrong(body, reason):
+    with pytest.raises(PoisonRecordError, match=re.escape(reason)):
+        decoder_of(LINKED_LIST)(FRAMINGS["glue"](body))
+
+
+def decimal_schema(precision: int, scale: int) -> str:
+    return record_schema("D", [("amount", {"type": "bytes", "logicalType": "decimal",
+                                           "precision": precision, "scale": scale})])
+
+
+def test_a_decimal_longer_than_its_precision_is_refused_at_once():
+    started = time.perf_counter()
+    with pytest.raises(PoisonRecordError, match=r"^Avro decimal of 1000000 bytes is longer than precision 12 allows$"):
+        decoder_of(decimal_schema(12, 2))(FRAMINGS["glue zlib"](varint(1_000_000) + b"\x7f" * 1_000_000))
+    with pytest.raises(PoisonRecordError, match="at most 4300 digits are read"):
+        decoder_of(decimal_schema(10**6, 2))(FRAMINGS["glue zlib"](varint(1_000_000) + b"\x7f" * 1_000_000))
+    assert time.perf_counter() - started < 1
+    with pytest.raises(PoisonRecordError, match=r"^Avro decimal has 5 digits, more than its precision 3$"):
+        decoder_of(decimal_schema(3, 2))(FRAMINGS["glue"](varint(2) + b"\x7f\xff"))
+
+
+@pytest.mark.parametrize("value", ["12345678901234567890123456.789012345678", "-0.000000000100", "0E-12"])
+def test_decimals_decode_exactly_to_38_digits(value):
+    schema = decimal_schema(38, 12)
+    data = encode_glue({"amount": Decimal(value)}, parse_definition(schema), UUID(int=5))
+    decoded = decoder_of(schema)(data)["amount"]
+    assert str(decoded) == str(Decimal(value))
+
+
+def test_a_writer_schema_nesting_too_deep_for_the_parser_fails_its_records_only():
+    deep_json = '{"type": "record", "name": "R", "fields": [], "x": ' + "[" * 600 + "]" * 600 + "}"
+    too_deep_for_json = '{"type": "record", "name": "R", "fields": [], "x": ' + "[" * 100_000 + "]" * 100_000 + "}"
+    for schema, reason in ((deep_json, "nests deeper than 512 levels"), (too_deep_for_json, "not usable Avro")):
+        with pytest.raises(PoisonRecordError, match=reason):
+            decoder_of(schema)(FRAMINGS["glue"](b""))

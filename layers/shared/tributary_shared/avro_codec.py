@@ -7,16 +7,23 @@ The body is schemaless Avro binary. `RegistryDeserializer` decodes either framin
 writer schema up once per schema id (bounded per-process cache), reads the body with fastavro,
 optionally projects it onto a configured reader schema (a consumer built for v1 keeps working
 when producers move to v2), and turns every way a record can be bad into a PoisonRecordError
-that says what is wrong. A reader schema that cannot read a writer schema is a configuration
-problem, not the record's: that is a TransientError naming the fields, so the batch waits for
-the fix instead of records being discarded. A schema id the registry does not know is
-remembered for a short while, so a burst of such records costs one registry call, not one each.
+that says what is wrong. Before fastavro reads a body, its depth and the item counts it claims
+are bounded (see tributary_shared.avro_bounds): a hostile writer schema or body fails that record
+with a reason instead of crashing or exhausting the function. A reader schema that cannot read
+a writer schema is a configuration problem, not the record's: that is a TransientError naming
+the fields, so the batch waits for the fix instead of records being discarded. A schema id the
+registry does not know is remembered for a short while, so a burst of such records costs one
+registry call, not one each.
 Per uncompressed Glue record the codec adds one slice and one dict lookup (header version,
-compression byte and schema version checked at once) to fastavro.
+compression byte and schema version checked at once) to fastavro; only the rare schemas that need
+it (recursive, deeper than the bound, or with arrays of values that take no bytes) also pay for a
+walk through the body.
 
 Values come back as fastavro reads them, except temporal and uuid logical types, which become
 ISO-8601 strings and str so records are JSON-printable and storable in DynamoDB; `decimal`
-stays `decimal.Decimal` (exact, and DynamoDB's number type).
+stays `decimal.Decimal` (exact, and DynamoDB's number type): importing this module installs
+`avro_bounds.read_decimal` as fastavro's decimal reader, in this process, so a decimal longer than
+its precision is refused instead of rounded, or converted for minutes.
 """
 
 import io
@@ -30,8 +37,15 @@ from typing import Any
 from uuid import UUID
 
 from fastavro import parse_schema, schemaless_reader, schemaless_writer
-from fastavro.read import SchemaResolutionError
+from fastavro.read import LOGICAL_READERS, SchemaResolutionError
 
+from tributary_shared.avro_bounds import (
+    MAX_SCHEMA_JSON_DEPTH,
+    BodyCheck,
+    body_check,
+    read_decimal,
+    schema_too_deep,
+)
 from tributary_shared.errors import PoisonRecordError, TransientError
 
 GLUE_HEADER_VERSION = 0x03
@@ -40,8 +54,11 @@ COMPRESSION_ZLIB = 0x05
 GLUE_HEADER_SIZE = 18
 CONFLUENT_MAGIC = 0x00
 CONFLUENT_HEADER_SIZE = 5
-# A Kinesis record is at most 1 MiB; a zlib body inflating far past that is a bomb, not a record.
-MAX_DECOMPRESSED_BYTES = 16 * 1024 * 1024
+# A Kinesis record is at most 1 MiB, and so is a zlib body: compression never lets a record cost
+# more to decode than the largest uncompressed one. fastavro can build ~70 bytes of objects per
+# body byte (an array of empty arrays): a 4 KB frame inflating to 4 MiB took 300 MB, one to 16 MiB
+# 1.2 GB and 20 s, past the function's memory; 1 MiB bounds a record at ~75 MB and half a second.
+MAX_DECOMPRESSED_BYTES = 1024 * 1024
 DEFAULT_CACHE_SIZE = 1000
 # How long a schema id the registry said it does not have is answered from memory. Short: a
 # producer may register the version a moment later, but a burst of poison records costs one call.
@@ -59,24 +76,38 @@ PORTABLE_LOGICAL_TYPES = frozenset(
     }
 )
 
-# (writer schema, reader schema or None, whether values need making portable)
-ReadPlan = tuple[Any, Any, bool]
+# (writer schema, reader schema or None, whether values need making portable, the walk its
+# bodies need before fastavro reads them or None)
+ReadPlan = tuple[Any, Any, bool, BodyCheck | None]
 GlueLookup = Callable[[UUID], str]
 ConfluentLookup = Callable[[int], str]
 
 _parsed_schemas: dict[str, Any] = {}
 
+# fastavro's own decimal reader rounds to the precision and is quadratic in the value's length.
+LOGICAL_READERS["bytes-decimal"] = LOGICAL_READERS["fixed-decimal"] = read_decimal
+
 
 def parse_definition(definition: str | Mapping[str, Any] | list[Any]) -> Any:
-    """A fastavro-parsed schema; definitions given as text are parsed once per process."""
+    """A fastavro-parsed schema; definitions given as text are parsed once per process.
+
+    A definition nesting deeper than `MAX_SCHEMA_JSON_DEPTH` is refused (ValueError) before
+    fastavro's recursive parser sees it.
+    """
     if not isinstance(definition, str):
-        return parse_schema(definition)
+        return _parse_schema(definition)
     parsed = _parsed_schemas.get(definition)
     if parsed is None:
         if len(_parsed_schemas) >= DEFAULT_CACHE_SIZE:
             del _parsed_schemas[next(iter(_parsed_schemas))]
-        parsed = _parsed_schemas[definition] = parse_schema(json.loads(definition))
+        parsed = _parsed_schemas[definition] = _parse_schema(json.loads(definition))
     return parsed
+
+
+def _parse_schema(definition: Mapping[str, Any] | list[Any] | str) -> Any:
+    if schema_too_deep(definition):
+        raise ValueError(f"schema JSON nests deeper than {MAX_SCHEMA_JSON_DEPTH} levels")
+    return parse_schema(definition)
 
 
 def canonical_definition(schema: Mapping[str, Any] | str) -> str:
@@ -184,14 +215,19 @@ class RegistryDeserializer:
         plan = self._header_plans.get(data[:GLUE_HEADER_SIZE])
         if plan is None:
             return self._decode_uncached(data)
-        writer, reader, portable = plan
-        body = io.BytesIO(data[GLUE_HEADER_SIZE:])
+        writer, reader, portable, check = plan
+        body_bytes = data[GLUE_HEADER_SIZE:]
+        if check is not None:
+            check(body_bytes, 0)
+        body = io.BytesIO(body_bytes)
         try:
             # Passing reader_schema=None still costs fastavro a comparison: leave it out.
             record = schemaless_reader(body, writer) if reader is None else schemaless_reader(body, writer, reader)
         except SchemaResolutionError as error:
             raise _unresolvable(error, writer, reader) from error
-        except Exception as error:  # EOFError, UnicodeDecodeError, IndexError, SchemaResolutionError...
+        except PoisonRecordError:  # a bounded logical-type reader refused the value, saying why
+            raise
+        except Exception as error:  # EOFError, UnicodeDecodeError, IndexError...
             raise _mismatch(error) from error
         if body.read(1):
             raise _leftovers(body)
@@ -214,16 +250,16 @@ class RegistryDeserializer:
             raise PoisonRecordError(f"truncated Glue header: {len(data)} bytes, the header alone is {GLUE_HEADER_SIZE}")
         compression = data[1]
         if compression == COMPRESSION_ZLIB:
-            body = io.BytesIO(_inflate(data))
+            body, start = _inflate(data), 0
         elif compression == COMPRESSION_NONE:
-            body = io.BytesIO(data[GLUE_HEADER_SIZE:])
+            body, start = data, GLUE_HEADER_SIZE
         else:
             raise PoisonRecordError(f"unknown Glue compression byte 0x{compression:02x} (0x00 none, 0x05 zlib)")
         key = data[2:GLUE_HEADER_SIZE]
         plan = self._glue_plans.get(key) or self._glue_plan(key)
         if compression == COMPRESSION_NONE:
             _remember(self._header_plans, data[:GLUE_HEADER_SIZE], plan, self._cache_size)
-        return _read(body, plan)
+        return _read(body, start, plan)
 
     def _decode_confluent(self, data: bytes) -> dict[str, Any]:
         if len(data) < CONFLUENT_HEADER_SIZE:
@@ -232,9 +268,7 @@ class RegistryDeserializer:
             )
         schema_id = int.from_bytes(data[1:CONFLUENT_HEADER_SIZE], "big")
         plan = self._confluent_plans.get(schema_id) or self._confluent_plan(schema_id)
-        body = io.BytesIO(data)
-        body.seek(CONFLUENT_HEADER_SIZE)
-        return _read(body, plan)
+        return _read(data, CONFLUENT_HEADER_SIZE, plan)
 
     def _glue_plan(self, key: bytes) -> ReadPlan:
         version_id = UUID(bytes=key)
@@ -271,15 +305,15 @@ class RegistryDeserializer:
             raise
 
     def _plan(self, writer_definition: str, subject: str) -> ReadPlan:
+        """How to read bodies of one writer schema; a schema unfit to read any is every record's poison."""
         try:
             writer = parse_definition(writer_definition)
+            same_as_reader = canonical_definition(writer_definition) == self._reader_definition
+            check = body_check(writer)
         except Exception as error:  # fastavro raises several types for a schema it cannot use
             raise PoisonRecordError(f"writer schema of {subject} is not usable Avro: {error}") from error
-        reader = self._reader
-        if canonical_definition(writer_definition) == self._reader_definition:
-            reader = None
         output = self._reader_definition or writer_definition
-        return writer, reader, _has_portable_types(json.loads(output))
+        return writer, None if same_as_reader else self._reader, _has_portable_types(json.loads(output)), check
 
 
 def _reader_schema(reader_schema: str | Mapping[str, Any] | None) -> tuple[str | None, Any]:
@@ -315,12 +349,19 @@ def _inflate(data: bytes) -> bytes:
     return body
 
 
-def _read(body: io.BytesIO, plan: ReadPlan) -> dict[str, Any]:
-    writer, reader, portable = plan
+def _read(data: bytes, start: int, plan: ReadPlan) -> dict[str, Any]:
+    """Decode the body `data[start:]` (a position, not a slice: no copy of a large body)."""
+    writer, reader, portable, check = plan
+    if check is not None:
+        check(data, start)
+    body = io.BytesIO(data)
+    body.seek(start)
     try:
         record = schemaless_reader(body, writer, reader)
     except SchemaResolutionError as error:
         raise _unresolvable(error, writer, reader) from error
+    except PoisonRecordError:  # a bounded logical-type reader refused the value, saying why
+        raise
     except Exception as error:  # EOFError, UnicodeDecodeError, IndexError...
         raise _mismatch(error) from error
     if body.read(1):
@@ -386,12 +427,16 @@ def _not_a_record(value: Any) -> PoisonRecordError:
 
 
 def _has_portable_types(schema: Any) -> bool:
-    if isinstance(schema, dict):
-        return schema.get("logicalType") in PORTABLE_LOGICAL_TYPES or any(
-            _has_portable_types(value) for value in schema.values()
-        )
-    if isinstance(schema, list):
-        return any(_has_portable_types(item) for item in schema)
+    """Whether a schema's JSON names a logical type `_portable` converts (searched without recursing)."""
+    pending = [schema]
+    while pending:
+        value = pending.pop()
+        if isinstance(value, dict):
+            if value.get("logicalType") in PORTABLE_LOGICAL_TYPES:
+                return True
+            pending.extend(value.values())
+        elif isinstance(value, list):
+            pending.extend(value)
     return False
 
 
