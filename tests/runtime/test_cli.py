@@ -18,6 +18,7 @@ import pytest
 
 from tributary.runtime.cli import main
 from tributary_shared.errors import RecordError
+from tributary_shared.kinesis_batch import record_version
 
 # Tests taking `aws` get moto reset afterwards: `main` starts its own server, but moto's state is process-wide.
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -221,26 +222,30 @@ def test_stream_processor_demo_reports_records_neither_written_nor_on_failure_or
     decode = record_decoder(FakeDemoContext([]))
     shard = kinesis.list_shards(StreamName="payments")["Shards"][0]["ShardId"]
     iterator = kinesis.get_shard_iterator(StreamName="payments", ShardId=shard, ShardIteratorType="TRIM_HORIZON")
-    failures, payments = [], []
+    failures, versions = [], {}
     for record in kinesis.get_records(ShardIterator=iterator["ShardIterator"])["Records"]:
+        version = record_version(record["SequenceNumber"])
         try:
             payment = decode(record["Data"])
-            item = {"paymentId": {"S": payment["paymentId"]}, "status": {"S": payment["status"]}}
+            item = {"paymentId": {"S": payment["paymentId"]}, "status": {"S": payment["status"]},
+                    "recordVersion": {"S": version}}
         except (RecordError, ValueError, KeyError):
             failures.append(failure_of(shard, record["SequenceNumber"]))
             continue
         dynamodb.put_item(TableName="Payments", Item=item)
-        payments.append(payment)
+        versions.setdefault(payment["paymentId"], []).append(version)
     section = demo.report(FakeDemoContext(failures))
     assert [problem for problem in section.problems if problem.startswith(("payments", "Payments"))] == []
     assert "  accounted: 40 written + 2 in on-failure batches of 42, 0 lost" in section.lines
     assert "  40 records are Glue-framed Avro (20 zlib-compressed)" in section.lines
 
-    # A payment whose item missed its last state change is reported, though its key is in the table.
-    last = payments[-1]
-    dynamodb.put_item(TableName="Payments", Item={"paymentId": {"S": last["paymentId"]}, "status": {"S": "STALE"}})
+    # A payment whose item went back to an older record is reported, though its key is in the table.
+    payment_id, (first, *_) = next((key, held) for key, held in versions.items() if len(held) > 1)
+    dynamodb.put_item(TableName="Payments", Item={"paymentId": {"S": payment_id}, "status": {"S": "OLD"},
+                                                  "recordVersion": {"S": first}})
     section = demo.report(FakeDemoContext(failures))
-    assert f"Payments: 1 items do not hold their last state: ['{last['paymentId']}']" in section.problems
+    assert (f"Payments: 1 items are older than their key's newest record that was not dead-lettered "
+            f"(order went back): ['{payment_id}']") in section.problems
 
 
 def test_run_carries_on_past_functions_it_cannot_run_and_says_why_it_is_not_drained(aws, tmp_path, monkeypatch,

@@ -6,10 +6,12 @@ labelled poison pills (not JSON, missing key, key of the wrong type). Payments a
 the Glue Schema Registry the template declares: the first half written with schema version 1, the
 rest with version 2 (registered before anything is put, zlib-compressed), as producers upgraded
 mid-stream would.
-The report reads both streams back and accounts for every record: its item is in the table, or its
-sequence number lies in a batch delivered to the on-failure destination.
-(Payments repeat a paymentId through its lifecycle: a record counts as written when its key is in
-the table, where the last state wins.)
+The report reads both streams back and accounts for every record: its sequence number lies in a
+batch delivered to the on-failure destination, or its key's item holds its version (`recordVersion`,
+the stream position of the record that wrote it) or a newer one. Per key, the item must hold the
+newest record that was not dead-lettered (or a newer, dead-lettered one the function had applied
+before failing): an older one means the key went back in time, whatever faults were injected.
+(Payments repeat a paymentId through its lifecycle.)
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from tributary.demos import (
 from tributary.producer import SCHEMAS, glue_encoder, json_bytes, payment_events, unicorn_statuses
 from tributary_shared.avro_codec import COMPRESSION_ZLIB, RegistryDeserializer
 from tributary_shared.errors import RecordError
+from tributary_shared.kinesis_batch import record_version
 from tributary_shared.kinesis_put import put_records
 from tributary_shared.payloads import GLUE_HEADER_VERSION
 from tributary_shared.schema_registry import GlueSchemaRegistry
@@ -42,6 +45,8 @@ UNICORNS = ("Shadowfax", "Rocinante", "Bucephalus", "Pegasus", "Epona", "Artax")
 UNICORN_READINGS = 60
 PAYMENT_EVENTS = 40
 PAYMENT_SCHEMA = "payment-event"
+# The stream processor's default VERSION_ATTRIBUTE: every item carries the version that wrote it.
+VERSION_ATTRIBUTE = "recordVersion"
 FLEET_START = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
 # (record bytes, why it is poison): the stream processor must isolate each and send it on-failure.
 UNICORN_POISON = (
@@ -94,8 +99,6 @@ class StreamPlan:
     table: str
     function: str
     key_attributes: tuple[str, ...]
-    state_field: str | None = None
-    """Where records of one key are states of one thing (a payment): the item must hold the last."""
     records: list[tuple[str, bytes, str]] = field(default_factory=list)
 
 
@@ -108,7 +111,7 @@ class StreamProcessorDemo:
     def __init__(self) -> None:
         self.plans = [
             StreamPlan("WildrydesStream", "UnicornSensorDataTable", "StreamProcessorFunction", ("Name", "StatusTime")),
-            StreamPlan("PaymentsStream", "PaymentsTable", "PaymentProcessorFunction", ("paymentId",), "status"),
+            StreamPlan("PaymentsStream", "PaymentsTable", "PaymentProcessorFunction", ("paymentId",)),
         ]
 
     def produce(self, ctx: DemoContext) -> None:
@@ -145,17 +148,24 @@ class StreamAccount:
     written: int = 0
     in_failure: int = 0
     lost: list[str] = field(default_factory=list)
+    """Records neither dead-lettered nor written: no item for their key."""
     missing: int = 0
     """Records this demo put that are not on the stream."""
     stale: list[str] = field(default_factory=list)
-    """Keys whose item does not hold the state of their last record on the stream."""
+    """Keys whose item is older than their newest record that was not dead-lettered: order went back."""
+    unknown: list[str] = field(default_factory=list)
+    """Keys whose item holds a version no record on the stream has."""
+    current: int = 0
+    """Items holding their key's newest record that was not dead-lettered."""
+    newer_dead_lettered: int = 0
+    """Items holding a dead-lettered record newer than every other: applied, then the invocation failed."""
 
 
 def account_stream(ctx: DemoContext, plan: StreamPlan, failures: Sequence[Mapping[str, Any]]) -> StreamAccount:
     stream_name = ctx.physical_name(plan.stream)
     table_name = ctx.physical_name(plan.table)
     on_stream = read_stream(ctx.client("kinesis"), stream_name)
-    items = scan_items(ctx.client("dynamodb"), table_name, plan.key_attributes, plan.state_field)
+    items = scan_items(ctx.client("dynamodb"), table_name, plan.key_attributes, VERSION_ATTRIBUTE)
     function_arn = ctx.arn(plan.function)
     batches = [
         batch
@@ -164,18 +174,31 @@ def account_stream(ctx: DemoContext, plan: StreamPlan, failures: Sequence[Mappin
     ]
     account = StreamAccount(stream_name, table_name, on_stream, len(items), batches)
     decode = record_decoder(ctx)
-    last_states: dict[tuple[str, ...], Any] = {}  # read in sequence order per shard, and a key keeps to its shard
+    newest_live: dict[tuple[str, ...], str] = {}
+    versions: dict[tuple[str, ...], set[str]] = {}
     # Other demos may share the stream: the processor must account for every record on it.
     for record in on_stream:
-        key, value = _decoded_key(decode, record.data, plan.key_attributes)
-        if key in items:
-            account.written += 1
-            last_states[key] = value.get(plan.state_field) if plan.state_field else None
-        elif in_failure_batches(record, batches):
+        key, _ = _decoded_key(decode, record.data, plan.key_attributes)
+        version = record_version(record.sequence_number)
+        if key is not None:
+            versions.setdefault(key, set()).add(version)
+        if in_failure_batches(record, batches):
             account.in_failure += 1
-        else:
+        elif key not in items:
             account.lost.append(f"{record.shard_id} {record.sequence_number}")
-    account.stale = sorted(" ".join(key) for key, state in last_states.items() if items[key] != state)
+        else:  # its key's item must hold it or a newer record: checked below, per key
+            account.written += 1
+            newest_live[key] = max(newest_live.get(key, version), version)
+    for key, newest in newest_live.items():
+        held = items[key] or ""
+        if held == newest:
+            account.current += 1
+        elif held < newest:
+            account.stale.append(" ".join(key))
+        elif held in versions[key]:  # newer than every record not dead-lettered: a dead-lettered one
+            account.newer_dead_lettered += 1
+        else:
+            account.unknown.append(" ".join(key))
     put_by_demo = Counter(data for _, data, _ in plan.records)
     account.missing = len(put_by_demo - Counter(record.data for record in on_stream))
     return account
@@ -197,9 +220,10 @@ def describe_account(account: StreamAccount, plan: StreamPlan, mapping: Any | No
         compressed = sum(data[1] == COMPRESSION_ZLIB for data in framed)
         lines.append(f"  {len(framed)} records are Glue-framed Avro ({compressed} zlib-compressed)")
     lines += [f"  on-failure: {_describe_batch(batch, account.on_stream, poison_by_data)}" for batch in account.batches]
-    if plan.state_field:
-        fresh = account.items - len(account.stale)
-        lines.append(f"  {fresh} of {account.items} items hold the {plan.state_field} of their key's last record")
+    lines.append(
+        f"  order per key: {account.current} of {account.items} items hold their key's newest record that was "
+        f"not dead-lettered, {account.newer_dead_lettered} a newer dead-lettered one, {len(account.stale)} an older one"
+    )
     lines.append(
         f"  accounted: {account.written} written + {account.in_failure} in on-failure batches "
         f"of {len(account.on_stream)}, {len(account.lost)} lost"
@@ -214,18 +238,21 @@ def account_problems(account: StreamAccount) -> list[str]:
             f"{account.stream_name}: {len(account.lost)} records neither written nor on-failure: {account.lost[:3]}"
         )
     if account.stale:
-        problems.append(f"{account.table_name}: {len(account.stale)} items do not hold their last state: "
-                        f"{account.stale[:3]}")  # fmt: skip
+        problems.append(f"{account.table_name}: {len(account.stale)} items are older than their key's newest record "
+                        f"that was not dead-lettered (order went back): {account.stale[:3]}")  # fmt: skip
+    if account.unknown:
+        problems.append(f"{account.table_name}: {len(account.unknown)} items hold a {VERSION_ATTRIBUTE} no record "
+                        f"on the stream has: {account.unknown[:3]}")  # fmt: skip
     if account.missing:
         problems.append(f"{account.stream_name}: {account.missing} records put by the demo are not on the stream")
     return problems
 
 
 def scan_items(
-    dynamodb: Any, table: str, key_attributes: Sequence[str], state_field: str | None
+    dynamodb: Any, table: str, key_attributes: Sequence[str], state_field: str
 ) -> dict[tuple[str, ...], str | None]:
-    """Each item's key, with its `state_field` (None when there is none)."""
-    names = [*key_attributes, *([state_field] if state_field else [])]
+    """Each item's key, with its string `state_field` (None when the item has none)."""
+    names = [*key_attributes, state_field]
     items: dict[tuple[str, ...], str | None] = {}
     for page in dynamodb.get_paginator("scan").paginate(
         TableName=table,
@@ -233,7 +260,7 @@ def scan_items(
         ExpressionAttributeNames={f"#a{position}": name for position, name in enumerate(names)},
     ):
         for item in page["Items"]:
-            state = item.get(state_field, {}).get("S") if state_field else None
+            state = item.get(state_field, {}).get("S")
             items[tuple(item[name]["S"] for name in key_attributes)] = state
     return items
 

@@ -10,6 +10,7 @@ asynchronous invocations (and S3's) for `step()` to run.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -23,6 +24,8 @@ import boto3
 
 from tributary.emulator import EmbeddedAws
 from tributary.runtime import emulations, esm
+from tributary.runtime.faults import FaultInjector, FaultPlan, injecting
+from tributary.runtime.filtering import FilterPatternError, parse_pattern
 from tributary.runtime.functions import LocalFunction, load_functions, route_function_output, unloadable_functions
 from tributary.runtime.lambda_emulation import LambdaEmulation, async_configs
 from tributary.runtime.resources import Deployment, deploy
@@ -42,6 +45,7 @@ class RuntimeOptions:
     idle_read_interval_s: float = 1.0  # before reading a shard again after an empty read
     # Before each retry of a failed asynchronous invocation; AWS waits 60 s, then 120 s.
     async_retry_delays_s: tuple[float, ...] = (1.0, 2.0)
+    faults: FaultPlan | None = None  # --faults: what AWS does wrong to the functions' requests
 
 
 class Runtime:
@@ -59,6 +63,8 @@ class Runtime:
         self.lambda_service: LambdaEmulation | None = None
         self.unmapped_events: list[str] = []
         self.trace = esm.TraceWriter(options.trace_path) if options.trace_path else None
+        self.faults = FaultInjector(options.faults, self.trace) if options.faults else None
+        self._fault_scope = contextlib.ExitStack()
         self._saved_environment: dict[str, str] = {}
 
     # ------------------------------------------------------------ lifecycle
@@ -77,8 +83,10 @@ class Runtime:
     def _start_in_emulator(self) -> None:
         route_function_output(self.options.function_log)
         self.deployment = deploy(self.template, boto3.session.Session())
+        if self.faults is not None:
+            self._fault_scope.enter_context(injecting(self.faults))
         self.skipped_functions = unloadable_functions(self.template)
-        self.functions = load_functions(self.template)
+        self.functions = load_functions(self.template, self.faults)
         self._create_mappings()
         self._name_events_of_skipped_functions()
         self.lambda_service = LambdaEmulation(
@@ -98,6 +106,7 @@ class Runtime:
     def stop(self) -> None:
         for mapping in self.mappings.values():
             mapping.close()
+        self._fault_scope.close()
         if self.trace is not None:
             self.trace.close()
         route_function_output(None)  # the log file closes with the runtime
@@ -126,7 +135,7 @@ class Runtime:
                         self.unmapped_events.append(f"{logical_id}.{event_name} ({event.get('Type')})")
                     continue
                 properties = event.get("Properties") or {}
-                config = mapping_config(function, properties, properties["Stream"])
+                config = _checked_config(f"{logical_id}.{event_name}", function, properties, properties["Stream"])
                 self.mappings[f"{logical_id}.{event_name}"] = self._mapping(config, function)
         for resource in self.template.resources.values():
             if resource.type == "AWS::Lambda::EventSourceMapping":
@@ -146,7 +155,7 @@ class Runtime:
         if function is None:
             self.unmapped_events.append(f"{logical_id} (function {properties.get('FunctionName')} not run locally)")
             return
-        config = mapping_config(function, properties, properties["EventSourceArn"])
+        config = _checked_config(logical_id, function, properties, properties["EventSourceArn"])
         self.mappings[logical_id] = self._mapping(config, function)
 
     def _mapping(self, config: esm.MappingConfig, function: LocalFunction) -> esm.EventSourceMapping:
@@ -210,7 +219,11 @@ class Runtime:
             }
             for key, mapping in self.mappings.items()
         }
-        return {"mappings": mappings, "emulations": {item.name: item.counters() for item in self.emulations}}
+        return {
+            "mappings": mappings,
+            "emulations": {item.name: item.counters() for item in self.emulations},
+            "faults": dict(self.faults.injected) if self.faults else {},
+        }
 
     def on_failure_records(self) -> list[dict]:
         """Every invocation record in the mappings' on-failure destinations, read back from the emulator."""
@@ -232,10 +245,8 @@ class Runtime:
 def mapping_config(function: LocalFunction, properties: Mapping[str, Any], source_arn: str) -> esm.MappingConfig:
     """The engine's configuration from a SAM Kinesis/DynamoDB event or an AWS::Lambda::EventSourceMapping."""
     destination = ((properties.get("DestinationConfig") or {}).get("OnFailure") or {}).get("Destination")
-    patterns = tuple(
-        json.loads(item["Pattern"]) if isinstance(item["Pattern"], str) else item["Pattern"]
-        for item in (properties.get("FilterCriteria") or {}).get("Filters") or []
-    )
+    filters = (properties.get("FilterCriteria") or {}).get("Filters") or []
+    patterns = tuple(_filter_pattern(position, item.get("Pattern")) for position, item in enumerate(filters, 1))
     window = properties.get("TumblingWindowInSeconds")
     timestamp = properties.get("StartingPositionTimestamp")
     return esm.MappingConfig(
@@ -256,6 +267,22 @@ def mapping_config(function: LocalFunction, properties: Mapping[str, Any], sourc
         on_failure_destination_arn=destination,
         enabled=_flag(properties.get("Enabled", True)),
     )
+
+
+def _filter_pattern(position: int, pattern: Any) -> dict[str, Any]:
+    try:
+        return parse_pattern(pattern)
+    except FilterPatternError as error:
+        raise FilterPatternError(f"FilterCriteria pattern {position}: {error}") from error
+
+
+def _checked_config(name: str, function: LocalFunction, properties: Mapping[str, Any],
+                    source_arn: str) -> esm.MappingConfig:
+    """`mapping_config`; an invalid setting (out of AWS's range, a bad filter pattern) is a template error."""
+    try:
+        return mapping_config(function, properties, source_arn)
+    except ValueError as error:
+        raise TemplateError(f"{name}: {error}") from error
 
 
 def _flag(value: Any) -> bool:

@@ -4,6 +4,9 @@
 - `demo`: start, deploy, run every demo pipeline's producer, drain, print the report; exit 0 only if
   every section accounts for every record.
 - `run`: the same engine on any SAM template: put JSON-lines files on streams, drain, print counters.
+
+`up`, `demo` and `run` take `--faults KIND=P,...` (and `--fault-seed N`): AWS faults injected into the
+functions' own requests and invocations (tributary.runtime.faults), counted and traced.
 - `query`: SQL (DuckDB) over the data lake of a running `tributary up` (Parquet read through its S3 API).
 
 What the functions print (their logs, tracebacks of errors) goes to `--logs FILE`, or else to a new
@@ -30,6 +33,7 @@ import boto3
 from tributary.aws_guard import use_local_endpoint
 from tributary.runtime.app import Runtime, RuntimeOptions
 from tributary.runtime.demo import run_demo
+from tributary.runtime.faults import FAULTS, FaultPlan, FaultSpecError, parse_faults
 from tributary.runtime.template import Template, TemplateError, parse_parameter_overrides
 from tributary.stop_signals import StopRequest, stop_on_signals
 from tributary_shared.kinesis_put import put_records
@@ -48,7 +52,7 @@ def main(command: str, argv: list[str]) -> int:
     arguments = parser.parse_args(argv)
     try:
         return handlers[command](arguments)
-    except TemplateError as error:
+    except (TemplateError, FaultSpecError) as error:
         print(f"tributary {command}: {error}", file=sys.stderr)
         return 2
 
@@ -74,6 +78,11 @@ def _parser(command: str) -> argparse.ArgumentParser:
     parser.add_argument("--timeout", type=float, default=None,
                         help=f"seconds to wait for draining (default {DEFAULT_DRAIN_TIMEOUT_S:.0f}, or the longest "
                              f"TumblingWindowInSeconds + {WINDOW_TIMEOUT_MARGIN_S:.0f} if longer)")
+    parser.add_argument("--faults", metavar="KIND=P,...",
+                        help=f"inject AWS faults into the functions' requests, each with probability P: "
+                             f"{', '.join(FAULTS)}")
+    parser.add_argument("--fault-seed", type=int, default=None, metavar="N",
+                        help="seed of the fault draws (default: random, printed at start)")
     if command == "run":
         parser.add_argument("--records", action="append", default=[], metavar="STREAM=FILE.jsonl")
         parser.add_argument("--partition-key", help="field of each line whose value is the partition key")
@@ -85,6 +94,7 @@ def _parser(command: str) -> argparse.ArgumentParser:
 def _runtime(arguments: argparse.Namespace, overrides: Mapping[str, str],
              options: RuntimeOptions | None = None) -> Iterator[Runtime]:
     """A started Runtime for the command's arguments; `options` gives defaults the arguments override."""
+    faults = fault_plan(arguments)
     with contextlib.ExitStack() as stack:
         log_path = arguments.logs or function_log_path(arguments.command)
         log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -97,8 +107,18 @@ def _runtime(arguments: argparse.Namespace, overrides: Mapping[str, str],
             port=arguments.port,
             trace_path=arguments.trace,
             function_log=logs,
+            faults=faults,
         )
         yield stack.enter_context(Runtime(runtime_options))
+
+
+def fault_plan(arguments: argparse.Namespace) -> FaultPlan | None:
+    """--faults and --fault-seed, checked before anything starts."""
+    if arguments.faults is None:
+        if arguments.fault_seed is not None:
+            raise FaultSpecError("--fault-seed needs --faults")
+        return None
+    return parse_faults(arguments.faults, arguments.fault_seed)
 
 
 def function_log_path(command: str) -> Path:
@@ -128,6 +148,8 @@ def _print_start(runtime: Runtime) -> None:
         print(f"  event not emulated: {name}")
     for emulation in runtime.emulations:
         print(f"  emulation: {emulation.name}")
+    if runtime.faults is not None:
+        print(f"  faults: {runtime.faults.plan.describe()}")
     for warning in [*runtime.template.warnings, *runtime.retry_forever_warnings()]:
         print(f"  warning: {warning}")
 
@@ -145,6 +167,9 @@ def counter_lines(counters: Mapping[str, Any]) -> list[str]:
             lines.append(f"    last function error: {item['last_error']}")
     for name, item in counters["emulations"].items():
         lines.append(f"{name:<40} " + " ".join(f"{key}={value}" for key, value in item.items()))
+    if counters.get("faults"):
+        injected = " ".join(f"{kind}={count}" for kind, count in counters["faults"].items())
+        lines.append(f"{'faults injected':<40} {injected}")
     return lines
 
 

@@ -1,4 +1,10 @@
-"""`tributary demo`: every demo plug-in's producer, one drain, every plug-in's report."""
+"""`tributary demo`: every demo plug-in's producer, one drain, every plug-in's report.
+
+With `--faults`, the report ends with what was injected (per kind), what the mappings did about it
+(records retried, bisections, records dead-lettered) and the verdict: the demo passes only if every
+plug-in's section holds, i.e. no record is lost and each key holds its newest record that was not
+dead-lettered.
+"""
 
 from __future__ import annotations
 
@@ -87,7 +93,10 @@ def run_demo(arguments: argparse.Namespace, runtime_factory: RuntimeFactory, pri
                 section.problems.append(failed_producers[pipeline.name])
                 section.accounted = False
             sections.append(section)
+        fault_lines = describe_faults(runtime) if runtime.faults is not None else None
     ok = _print_report(sections, drained_problem, active)
+    if fault_lines is not None:
+        _print_fault_verdict(fault_lines, ok)
     print(f"\ndemo {'passed' if ok else 'FAILED'} in {time.monotonic() - started:.0f} s")
     return 0 if ok else 1
 
@@ -121,6 +130,33 @@ def _drain(runtime: Runtime, timeout_s: float) -> str:
     except TimeoutError as error:
         return str(error)
     return ""
+
+
+def describe_faults(runtime: Runtime) -> list[str]:
+    """What `--faults` injected and what the mappings did about it, in figures."""
+    assert runtime.faults is not None
+    injected = runtime.faults.injected
+    stats = [mapping.stats for mapping in runtime.mappings.values()]
+    kinds = ", ".join(f"{kind} {injected[kind]}" for kind in runtime.faults.plan.probabilities) or "none"
+    return [
+        f"plan: {runtime.faults.plan.describe()}",
+        f"injected: {sum(injected.values())} faults ({kinds})",
+        f"mappings: {sum(item.records_in for item in stats)} records in, "
+        f"{sum(item.function_errors for item in stats)} failed invocations, "
+        f"{sum(item.records_retried for item in stats)} records retried "
+        f"({sum(item.retries for item in stats)} retries, {sum(item.bisections for item in stats)} bisections), "
+        f"{sum(item.records_discarded for item in stats)} records dead-lettered "
+        f"({sum(item.records_to_destination for item in stats)} delivered to on-failure destinations)",
+    ]
+
+
+def _print_fault_verdict(lines: list[str], ok: bool) -> None:
+    print("\n## under injected faults")
+    for line in lines:
+        print(f"  {line}")
+    verdict = ("every record written or dead-lettered, and every key holds its newest record that was not "
+               "dead-lettered" if ok else "records lost or out of order, or not drained: see the problems above")
+    print(f"  verdict: {verdict}")
 
 
 def _print_report(sections: list[DemoSection], drained_problem: str, active: list[DemoPipeline]) -> bool:

@@ -8,8 +8,9 @@ CONTRACT (the host codes against these names):
                   parallelization_factor=1, tumbling_window_s=None, filter_patterns=(),
                   on_failure_destination_arn=None, enabled=True, role_arn=None)
         ``source_arn``: a Kinesis stream ARN or a DynamoDB stream ARN (…:table/T/stream/LABEL).
-        ``filter_patterns``: parsed EventBridge patterns (``json.loads`` of each FilterCriteria Pattern).
-        Invalid values raise ``ValueError`` naming the parameter (AWS's documented ranges).
+        ``filter_patterns``: parsed EventBridge patterns (``filtering.parse_pattern`` of each FilterCriteria
+        Pattern). Invalid values raise ``ValueError`` naming the parameter (AWS's documented ranges), an
+        invalid pattern ``filtering.FilterPatternError`` (a ValueError), so evaluating one never fails.
     InvocationResult(response=None, function_error=None, error_message=None)
         ``function_error``: "Unhandled" when the handler raised or timed out, or a description of
         malformed output; any non-None value is a function error.
@@ -33,7 +34,8 @@ CONTRACT (the host codes against these names):
                                  last function error of each batch being retried, open windows
         .waiting_windows() -> list[str]  windows whose lane waits for the clock to pass their end
         .stats: MappingStats     counters; records_in == records_filtered_out + records_succeeded +
-                                 records_discarded once drained
+                                 records_discarded once drained; records_retried counts deliveries
+                                 after a failure (a retried batch, a bisected half)
         .close() -> None         stop the worker threads
     drain(pollables, *, timeout_s, sleep=time.sleep, notify=None) -> None
         poll everything (anything with poll() and is_drained()) until a full round does no work and all
@@ -98,7 +100,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from tributary.runtime import destinations as dest
-from tributary.runtime.filtering import matches_any
+from tributary.runtime.filtering import FilterPatternError, matches_any, validate_pattern
 from tributary.runtime.sources import (
     DynamoDBStreamSource,
     KinesisSource,
@@ -159,6 +161,11 @@ class MappingConfig:
             _check_range("TumblingWindowInSeconds", self.tumbling_window_s, 0, 900)
         if len(self.filter_patterns) > 5:
             raise ValueError(f"FilterCriteria takes at most 5 patterns, got {len(self.filter_patterns)}")
+        for position, pattern in enumerate(self.filter_patterns, 1):
+            try:
+                validate_pattern(pattern)
+            except FilterPatternError as error:
+                raise FilterPatternError(f"FilterCriteria pattern {position}: {error}") from error
         if self.starting_position not in _STARTING_POSITIONS:
             raise ValueError(f"StartingPosition must be one of {sorted(_STARTING_POSITIONS)}")
         if (self.starting_position == "AT_TIMESTAMP") != (self.starting_position_timestamp is not None):
@@ -191,6 +198,7 @@ class MappingStats:
     records_to_destination: int = 0
     invocations: int = 0
     retries: int = 0
+    records_retried: int = 0  # records delivered again after a failure: retried batches and bisected halves
     function_errors: int = 0
     partial_failures: int = 0
     bisections: int = 0
@@ -207,6 +215,7 @@ class MappingStats:
 class PendingBatch:
     records: list[StreamRecord]
     invocations: int = 0
+    redelivery: bool = False  # split off a failed batch: its records were delivered before
     function_error: str | None = None
     error_message: str | None = None
 
@@ -572,6 +581,8 @@ class EventSourceMapping:
     def _invoke(self, lane: Lane, batch: PendingBatch, event: dict[str, Any]) -> Outcome:
         if batch.invocations:
             self._count("retries", 1)
+        if batch.invocations or batch.redelivery:
+            self._count("records_retried", len(batch.records))
         batch.invocations += 1
         self._count("invocations", 1)
         result = self._call(event)
@@ -632,7 +643,7 @@ class EventSourceMapping:
             self._succeeded(lane, batch.records[:failed_from])
         rest = batch.records[failed_from:]
         if self.config.bisect_on_function_error and failed_from > 0:
-            lane.pending[0] = PendingBatch(rest)
+            lane.pending[0] = PendingBatch(rest, redelivery=True)
             self._count("bisections", 1)
             return
         batch.records = rest
@@ -642,8 +653,8 @@ class EventSourceMapping:
         if self.config.bisect_on_function_error and len(batch.records) > 1:
             middle = len(batch.records) // 2
             lane.pending.popleft()
-            lane.pending.appendleft(PendingBatch(batch.records[middle:]))
-            lane.pending.appendleft(PendingBatch(batch.records[:middle]))
+            lane.pending.appendleft(PendingBatch(batch.records[middle:], redelivery=True))
+            lane.pending.appendleft(PendingBatch(batch.records[:middle], redelivery=True))
             self._count("bisections", 1)
             return
         max_retries = self.config.maximum_retry_attempts

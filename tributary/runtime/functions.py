@@ -8,7 +8,9 @@ For every invocation of a function:
 - the handler runs in a worker thread and is abandoned after the template's `Timeout`
   (a Python thread cannot be killed; it finishes in the background, its result ignored);
 - an exception, a timeout or a response that is not JSON-serialisable is a function error with
-  `functionError` "Unhandled", as Lambda reports it.
+  `functionError` "Unhandled", as Lambda reports it;
+- with a `FaultInjector` (`--faults`), an invocation may start in a new execution environment
+  (lambda.cold-start) or fail after its handler returned (lambda.crash, lambda.timeout).
 
 Functions it cannot run this way (a Runtime other than python3.x, InlineCode, a container image, no
 local CodeUri directory) are named by `unloadable_functions` with the reason and left out; the rest
@@ -35,10 +37,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from tributary.runtime.esm import InvocationResult
 from tributary.runtime.template import ACCOUNT_ID, REGION, FunctionSpec, Template, TemplateError
+
+if TYPE_CHECKING:  # faults.py imports this module to tell the functions' clients apart
+    from tributary.runtime.faults import FaultInjector
 
 _INVOCATION_LOCK = threading.RLock()
 _DEFAULT_ENVIRONMENT = {
@@ -129,19 +134,24 @@ def invocation_slot_if_free() -> Iterator[bool]:
             _INVOCATION_LOCK.release()
 
 
-_function_threads: set[int] = set()
+_function_threads: dict[int, str] = {}  # thread ident -> name of the function whose code it runs
 _function_log: TextIO | None = None
 
 
 @contextlib.contextmanager
-def _function_thread() -> Iterator[None]:
-    """Mark this thread as running function code while the block runs."""
+def _function_thread(function_name: str) -> Iterator[None]:
+    """Mark this thread as running `function_name`'s code while the block runs."""
     ident = threading.get_ident()
-    _function_threads.add(ident)
+    _function_threads[ident] = function_name
     try:
         yield
     finally:
-        _function_threads.discard(ident)
+        _function_threads.pop(ident, None)
+
+
+def current_function_name() -> str | None:
+    """The function whose code this thread is running (its import or its handler), or None for the runtime's own."""
+    return _function_threads.get(threading.get_ident())
 
 
 class _ThreadRoutedStream(io.TextIOBase):
@@ -190,8 +200,9 @@ def _stdout_routed() -> Iterator[None]:
 class LocalFunction:
     """One function of the template, invocable in-process; its invoker is what the ESM engine calls."""
 
-    def __init__(self, config: FunctionConfig) -> None:
+    def __init__(self, config: FunctionConfig, faults: FaultInjector | None = None) -> None:
         self.config = config
+        self.faults = faults
         self.invocations = 0
         self.errors = 0
         self._own_modules: dict[str, ModuleType] = {}
@@ -201,16 +212,12 @@ class LocalFunction:
     def invoke(self, event: dict) -> InvocationResult:
         """Invoke with `event` as Lambda does; never raises for a function's own failure."""
         payload = json.loads(json.dumps(event))  # what crosses Lambda's API is JSON, nothing else
-        with _INVOCATION_LOCK, self._lambda_process(), _stdout_routed():
-            self.invocations += 1
-            deadline = time.monotonic() + self.config.timeout_s
-            try:
-                with _function_thread():
-                    handler = self._load_handler()
-            except Exception as error:  # an import error is an init failure: Runtime error, like Lambda
-                return self._failed(f"Runtime.ImportModuleError: {type(error).__name__}: {error}")
-            context = LambdaContext(self.config, deadline)
-            outcome = _run_with_timeout(handler, payload, context, max(0.0, deadline - time.monotonic()))
+        with _INVOCATION_LOCK:
+            if self.faults is not None and self.faults.cold_start(self.config.name):
+                self._own_modules, self._handler = {}, None  # a new execution environment imports afresh
+            outcome = self._run(payload)
+        if outcome.error is None and self.faults is not None:
+            outcome.error = self.faults.failure_after_handler(self.config.name, self.config.timeout_s)
         if outcome.error is not None:
             return self._failed(outcome.error)
         try:
@@ -218,6 +225,19 @@ class LocalFunction:
         except (TypeError, ValueError) as error:
             return self._failed(f"Runtime.MarshalError: unable to marshal response: {error}")
         return InvocationResult(response=response)
+
+    def _run(self, payload: Any) -> _Outcome:
+        """The handler's outcome in this function's process state; the caller holds the invocation lock."""
+        with self._lambda_process(), _stdout_routed():
+            self.invocations += 1
+            deadline = time.monotonic() + self.config.timeout_s
+            try:
+                with _function_thread(self.config.name):
+                    handler = self._load_handler()
+            except Exception as error:  # an import error is an init failure: Runtime error, like Lambda
+                return _Outcome(error=f"Runtime.ImportModuleError: {type(error).__name__}: {error}")
+            context = LambdaContext(self.config, deadline)
+            return _run_with_timeout(handler, payload, context, max(0.0, deadline - time.monotonic()))
 
     def _failed(self, message: str) -> InvocationResult:
         self.errors += 1
@@ -294,7 +314,7 @@ def _run_with_timeout(handler: Any, event: dict, context: LambdaContext, timeout
     outcome = _Outcome()
 
     def target() -> None:
-        with _function_thread():
+        with _function_thread(context.function_name):
             try:
                 outcome.value = handler(event, context)
             except Exception as error:
@@ -309,11 +329,11 @@ def _run_with_timeout(handler: Any, event: dict, context: LambdaContext, timeout
     return outcome
 
 
-def load_functions(template: Template) -> dict[str, LocalFunction]:
-    """Every AWS::Serverless::Function of the template this runtime can run, by logical id."""
+def load_functions(template: Template, faults: FaultInjector | None = None) -> dict[str, LocalFunction]:
+    """Every AWS::Serverless::Function of the template this runtime can run, by logical id (`faults` for all)."""
     unloadable = unloadable_functions(template)
     return {
-        spec.logical_id: LocalFunction(function_config(template, spec))
+        spec.logical_id: LocalFunction(function_config(template, spec), faults)
         for spec in template.functions()
         if spec.logical_id not in unloadable
     }

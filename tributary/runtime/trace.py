@@ -11,6 +11,9 @@ with milliseconds, when it was written). Line shapes (``type`` tells them apart)
 - ``{"type": "delivery", "function", "mapping", "shard", "condition", "destination", "batchInfo", "error"}``:
   a discarded batch, where its invocation record went (``destination`` null when none is configured)
   and, if sending failed, why.
+- ``{"type": "fault", "fault", "function", "operation", "detail"}``: a fault `--faults` injected
+  (tributary.runtime.faults): its kind (e.g. ``dynamodb.throttle``), the function whose request or
+  invocation met it, the API operation (``Invoke`` for the lambda.* faults) and what happened.
 """
 
 from __future__ import annotations
@@ -42,6 +45,9 @@ class TraceWriter:
 
     def delivery(self, **fields: Any) -> None:
         self._write({"type": "delivery", **fields})
+
+    def fault(self, **fields: Any) -> None:
+        self._write({"type": "fault", **fields})
 
     def _write(self, line: dict[str, Any]) -> None:
         moment = datetime.fromtimestamp(self._clock(), UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
