@@ -24,8 +24,8 @@ from tributary_shared.avro_codec import RegistryDeserializer, canonical_definiti
 from tributary_shared.dynamo_writer import BatchWriter
 from tributary_shared.errors import PoisonRecordError, TransientError
 from tributary_shared.invocation import kinesis_data
-from tributary_shared.payloads import decode_payload, set_framed_decoder
 from tributary_shared.kinesis_batch import KinesisBatch, record_version
+from tributary_shared.payloads import decode_payload, set_framed_decoder
 from tributary_shared.stream_processor import (
     BatchOutcome,
     ProcessorConfig,
