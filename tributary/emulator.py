@@ -1,4 +1,4 @@
-"""The embedded AWS: moto's server, in-process, on a loopback port."""
+"""The embedded AWS: moto's server, in-process, on a loopback port, with the emulator fixes in moto_patches."""
 
 import logging
 import socket
@@ -7,6 +7,7 @@ from typing import Self
 
 from moto.server import ThreadedMotoServer
 
+from tributary import moto_dynamodb_patch, moto_patches
 from tributary.aws_guard import use_local_endpoint
 
 
@@ -27,6 +28,9 @@ class EmbeddedAws:
     def start(self) -> Self:
         # werkzeug logs every request at INFO; the runtime reports what matters itself.
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
+        # Before the first request. On a moto other than the pinned one it warns and serves moto unpatched.
+        moto_patches.apply()
+        moto_dynamodb_patch.apply()
         use_local_endpoint(self.endpoint_url)
         self._server.start()
         return self
