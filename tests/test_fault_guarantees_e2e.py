@@ -22,7 +22,7 @@ from test_versioned_writes import assert_never_back_in_time
 
 from tributary.demos import discover_pipelines
 from tributary.runtime.app import Runtime, RuntimeOptions
-from tributary.runtime.demo import RuntimeDemoContext, demo_overrides
+from tributary.runtime.demo import RuntimeDemoContext, demo_overrides, describe_faults
 from tributary.runtime.faults import parse_faults
 
 REPO = Path(__file__).parents[1]
@@ -76,6 +76,7 @@ def run_under_faults(seed: int) -> tuple[list, dict[str, list], Counter]:
             sections = [pipeline.report(context) for pipeline in pipelines]
             history = {table: applied_writes(table) for table in tables.values()}
             injected = Counter(runtime.faults.injected)
+            print("\n".join(describe_faults(runtime)))  # the figures, shown when a run fails
         finally:
             runtime.aws.reset()
     return sections, history, injected

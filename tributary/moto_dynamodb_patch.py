@@ -55,12 +55,13 @@ class _UndoLog:
         self.items: dict[tuple[str, Key], tuple[Table, Item | None]] = {}
         self.stream_lengths: dict[str, tuple[Table, int]] = {}
 
-    def keep(self, table: Table, key_attrs: dict[str, Any]) -> None:
+    def keep(self, table: Table, key_attrs: dict[str, Any], op_type: str) -> None:
         key = _item_key(table, key_attrs)
         if (table.name, key) in self.items:
             return
         current = table.get_item(*key)
-        self.items[(table.name, key)] = (table, copy.deepcopy(current))
+        # Put and Delete replace or remove the stored Item object; only Update changes it in place.
+        self.items[(table.name, key)] = (table, copy.deepcopy(current) if op_type == "Update" else current)
         if table.stream_shard is not None and table.name not in self.stream_lengths:
             self.stream_lengths[table.name] = (table, len(table.stream_shard.items))
 
@@ -142,7 +143,7 @@ def _run_operations(
                         original_item = current.to_json()["Attributes"]
                     raise ConditionalCheckFailed(item=original_item)
             if op_type != "ConditionCheck":
-                undo.keep(table, key)
+                undo.keep(table, key, op_type)
             _apply(backend, op_type, op, table_name, key, condition_expression, names, values)
             errors.append((None, None, None))
         except (MultipleTransactionsException, MockValidationException, TransactWriteSingleOpException):
