@@ -1,6 +1,7 @@
 """The opt-in updater: exact End User Messaging SMS calls (botocore Stubber, checked against the
-service model), every service rule, per-user order, partial batch responses, and the sample events
-through the handler against the SMS emulation."""
+service model), every service rule, per-user order, partial batch responses, the sample events
+through the handler against the SMS emulation, and per-number order through the version table
+(moto), including a property over arbitrary delivery orders."""
 
 import json
 from collections.abc import Iterator
@@ -8,7 +9,10 @@ from functools import partial
 
 import boto3
 import pytest
+from botocore.exceptions import ReadTimeoutError
 from botocore.stub import Stubber
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from support import REPO_ROOT, FakeClock, FakeLambdaContext, kinesis_event, load_event, load_handler_module
 from test_template import RESOURCES
 from test_template import kinesis_event as declared_kinesis_event
@@ -23,10 +27,14 @@ from tributary_shared.aws_clients import CALL_BUDGET_S
 from tributary_shared.aws_clients import NO_RETRY_CONFIG as CLIENT_CONFIG
 from tributary_shared.dms_records import DmsSource, OptInChange
 from tributary_shared.errors import PoisonRecordError, TransientError
+from tributary_shared.kinesis_batch import record_version
 from tributary_shared.opt_out_list import Applied, OptOutList, OptOutRefused, Outcome
 from tributary_shared.optin_updater import OptInUpdater, UpdaterConfig
+from tributary_shared.optin_versions import Intent, IntentReport, NumberVersions, VersionRead
 
 LIST = "tributary-optouts"
+# Not the template's name: moto's state is shared by every emulator in the process, the runtime's too.
+VERSION_TABLE = "test-optin-versions"
 LIST_ARN = f"arn:aws:sms-voice:us-east-1:123456789012:opt-out-list/{LIST}"
 FAR_FUTURE = 1e12
 SOURCE = DmsSource(table="optin_status")
@@ -119,8 +127,36 @@ class RecordingMetrics:
         self.values[name] = self.values.get(name, 0) + value
 
 
-def updater_with(stubbed: StubbedList, metrics: RecordingMetrics | None = None) -> OptInUpdater:
-    return OptInUpdater(UpdaterConfig(LIST, SOURCE), opt_out_list=stubbed.opt_out_list, metrics=metrics)
+class InMemoryVersions:
+    """The version table's rules in memory (consistent reads; an intent is refused only over a newer
+    version), so the tests of SMS calls need no DynamoDB. `test_optin_order_e2e` runs the real table."""
+
+    def __init__(self) -> None:
+        self.stored: dict[str, str] = {}
+
+    def read(self, phones, deadline: float) -> VersionRead:
+        return VersionRead({phone: self.stored[phone] for phone in phones if phone in self.stored}, requests=1)
+
+    def start(self, intents: list[Intent], deadline: float) -> IntentReport:
+        report = IntentReport(requests=1)
+        for intent in intents:
+            if self.stored.get(intent.phone, "") > intent.version:
+                report.superseded.add(intent.phone)
+            else:
+                self.stored[intent.phone] = intent.version
+                report.started.add(intent.phone)
+        return report
+
+
+def updater_with(
+    stubbed: StubbedList, metrics: RecordingMetrics | None = None, versions: InMemoryVersions | None = None
+) -> OptInUpdater:
+    return OptInUpdater(
+        UpdaterConfig(LIST, SOURCE, VERSION_TABLE),
+        opt_out_list=stubbed.opt_out_list,
+        versions=versions or InMemoryVersions(),
+        metrics=metrics,
+    )
 
 
 # ---------------------------------------------------------------- OptOutList: one call per rule
@@ -331,7 +367,12 @@ def test_the_handler_keeps_one_call_and_its_own_margin_inside_the_remaining_time
     context.get_remaining_time_in_millis = lambda: int((CALL_BUDGET_S + 1.0) * 1000)  # < budget + 2 s margin
     with StubbedList() as stubbed:  # nothing queued: a call would fail the test
         stubbed.opt_out_list.clock = clock
-        updater = OptInUpdater(UpdaterConfig(LIST, SOURCE), opt_out_list=stubbed.opt_out_list, clock=clock)
+        updater = OptInUpdater(
+            UpdaterConfig(LIST, SOURCE, VERSION_TABLE),
+            opt_out_list=stubbed.opt_out_list,
+            versions=InMemoryVersions(),
+            clock=clock,
+        )
         assert updater.handle(event, context) == {"batchItemFailures": [{"itemIdentifier": sequences(event)[0]}]}
 
 
@@ -526,19 +567,26 @@ def test_after_a_permanent_failure_an_opt_in_waits_if_its_number_is_changed_twic
     assert outcome.held_back == [seqs[2]]
 
 
-def test_an_opt_in_waits_if_a_later_change_in_the_batch_touches_its_number() -> None:
+def test_an_opt_in_waits_if_a_later_change_in_the_batch_touches_its_number_and_so_does_that_change() -> None:
+    """The later opt-out waits with the opt-in (it was applied at once before the version table): if
+    it were applied, the table would hold its version and the opt-in would be superseded on every
+    later delivery, never applied, so a third change of the number could pass the 30-day deletion
+    rule or not depending on how Lambda delivered the batch. Both come back with the redelivery."""
     event = optin_event(
         [
             row("userA", "bad", 0),
             row("userC", "+12065550103", 1),  # waits: changed again below
-            row("userC", "+12065550103", 0),  # applied
+            row("userC", "+12065550103", 0),  # waits behind it
         ]
     )
-    with StubbedList() as stubbed:
-        stubbed.expect_put("+12065550103")
-        outcome = updater_with(stubbed).process(event["Records"], FAR_FUTURE)
+    versions = InMemoryVersions()
+    with StubbedList() as stubbed:  # nothing queued: any call would fail the test
+        outcome = updater_with(stubbed, versions=versions).process(event["Records"], FAR_FUTURE)
         stubbed.stubber.assert_no_pending_responses()
-    assert outcome.held_back == [sequences(event)[1]]
+    assert outcome.held_back == sequences(event)[1:]
+    assert outcome.response() == {"batchItemFailures": [{"itemIdentifier": sequences(event)[0]}]}
+    # The waiting opt-out recorded no intent: on the redelivery the opt-in is not superseded.
+    assert versions.stored == {"+12065550103": record_version(sequences(event)[1])}
 
 
 def test_the_lowest_failed_sequence_is_reported_when_several_fail() -> None:
@@ -619,11 +667,14 @@ def test_configuration_comes_from_the_environment() -> None:
             "SOURCE_TABLE": "optin_status",
             "SOURCE_SCHEMA": "blog_db",
             "BEFORE_IMAGE_FIELD": "BI",
+            "VERSION_TABLE_NAME": VERSION_TABLE,
         }
     )
-    assert config == UpdaterConfig(LIST, DmsSource("optin_status", "blog_db", "BI"))
+    assert config == UpdaterConfig(LIST, DmsSource("optin_status", "blog_db", "BI"), VERSION_TABLE)
     with pytest.raises(RuntimeError, match="OPT_OUT_LIST_NAME"):
-        UpdaterConfig.from_env({"SOURCE_TABLE": "optin_status"})
+        UpdaterConfig.from_env({"SOURCE_TABLE": "optin_status", "VERSION_TABLE_NAME": VERSION_TABLE})
+    with pytest.raises(RuntimeError, match="VERSION_TABLE_NAME"):
+        UpdaterConfig.from_env({"OPT_OUT_LIST_NAME": LIST, "SOURCE_TABLE": "optin_status"})
 
 
 # ---------------------------------------------------------------- the handler, unchanged, against the emulation
@@ -634,9 +685,22 @@ def sms() -> Iterator[SmsEmulation]:
         yield emulation
 
 
+def create_version_table(name: str = VERSION_TABLE) -> None:
+    """The template's OptInVersionsTable, in the emulator."""
+    boto3.client("dynamodb").create_table(
+        TableName=name,
+        BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=[{"AttributeName": "phone", "AttributeType": "S"}],
+        KeySchema=[{"AttributeName": "phone", "KeyType": "HASH"}],
+    )
+
+
 @pytest.fixture
-def handler(sms: SmsEmulation):
-    return load_handler_module("optin_updater", OPT_OUT_LIST_NAME=LIST, SOURCE_TABLE="optin_status")
+def handler(aws, sms: SmsEmulation):
+    create_version_table()
+    return load_handler_module(
+        "optin_updater", OPT_OUT_LIST_NAME=LIST, SOURCE_TABLE="optin_status", VERSION_TABLE_NAME=VERSION_TABLE
+    )
 
 
 def invoke(handler, event: dict) -> dict:
@@ -752,9 +816,12 @@ def test_a_keyword_opt_out_survives_a_full_reload_and_a_later_opt_in(handler, sm
 
 def test_repeating_a_batch_whose_first_record_is_invalid_spends_no_deletion_twice(sms: SmsEmulation) -> None:
     """If Lambda retried such a batch whole (no bisect) until it is dead-lettered, what was applied
-    on the first try is repeated five times: the list must come out the same and nothing refused."""
+    on the first try is repeated five times: nothing may be refused, and the list ends as each
+    number's newest change says. userE's opt-in waits on the first try only: from the second on, the
+    version table holds it as the number's newest change, so E's opt-out is superseded and can no
+    longer put the number back, and the opt-in is applied (once: later tries find it off the list)."""
     list_ = OptOutList(LIST, boto3.client("pinpoint-sms-voice-v2", region_name="us-east-1"))
-    updater = OptInUpdater(UpdaterConfig(LIST, SOURCE), opt_out_list=list_)
+    updater = OptInUpdater(UpdaterConfig(LIST, SOURCE, VERSION_TABLE), opt_out_list=list_, versions=InMemoryVersions())
     for number in ("+12065550103", "+12065550105"):
         list_.opt_out(number, FAR_FUTURE)
     event = optin_event(
@@ -766,17 +833,21 @@ def test_repeating_a_batch_whose_first_record_is_invalid_spends_no_deletion_twic
             row("userE", "+12065550105", 1),  # this opt-in waits for the redelivery
         ]
     )
-    outcomes = [updater.process(event["Records"], FAR_FUTURE) for _ in range(6)]
-    assert all(outcome.response() == outcomes[0].response() for outcome in outcomes)
-    assert sum(outcome.counts["Refused"] for outcome in outcomes) == 0
+    first = updater.process(event["Records"], FAR_FUTURE)
     assert sms.opted_out_numbers(LIST) == {"+12065550104", "+12065550105"}
+    assert first.held_back == [sequences(event)[4]]
+    outcomes = [first] + [updater.process(event["Records"], FAR_FUTURE) for _ in range(5)]
+    assert all(outcome.response() == first.response() for outcome in outcomes)
+    assert sum(outcome.counts["Refused"] for outcome in outcomes) == 0
+    assert all(outcome.counts["Superseded"] == 1 and not outcome.held_back for outcome in outcomes[1:])
+    assert sms.opted_out_numbers(LIST) == {"+12065550104"}
     rest = {"Records": event["Records"][1:]}  # the batch once the invalid record is dead-lettered
     assert updater.process(rest["Records"], FAR_FUTURE).counts["Refused"] == 0
     assert sms.opted_out_numbers(LIST) == {"+12065550104"}
 
 
 def test_an_invalid_phone_mid_batch_under_the_event_source_mapping_with_the_templates_settings(
-    aws, sms: SmsEmulation, handler
+    sms: SmsEmulation, handler
 ) -> None:
     kinesis, sqs = boto3.client("kinesis"), boto3.client("sqs")
     kinesis.create_stream(StreamName="optin-cdc", ShardCount=1)
@@ -812,3 +883,306 @@ def test_an_invalid_phone_mid_batch_under_the_event_source_mapping_with_the_temp
         (sequence_numbers[invalid], sequence_numbers[invalid])
     ]
     assert mapping.stats.records_succeeded == len(plan.records) - 1
+
+
+# ---------------------------------------------------------------- per-number order: the version table
+def versions_table() -> NumberVersions:
+    create_version_table()
+    return NumberVersions(VERSION_TABLE)
+
+
+def test_the_stored_version_only_moves_forward_and_an_equal_intent_is_started_again(aws) -> None:
+    table = versions_table()
+    v3, v5, v7 = (record_version(str(10**20 + n)) for n in (3, 5, 7))
+    first = table.start([Intent("+12065550101", v5), Intent("+12065550102", v5)], FAR_FUTURE)
+    assert first.started == {"+12065550101", "+12065550102"} and first.requests == 1
+    older = table.start([Intent("+12065550101", v3)], FAR_FUTURE)
+    assert older.superseded == {"+12065550101"} and not older.started
+    # Equal: the same change delivered again (or its request retried after a lost response).
+    assert table.start([Intent("+12065550101", v5)], FAR_FUTURE).started == {"+12065550101"}
+    assert table.start([Intent("+12065550101", v7)], FAR_FUTURE).started == {"+12065550101"}
+    read = table.read(["+12065550101", "+12065550102", "+12065550103"], FAR_FUTURE)
+    assert read.versions == {"+12065550101": v7, "+12065550102": v5}
+
+
+def test_an_intent_whose_response_was_lost_is_started_on_the_retry_not_superseded(aws) -> None:
+    """The transaction was applied but its answer lost: the retry meets its own version, equal, which
+    must count as started (a stream processor's guard would call it superseded and skip the change)."""
+    create_version_table()
+    dynamodb = boto3.client("dynamodb")
+    lost: list[str] = []
+
+    class LosingFirstAnswer:
+        def __getattr__(self, name: str):
+            return getattr(dynamodb, name)
+
+        def transact_write_items(self, **request):
+            response = dynamodb.transact_write_items(**request)
+            if not lost:
+                lost.append("once")
+                raise ReadTimeoutError(endpoint_url="http://127.0.0.1")
+            return response
+
+    table = NumberVersions(VERSION_TABLE, LosingFirstAnswer(), sleep=lambda _: None)
+    report = table.start([Intent("+12065550101", record_version("100000000000000000007"))], FAR_FUTURE)
+    assert lost and report.started == {"+12065550101"} and report.requests == 2
+
+
+def test_versions_of_more_numbers_than_one_request_takes_are_read_in_chunks(aws) -> None:
+    table = versions_table()
+    numbers = [f"+1206555{n:04d}" for n in range(250)]
+    version = record_version("49590338271490256608559692538361571095921575989136588898")
+    for start in range(0, 250, 100):
+        table.start([Intent(number, version) for number in numbers[start : start + 100]], FAR_FUTURE)
+    read = table.read(numbers, FAR_FUTURE)
+    assert read.versions == dict.fromkeys(numbers, version)
+    assert read.requests == 3
+
+
+def test_a_version_table_that_cannot_be_read_is_a_transient_failure(aws) -> None:
+    with pytest.raises(TransientError, match="ResourceNotFoundException"):
+        NumberVersions("NoSuchTable").read(["+12065550101"], FAR_FUTURE)
+
+
+def test_reading_retries_throttling_and_unprocessed_keys_then_stops_at_the_deadline() -> None:
+    client = boto3.client("dynamodb", region_name="us-east-1")
+    clock = FakeClock()
+    table = NumberVersions(VERSION_TABLE, client, sleep=clock.sleep, clock=clock)
+    keys = {"Keys": [{"phone": {"S": "+12065550101"}}, {"phone": {"S": "+12065550102"}}], "ConsistentRead": True}
+    left = {"Keys": [{"phone": {"S": "+12065550102"}}], "ConsistentRead": True}
+    item = {"phone": {"S": "+12065550101"}, "recordVersion": {"S": "021:100000000000000000007:000000"}}
+    with Stubber(client) as stubber:
+        stubber.add_client_error("batch_get_item", "ProvisionedThroughputExceededException", http_status_code=400)
+        stubber.add_response(
+            "batch_get_item",
+            {"Responses": {VERSION_TABLE: [item]}, "UnprocessedKeys": {VERSION_TABLE: left}},
+            {"RequestItems": {VERSION_TABLE: keys}},
+        )
+        stubber.add_response(
+            "batch_get_item", {"Responses": {VERSION_TABLE: []}}, {"RequestItems": {VERSION_TABLE: left}}
+        )
+        read = table.read(["+12065550102", "+12065550101"], FAR_FUTURE)
+        stubber.assert_no_pending_responses()
+    assert read.versions == {"+12065550101": "021:100000000000000000007:000000"} and read.requests == 3
+    assert len(clock.sleeps) == 2
+    with Stubber(client), pytest.raises(TransientError, match="deadline"):  # nothing queued: a call would fail
+        table.read(["+12065550101"], deadline=clock.now + CALL_BUDGET_S - 0.001)
+
+
+@pytest.fixture
+def guarded(aws, sms: SmsEmulation) -> OptInUpdater:
+    """The updater on the SMS emulation and the version table in moto, as deployed."""
+    create_version_table()
+    list_ = OptOutList(LIST, boto3.client("pinpoint-sms-voice-v2", region_name="us-east-1"))
+    return OptInUpdater(UpdaterConfig(LIST, SOURCE, VERSION_TABLE), opt_out_list=list_, metrics=RecordingMetrics())
+
+
+def test_a_change_older_than_a_numbers_stored_version_is_superseded_and_never_applied(
+    guarded: OptInUpdater, sms: SmsEmulation
+) -> None:
+    event = optin_event([row("userA", "+12065550101", 0), row("userA", "+12065550101", 1)])
+    assert guarded.process(event["Records"], FAR_FUTURE).response() == {"batchItemFailures": []}
+    assert sms.opted_out_numbers(LIST) == set()  # put, then removed
+    older = guarded.process(event["Records"][:1], FAR_FUTURE)  # the older half, delivered again
+    guarded._publish(older)
+    assert older.response() == {"batchItemFailures": []}
+    assert older.counts["Superseded"] == 1 and older.counts["OptOuts"] == 0
+    assert guarded.metrics.values["RecordsSuperseded"] == 1 and guarded.metrics.values["DynamoDBRequests"] == 1
+    assert sms.opted_out_numbers(LIST) == set()  # not put back
+
+
+def test_a_change_delivered_again_after_its_intent_was_recorded_is_applied(guarded: OptInUpdater, sms) -> None:
+    """The invocation died between recording the change's start and applying it: the redelivery,
+    equal to the stored version, must apply it; later deliveries find it applied and delete nothing."""
+    event = optin_event([row("userA", "+12065550101", 1)])
+    guarded.opt_out_list.opt_out("+12065550101", FAR_FUTURE)
+    NumberVersions(VERSION_TABLE).start([Intent("+12065550101", record_version(sequences(event)[0]))], FAR_FUTURE)
+    outcomes = [guarded.process(event["Records"], FAR_FUTURE) for _ in range(3)]
+    assert sms.opted_out_numbers(LIST) == set()
+    assert [outcome.counts["OptIns"] for outcome in outcomes] == [1, 1, 1]
+    assert sum(outcome.counts["Refused"] + outcome.counts["Superseded"] for outcome in outcomes) == 0
+
+
+def test_a_replay_from_the_on_failure_destination_applies_only_what_is_still_newest(guarded: OptInUpdater, sms) -> None:
+    event = optin_event(
+        [
+            row("userA", "+12065550101", 1),  # dead-lettered, say
+            row("userA", "+12065550101", 0),  # applied
+            row("userB", "+12065550102", 0),  # dead-lettered: nothing newer about its number
+        ]
+    )
+    records = event["Records"]
+    guarded.process(records[1:2], FAR_FUTURE)
+    replay = guarded.process([records[0], records[2]], FAR_FUTURE)
+    assert replay.counts["Superseded"] == 1 and replay.counts["OptOuts"] == 1 and replay.counts["OptIns"] == 0
+    assert sms.opted_out_numbers(LIST) == {"+12065550101", "+12065550102"}
+
+
+def test_a_change_leaves_alone_only_those_of_its_numbers_that_hold_a_newer_change(guarded: OptInUpdater, sms) -> None:
+    """user1 moved from ...102 to ...122; ...122 has since been changed by a newer record. The old
+    number is still opted out (nothing newer about it), the new one is left to its newer change."""
+    before = {"userid": "user1", "phone": "+12065550102", "optin": 1}
+    event = optin_event([row("user1", "+12065550122", 1, **{"before-image": before})])
+    guarded.opt_out_list.opt_out("+12065550122", FAR_FUTURE)  # what the newer change did
+    newer = record_version(str(int(sequences(event)[0]) + 1))
+    NumberVersions(VERSION_TABLE).start([Intent("+12065550122", newer)], FAR_FUTURE)
+    outcome = guarded.process(event["Records"], FAR_FUTURE)
+    assert outcome.counts["OptOuts"] == 1 and outcome.counts["OptIns"] == 0 and outcome.counts["Superseded"] == 0
+    assert sms.opted_out_numbers(LIST) == {"+12065550102", "+12065550122"}
+
+
+def test_without_its_versions_no_change_is_applied(aws, sms: SmsEmulation) -> None:
+    list_ = OptOutList(LIST, boto3.client("pinpoint-sms-voice-v2", region_name="us-east-1"))
+    updater = OptInUpdater(UpdaterConfig(LIST, SOURCE, "NoSuchTable"), opt_out_list=list_)
+    event = optin_event([row("userA", "+12065550101", 0), row("userB", "+12065550102", 0)])
+    outcome = updater.process(event["Records"], FAR_FUTURE)
+    assert outcome.response() == {"batchItemFailures": [{"itemIdentifier": sequences(event)[0]}]}
+    assert all("ResourceNotFoundException" in reason for reason in outcome.failed_transient.values())
+    assert len(outcome.failed_transient) == 2
+    assert sms.opted_out_numbers(LIST) == set()
+
+
+def test_a_change_whose_start_cannot_be_recorded_fails_transiently_and_is_not_applied() -> None:
+    class RefusingOne(InMemoryVersions):
+        def start(self, intents: list[Intent], deadline: float) -> IntentReport:
+            report = super().start([intent for intent in intents if intent.phone != "+12065550102"], deadline)
+            report.failed["+12065550102"] = "ThrottlingException: not written before the deadline"
+            return report
+
+    event = optin_event([row("userA", "+12065550101", 0), row("userB", "+12065550102", 0)])
+    with StubbedList() as stubbed:
+        stubbed.expect_put("+12065550101")
+        outcome = updater_with(stubbed, versions=RefusingOne()).process(event["Records"], FAR_FUTURE)
+        stubbed.stubber.assert_no_pending_responses()
+    reason = outcome.failed_transient[sequences(event)[1]]
+    assert "+12065550102" in reason and "ThrottlingException" in reason
+    assert outcome.response() == {"batchItemFailures": [{"itemIdentifier": sequences(event)[1]}]}
+
+
+def test_intents_are_written_one_segment_at_a_time_where_no_number_repeats() -> None:
+    """A number's newer intent is recorded only after its older change in the batch has been applied."""
+
+    class Recording(InMemoryVersions):
+        def __init__(self) -> None:
+            super().__init__()
+            self.requests: list[list[str]] = []
+
+        def start(self, intents: list[Intent], deadline: float) -> IntentReport:
+            self.requests.append(sorted(intent.phone for intent in intents))
+            return super().start(intents, deadline)
+
+    event = optin_event(
+        [
+            row("userA", "+12065550101", 0),
+            row("userB", "+12065550102", 0),
+            row("userA", "+12065550101", 1),  # ...101 again: a new segment
+            row("userC", "+12065550103", 0),
+        ]
+    )
+    versions = Recording()
+    with StubbedList() as stubbed:
+        stubbed.expect_put("+12065550101")
+        stubbed.expect_put("+12065550102")
+        stubbed.expect_opt_in("+12065550101")
+        stubbed.expect_put("+12065550103")
+        updater_with(stubbed, versions=versions).process(event["Records"], FAR_FUTURE)
+        stubbed.stubber.assert_no_pending_responses()
+    assert versions.requests == [["+12065550101", "+12065550102"], ["+12065550101", "+12065550103"]]
+    versions.requests.clear()
+    with StubbedList() as stubbed:  # delivered again: only the newest change of ...101 is applied again
+        stubbed.expect_put("+12065550102")
+        stubbed.expect_not_listed("+12065550101")
+        stubbed.expect_put("+12065550103")
+        outcome = updater_with(stubbed, versions=versions).process(event["Records"], FAR_FUTURE)
+        stubbed.stubber.assert_no_pending_responses()
+    assert versions.requests == [] and outcome.counts["Superseded"] == 1
+
+
+def test_a_hostile_number_is_never_used_as_a_key(guarded: OptInUpdater, sms) -> None:
+    """A number too long for a DynamoDB key (or not E.164 at all) fails its record only; it never
+    reaches the version table, where it would fail the whole batch's read."""
+    event = optin_event(
+        [
+            row("userA", "+" + "1" * 3000, 0),
+            row("userB", "+12065550102", 0),
+            row("userC", "\ud800", 1),
+        ]
+    )
+    outcome = guarded.process(event["Records"], FAR_FUTURE)
+    seqs = sequences(event)
+    assert set(outcome.failed_permanent) == {seqs[0], seqs[2]}
+    assert "E.164" in outcome.failed_permanent[seqs[0]]
+    assert "surrogate" in outcome.failed_permanent[seqs[2]]
+    assert sms.opted_out_numbers(LIST) == {"+12065550102"}
+
+
+class FakeSmsClient:
+    """An opt-out list in memory (no 30-day rule, no keywords): the calls OptOutList makes, with boto3's
+    parameter names."""
+
+    def __init__(self) -> None:
+        self.numbers: set[str] = set()
+
+    def put_opted_out_number(self, OptOutListName: str, OptedOutNumber: str) -> dict:
+        self.numbers.add(OptedOutNumber)
+        return {}
+
+    def describe_opted_out_numbers(self, OptOutListName: str, OptedOutNumbers: list[str]) -> dict:
+        listed = [number for number in OptedOutNumbers if number in self.numbers]
+        return {"OptedOutNumbers": [{"OptedOutNumber": number, "EndUserOptedOut": False} for number in listed]}
+
+    def delete_opted_out_number(self, OptOutListName: str, OptedOutNumber: str) -> dict:
+        self.numbers.discard(OptedOutNumber)
+        return {}
+
+
+POOL = [f"+1206555010{n}" for n in range(4)]
+change_rows = st.lists(
+    st.tuples(st.sampled_from(["userA", "userB", "userC"]), st.sampled_from(POOL), st.integers(0, 1),
+              st.none() | st.sampled_from(POOL)),
+    min_size=1,
+    max_size=12,
+)  # fmt: skip
+slices = st.lists(st.tuples(st.integers(0, 11), st.integers(1, 12)), min_size=1, max_size=8)
+
+
+def effects(change: tuple[str, str, int, str | None]) -> dict[str, bool]:
+    """number -> opted out, for each number one generated change acts on."""
+    _, phone, optin, previous = change
+    return {**({previous: True} if previous is not None and previous != phone else {}), phone: not optin}
+
+
+@settings(max_examples=150)
+@given(changes=change_rows, deliveries=slices)
+def test_whatever_the_delivery_order_each_number_is_as_its_newest_delivered_change_left_it(changes, deliveries) -> None:
+    """Lambda delivers contiguous runs of a shard, again and in any order (retries, bisected halves,
+    redeliveries, replays). After every delivery each number is as the newest change delivered so far
+    left it: an older change delivered later never takes it back."""
+    records = [
+        row(
+            user,
+            phone,
+            optin,
+            # A before image of another number: that number is opted out (one of the same number,
+            # opted in, would make an opt-in that changes nothing, which this property leaves out).
+            **({"before-image": {"userid": user, "phone": previous, "optin": 1}} if previous != phone else {}),
+        )
+        for user, phone, optin, previous in changes
+    ]
+    event_records = optin_event(records)["Records"]
+    sms_client = FakeSmsClient()
+    updater = OptInUpdater(
+        UpdaterConfig(LIST, SOURCE, VERSION_TABLE),
+        opt_out_list=OptOutList(LIST, sms_client),
+        versions=InMemoryVersions(),
+    )
+    newest: dict[str, tuple[int, bool]] = {}
+    for start, length in deliveries:
+        delivered = range(min(start, len(changes) - 1), min(start + length, len(changes)))
+        outcome = updater.process([event_records[i] for i in delivered], FAR_FUTURE)
+        assert outcome.response() == {"batchItemFailures": []}
+        for position in delivered:
+            for number, opted_out in effects(changes[position]).items():
+                if newest.get(number, (-1, False))[0] < position:
+                    newest[number] = (position, opted_out)
+        assert {number for number, (_, opted_out) in newest.items() if opted_out} == sms_client.numbers

@@ -46,6 +46,8 @@ STALE_ITEM_REASON = "ConditionalCheckFailed"
 INVALID_ITEM_REASON = "ValidationError"
 NOT_TRIED_REASON = "None"
 GUARD_CONDITION = "attribute_not_exists(#version) OR #version < :version"
+# For a record of intent rather than a read model: the same change may record itself again.
+GUARD_CONDITION_EQUAL_PASSES = "attribute_not_exists(#version) OR #version <= :version"
 BASE_BACKOFF_S = 0.05
 MAX_BACKOFF_S = 2.0
 # Errors a later attempt can get past.
@@ -161,10 +163,12 @@ class BatchWriter:
         rng: random.Random | None = None,
         call_budget_s: float = aws_clients.CALL_BUDGET_S,
         version_attribute: str | None = None,
+        equal_version_passes: bool = False,
     ) -> None:
         self.table_name = table_name
         self.key_attributes = tuple(key_attributes)
         self.version_attribute = version_attribute
+        self._guard = GUARD_CONDITION_EQUAL_PASSES if equal_version_passes else GUARD_CONDITION
         self._client = client
         self._call_budget_s = call_budget_s
         self._sleep = sleep
@@ -310,7 +314,7 @@ class BatchWriter:
             "Put": {
                 "TableName": self.table_name,
                 "Item": item.typed,
-                "ConditionExpression": GUARD_CONDITION,
+                "ConditionExpression": self._guard,
                 "ExpressionAttributeNames": {"#version": self.version_attribute},
                 "ExpressionAttributeValues": {":version": {"S": item.version}},
             }

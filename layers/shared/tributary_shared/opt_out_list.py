@@ -28,7 +28,7 @@ A number on the list cannot be sent SMS or voice messages. Opting out is `PutOpt
 
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -50,6 +50,7 @@ REFUSAL_ERRORS = frozenset({"ValidationException", "ConflictException"})
 # ValidationException reasons that mean the number itself is malformed.
 UNPARSABLE_NUMBER_REASONS = frozenset({"CANNOT_PARSE", "FIELD_VALIDATION_FAILED", "INVALID_PARAMETER"})
 NOT_ON_LIST_TYPE = "opted-out-number"
+SUPERSEDED_REASON = "a newer change of this number came first"
 
 
 class Outcome(StrEnum):
@@ -59,6 +60,8 @@ class Outcome(StrEnum):
     REFUSED = "refused"
     SKIPPED = "skipped"
     UNCHANGED = "unchanged"
+    # A newer change of the number came first (`optin_versions`): this one must not act on it.
+    SUPERSEDED = "superseded"
 
 
 @dataclass(frozen=True)
@@ -113,17 +116,23 @@ class OptOutList:
         self.sleep = sleep
         self.clock = clock
 
-    def apply(self, change: OptInChange, deadline: float) -> list[Applied]:
+    def apply(self, change: OptInChange, deadline: float, superseded: Collection[str] = frozenset()) -> list[Applied]:
         """Apply one row change: the old number (if it changed) first, then the current one.
 
         The old number is opted out even when the new one turns out to be invalid: nobody can say
-        who holds it now, and opting out is the safe side.
+        who holds it now, and opting out is the safe side. Numbers in `superseded` hold a newer
+        change already and are left alone.
         """
         applied = []
         if change.previous_phone is not None:
-            applied.append(self._opt_out_previous(change.previous_phone, deadline))
+            if change.previous_phone in superseded:
+                applied.append(Applied(change.previous_phone, Outcome.SUPERSEDED, SUPERSEDED_REASON))
+            else:
+                applied.append(self._opt_out_previous(change.previous_phone, deadline))
         if change.phone is None:
             return [*applied, Applied("", Outcome.SKIPPED, "row has no phone number")]
+        if change.phone in superseded:
+            return [*applied, Applied(change.phone, Outcome.SUPERSEDED, SUPERSEDED_REASON)]
         if change.already_opted_in:
             return [*applied, Applied(require_e164(change.phone), Outcome.UNCHANGED)]
         action = self.opt_in if change.opted_in else self.opt_out

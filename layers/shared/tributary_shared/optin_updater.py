@@ -29,6 +29,24 @@ Hence, after the first failure of an invocation:
   with), and an opt-in of a number that another change at or after the failure also touches (the
   case above). Both are rare; if they end up dead-lettered with the batch, the number stays opted
   out, the safe side, and the records are with the operator.
+
+Per-number order under any delivery order comes from the version table (`optin_versions`): before a
+change acts on a number, its stream position is recorded there as the number's newest started
+change (guarded: never over a newer one), and a change older than what a number holds is
+*superseded* for that number: never applied, counted as done (`RecordsSuperseded` when it is
+superseded for every number it acts on). So a bisected older half, a redelivery or a replay can
+never take a number back to an older change, and only a number's newest started change is ever
+applied again, which the lookup before a deletion makes harmless. A change whose versions cannot be
+read or whose intent cannot be recorded fails transiently: nothing is ever applied unguarded.
+
+The rules above still decide which of the changes that are not superseded are applied now and which
+wait, with one more: a change of a number whose earlier change in this batch waits or failed waits
+too, even an opt-out, and records no intent. Applied, its newer version would supersede the waiting
+change on every later delivery, so that change would never be applied, and whether a later opt-in of
+the number passes the 30-day deletion rule would depend on how Lambda happened to deliver the batch.
+With it, each change of a number is applied the first time it is reached with nothing of its number
+waiting before it, in stream order, whatever the deliveries. A change superseded for every number it
+acts on applies nothing, so it counts as neither touching a number nor waiting.
 """
 
 import os
@@ -54,8 +72,17 @@ from tributary_shared.invocation import (
     required_env,
 )
 from tributary_shared.kinesis_batch import BatchLedger, KinesisBatch, KinesisRecord, as_record_error
-from tributary_shared.opt_out_list import Applied, OptOutList, OptOutRefused, Outcome
+from tributary_shared.opt_out_list import Applied, OptOutList, OptOutRefused, Outcome, is_e164
+from tributary_shared.optin_versions import BatchOrderGuard, GuardedChange, NumberVersions, VersionStore
 
+# See the module docstring: applying such a change would supersede the waiting one for good.
+WAITING_NUMBER_REASON = "an earlier change of this number waits for the redelivery"
+
+# What one record of the batch is once read.
+type ParsedRecord = OptInChange | SkippedRecord | RecordError
+
+# Outcome.SUPERSEDED has no metric of its own: a record superseded for every number counts in
+# RecordsSuperseded, one superseded for some numbers only is logged.
 METRIC_BY_OUTCOME = {
     Outcome.OPTED_OUT: "OptOuts",
     Outcome.OPTED_IN: "OptIns",
@@ -72,17 +99,21 @@ METRIC_BY_OUTCOME = {
 class UpdaterConfig:
     opt_out_list_name: str
     source: DmsSource
+    # Per phone number, the newest change started on it (see `optin_versions`).
+    version_table_name: str
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "UpdaterConfig":
         env = os.environ if environ is None else environ
-        required_env("opt-in updater", "OPT_OUT_LIST_NAME", "SOURCE_TABLE", environ=env)
+        required_env("opt-in updater", "OPT_OUT_LIST_NAME", "SOURCE_TABLE", "VERSION_TABLE_NAME", environ=env)
         source = DmsSource(
             table=env["SOURCE_TABLE"],
             schema=env.get("SOURCE_SCHEMA") or None,
             before_image_field=env.get("BEFORE_IMAGE_FIELD") or DEFAULT_BEFORE_IMAGE_FIELD,
         )
-        return cls(opt_out_list_name=env["OPT_OUT_LIST_NAME"], source=source)
+        return cls(
+            opt_out_list_name=env["OPT_OUT_LIST_NAME"], source=source, version_table_name=env["VERSION_TABLE_NAME"]
+        )
 
 
 @dataclass
@@ -91,6 +122,7 @@ class BatchOutcome(BatchLedger):
 
     counts: Counter[str] = field(default_factory=Counter)
     held_back: list[str] = field(default_factory=list)
+    version_table_requests: int = 0
 
     @property
     def first_failed_sequence(self) -> str | None:
@@ -103,12 +135,14 @@ class OptInUpdater:
         config: UpdaterConfig,
         *,
         opt_out_list: OptOutList | None = None,
+        versions: VersionStore | None = None,
         logger: LoggerLike | None = None,
         metrics: MetricsLike | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.config = config
         self.opt_out_list = opt_out_list or OptOutList(config.opt_out_list_name, clock=clock)
+        self.versions = versions or NumberVersions(config.version_table_name, clock=clock)
         self.logger = logger
         self.metrics = metrics
         self.clock = clock
@@ -129,7 +163,7 @@ class OptInUpdater:
     def apply(self, batch: KinesisBatch[BatchOutcome]) -> BatchOutcome:
         # Not `batch.each`: a change's fate depends on the changes after it in the batch (`last_touch`).
         outcome = batch.ledger
-        parsed = [(record.sequence_number, self._parse(record)) for record in batch.records]
+        parsed = [(record, self._parse(record)) for record in batch.records]
         state = _BatchState(
             last_touch={
                 number: index
@@ -138,16 +172,18 @@ class OptInUpdater:
                 for number in change.numbers
             }
         )
-        for index, (sequence, change) in enumerate(parsed):
+        guard = BatchOrderGuard(self.versions, _guarded_changes(parsed), batch.deadline)
+        for index, (record, change) in enumerate(parsed):
             try:
-                self._process_change(change, index, sequence, batch.deadline, state, outcome)
+                self._process_change(change, index, record.sequence_number, batch.deadline, state, guard, outcome)
             except Exception as error:
                 record_error = as_record_error(error)
-                self._fail(sequence, record_error, outcome)
+                self._fail(record.sequence_number, record_error, outcome)
                 state.failed(change, record_error)
+        outcome.version_table_requests = guard.requests
         return outcome
 
-    def _parse(self, record: KinesisRecord) -> OptInChange | SkippedRecord | RecordError:
+    def _parse(self, record: KinesisRecord) -> ParsedRecord:
         try:
             return parse_dms_record(record.data(), self.config.source)
         except Exception as error:
@@ -155,11 +191,12 @@ class OptInUpdater:
 
     def _process_change(
         self,
-        change: OptInChange | SkippedRecord | RecordError,
+        change: ParsedRecord,
         index: int,
         sequence: str,
         deadline: float,
         batch: "_BatchState",
+        guard: BatchOrderGuard,
         outcome: BatchOutcome,
     ) -> None:
         if isinstance(change, RecordError):
@@ -168,6 +205,11 @@ class OptInUpdater:
             outcome.counts["Ignored"] += 1
             self._log_info("skipped DMS record", sequence=sequence, reason=change.reason)
             return
+        superseded = guard.verdict(index, deadline, waiting_numbers=batch.waiting_numbers)
+        if change.numbers and superseded.issuperset(change.numbers):
+            outcome.counts["Superseded"] += 1
+            self._log_info("change superseded: a newer change of its numbers came first", sequence=sequence)
+            return
         wait_reason = batch.wait_reason(change, index)
         batch.touched(change)
         if wait_reason:
@@ -175,14 +217,16 @@ class OptInUpdater:
             outcome.held_back.append(sequence)
             self._log_info("change waits for the redelivery", sequence=sequence, reason=wait_reason)
             return
-        for applied in self.opt_out_list.apply(change, deadline):
+        for applied in self.opt_out_list.apply(change, deadline, superseded=superseded):
             self._count(applied, change, sequence, outcome)
 
     def _count(self, applied: Applied, change: OptInChange, sequence: str, outcome: BatchOutcome) -> None:
         metric = METRIC_BY_OUTCOME.get(applied.outcome)
         if metric:
             outcome.counts[metric] += 1
-        if applied.reason:
+        if applied.outcome is Outcome.SUPERSEDED:
+            self._log_info("number left to a newer change", sequence=sequence, phone=applied.phone)
+        elif applied.reason:
             self._log_warning(
                 "change not applied as asked",
                 sequence=sequence,
@@ -207,6 +251,8 @@ class OptInUpdater:
             for name in ("OptOuts", "OptIns", "Ignored", "Invalid", "Refused"):
                 self.metrics.add_metric(name=name, unit="Count", value=outcome.counts[name])
             self.metrics.add_metric(name="TransientFailures", unit="Count", value=len(outcome.failed_transient))
+            self.metrics.add_metric(name="RecordsSuperseded", unit="Count", value=outcome.counts["Superseded"])
+            self.metrics.add_metric(name="DynamoDBRequests", unit="Count", value=outcome.version_table_requests)
         self._log_info(
             "batch done",
             records=outcome.records_in,
@@ -224,11 +270,21 @@ class OptInUpdater:
             self.logger.warning(message, extra=fields)
 
 
+def _guarded_changes(parsed: list[tuple[KinesisRecord, ParsedRecord]]) -> list[GuardedChange]:
+    """Every change of the batch and the numbers it can act on: an invalid number is never applied."""
+    return [
+        GuardedChange(index, record.version, tuple(dict.fromkeys(n for n in change.numbers if is_e164(n))))
+        for index, (record, change) in enumerate(parsed)
+        if isinstance(change, OptInChange)
+    ]
+
+
 @dataclass
 class _BatchState:
     """What one invocation has seen: which changes must wait for the redelivery, and why.
 
     `last_touch`: for each number, the position of the last change in the batch that acts on it.
+    `waiting_numbers`: numbers whose earlier change in this batch waits for the redelivery or failed.
     """
 
     last_touch: dict[str, int]
@@ -237,10 +293,13 @@ class _BatchState:
     blocked_users: set[str] = field(default_factory=set)
     opt_in_blocked_users: set[str] = field(default_factory=set)
     touched_after_failure: set[str] = field(default_factory=set)
+    waiting_numbers: set[str] = field(default_factory=set)
 
     def wait_reason(self, change: OptInChange, index: int) -> str:
         if change.user_id in self.blocked_users:
             return "an earlier change of this user failed transiently"
+        if self.waiting_numbers.intersection(change.numbers):
+            return WAITING_NUMBER_REASON
         if not self.failure_seen or not change.opted_in or change.already_opted_in:
             return ""
         if self.transient_failure_seen:
@@ -254,9 +313,10 @@ class _BatchState:
 
     def hold_back(self, change: OptInChange) -> None:
         # After a transient failure a held-back change blocks its user, as a failed one does. After
-        # only permanent failures it does not, so that no opt-out waits: the held-back opt-in is
-        # delivered again before the user's later changes, in order, and the list ends as the user
-        # last chose.
+        # only permanent failures it does not, so that no opt-out of another number waits: the
+        # held-back opt-in is delivered again before the user's later changes, in order, and the
+        # list ends as the user last chose. It always blocks its own numbers (`WAITING_NUMBER_REASON`).
+        self.waiting_numbers.update(change.numbers)
         if self.transient_failure_seen:
             self.blocked_users.add(change.user_id)
 
@@ -269,6 +329,7 @@ class _BatchState:
         if isinstance(change, OptInChange):
             # The failed record is redelivered too: its numbers count as touched after the failure.
             self.touched_after_failure.update(change.numbers)
+            self.waiting_numbers.update(change.numbers)
         if error.permanent:
             if isinstance(change, OptInChange):
                 self.opt_in_blocked_users.add(change.user_id)
@@ -276,5 +337,3 @@ class _BatchState:
         self.transient_failure_seen = True
         if isinstance(change, OptInChange):
             self.blocked_users.add(change.user_id)
-
-
