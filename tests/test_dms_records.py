@@ -137,7 +137,7 @@ def test_a_change_names_every_number_it_acts_on() -> None:
 @pytest.mark.parametrize(
     ("record", "message"),
     [
-        (b"\xff\xfe", "not valid JSON"),
+        (b"\xff\xfe", "not UTF-8 JSON"),  # a UTF-16 byte-order mark: JSON here is UTF-8
         (b"\x7b\xff\x7d", "not UTF-8 JSON"),
         (b"[1, 2]", "JSON list, expected an object"),
         (b'{"data": {}}', "no metadata"),

@@ -195,3 +195,50 @@ def test_number_keys_compare_by_value_not_spelling():
     one = normalized_key({"k": {"N": "1.50"}}, ["k"])
     assert one == normalized_key({"k": {"N": "1.5"}}, ["k"])
     assert one != normalized_key({"k": {"S": "1.5"}}, ["k"])
+
+
+# ---------------------------------------------------------------- the one-pass serializer
+
+scalars = st.one_of(
+    st.none(), st.booleans(), st.text(max_size=8), st.integers(-(10**45), 10**45), st.binary(max_size=4),
+    st.decimals(allow_nan=True, allow_infinity=True), st.floats(allow_nan=True, allow_infinity=True),
+)
+values = st.recursive(
+    scalars,
+    lambda inner: st.lists(inner, max_size=3) | st.tuples(inner, inner)
+    | st.dictionaries(st.text(max_size=4), inner, max_size=3)
+    | st.frozensets(st.text(min_size=1, max_size=4), min_size=1, max_size=3),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=400)
+@given(item=st.dictionaries(st.text(max_size=4), values, max_size=4))
+def test_serialize_item_is_boto3s_type_serializer_in_one_pass(item):
+    """Same typed form as boto3's TypeSerializer; it refuses what boto3 refuses, and the signed and
+    signalling infinities and NaNs that boto3 would send on for DynamoDB to reject."""
+    from boto3.dynamodb.types import TypeSerializer
+
+    from tributary_shared.dynamo_writer import serialize_item, to_dynamodb_value
+
+    try:
+        expected = {name: TypeSerializer().serialize(to_dynamodb_value(value)) for name, value in item.items()}
+    except (TypeError, ArithmeticError, ValueError):
+        with pytest.raises((TypeError, ArithmeticError, ValueError)):
+            serialize_item(item)
+        return
+    if set(_numbers(expected)) & {"-Infinity", "-NaN", "sNaN", "-sNaN"}:
+        with pytest.raises(TypeError):
+            serialize_item(item)
+        return
+    assert serialize_item(item) == expected
+
+
+def _numbers(typed: Any) -> list[str]:
+    """Every number text in a typed item."""
+    if isinstance(typed, dict):
+        numbers = [typed["N"]] if isinstance(typed.get("N"), str) else list(typed.get("NS") or [])
+        return numbers + [n for inner in typed.values() for n in _numbers(inner)]
+    if isinstance(typed, list):
+        return [n for inner in typed for n in _numbers(inner)]
+    return []
