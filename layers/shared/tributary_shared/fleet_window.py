@@ -21,10 +21,12 @@ Contract with Lambda's tumbling windows (Kinesis, TumblingWindowInSeconds, Repor
   window with a fresh state), the state is stored through the sink, marked partial when ended
   early, and an empty state is returned. Storing is idempotent, so a retried final invocation
   neither double-counts nor duplicates;
-- the function does not wait for Lambda to end a window early: once the state passes
-  SEGMENT_FLUSH_BYTES after a batch, it stores the state itself as a partial segment (its key
-  names the segment) and returns an empty state that keeps the high-water marks. If storing fails
-  the state is kept and the next invocation tries again with a superset, which overwrites
+- the function does not wait for Lambda to end a window early: when the state Lambda passes in
+  is over SEGMENT_FLUSH_BYTES, it stores that state as a partial segment (its key names the
+  segment) before folding the batch, and folds into an empty state that keeps the high-water
+  marks. Storing the state as passed in, not after the batch, means a retry or a bisected half
+  after a crash stores exactly the same segment: no reading lands in two segments. If storing
+  fails the state is kept and the next invocation tries again with a superset, which overwrites
   whatever was half written. With BatchSize 100 a batch adds at most ~30 KB, so the state never
   nears 1 MB;
 - no record's content can stall the shard. Whatever closing the window will do with a reading is
@@ -189,6 +191,10 @@ def handle_window_event(event: Any, sink: Sink, deadline: float) -> InvocationRe
     parsed = parse_window_event(event)
     report = InvocationReport(window=parsed.key)
     state = usable_state(parsed, sink, deadline, report)
+    if not parsed.closes_window and state_size_bytes(state.to_json()) > SEGMENT_FLUSH_BYTES:
+        # Stored as Lambda passed it, before this batch is folded: a retry or a bisected half of this
+        # batch gets the same state and stores the same segment, so no reading is in two segments.
+        state = flush_segment(parsed.key, state, sink, deadline, report)
     report.fold = fold_batch(state, list(parsed.records), deadline)
     report.unicorns, report.poison_in_window = len(state.rows), state.poison_count
     state_json = state.to_json()
@@ -197,8 +203,6 @@ def handle_window_event(event: Any, sink: Sink, deadline: float) -> InvocationRe
         report.closed, report.partial = True, parsed.terminated_early
         report.published = sink.publish(parsed.key, state, partial=parsed.terminated_early, deadline=deadline)
         state_json = {}  # the next window (or the rest of this one, after an early end) starts afresh
-    elif report.state_bytes > SEGMENT_FLUSH_BYTES:
-        state_json = flush_segment(parsed.key, state, sink, deadline, report).to_json()
     failed = report.fold.failed_sequence
     report.response = {"state": state_json, "batchItemFailures": batch_item_failures([failed] if failed else [])}
     return report
@@ -223,8 +227,8 @@ def flush_segment(
     try:
         report.published = sink.publish(key, state, partial=True, deadline=deadline)
     except TransientError as error:
-        # Failing the invocation could let a bisected retry flush a smaller segment under the same
-        # key; keeping the state means the next attempt stores a superset over any half-written part.
+        # The batch is folded into the state as it is; the next invocation stores a superset under
+        # the same key, over any half-written part.
         report.flush_deferred = error.reason
         return state
     report.segment_flushed, report.partial = True, True
