@@ -259,21 +259,29 @@ def thousands_of_unicorns_event():
     return window_event(batch, {})
 
 
-def test_past_the_flush_threshold_the_segment_is_stored_and_a_fresh_state_returned():
+def large_state_then_one_more_reading():
+    """The state after thousands of unicorns, and the next batch: one more reading."""
+    first = fleet_window.handle_window_event(thousands_of_unicorns_event(), RecordingSink(), time.monotonic() + 60)
+    assert first.state_bytes > fleet_window.SEGMENT_FLUSH_BYTES
+    state = first.response["state"]
+    return window_event([record(FIRST_SEQUENCE + 4500, reading("Late", 1, 1.5, 100, 150))], state)
+
+
+def test_past_the_flush_threshold_the_state_passed_in_is_stored_and_the_batch_starts_a_segment():
     sink = RecordingSink()
-    report = fleet_window.handle_window_event(thousands_of_unicorns_event(), sink, deadline=time.monotonic() + 60)
-    assert report.state_bytes > fleet_window.SEGMENT_FLUSH_BYTES
+    report = fleet_window.handle_window_event(large_state_then_one_more_reading(), sink, time.monotonic() + 60)
     [(unicorns, partial)] = sink.published
-    assert len(unicorns) == 4500 and partial
+    assert len(unicorns) == 4500 and "Late" not in unicorns and partial
     state = WindowState.from_json(report.response["state"])
-    assert (state.rows, state.first_sequence, state.last_sequence) == ({}, None, FIRST_SEQUENCE + 4499)
+    assert set(state.rows) == {"Late"}
+    assert (state.first_sequence, state.last_sequence) == (FIRST_SEQUENCE + 4500, FIRST_SEQUENCE + 4500)
 
 
 def test_a_segment_that_cannot_be_stored_yet_stays_in_the_state():
     sink = RecordingSink(failure=TransientError("throttled"))
-    report = fleet_window.handle_window_event(thousands_of_unicorns_event(), sink, deadline=time.monotonic() + 60)
+    report = fleet_window.handle_window_event(large_state_then_one_more_reading(), sink, time.monotonic() + 60)
     assert report.flush_deferred == "throttled"
-    assert len(WindowState.from_json(report.response["state"]).rows) == 4500  # nothing dropped
+    assert len(WindowState.from_json(report.response["state"]).rows) == 4501  # nothing dropped
 
 
 def batch_with_poison():
