@@ -204,3 +204,25 @@ def test_any_delivery_order_leaves_each_key_at_its_newest_record(aws_server, bat
             newest[key] = max(newest.get(key, 0), int(pending.ref))
     assert {key: int(item["seq"]) for key, item in final_items().items()} == newest
     assert_never_back_in_time(applied_writes(stream_arn))
+
+
+def test_when_dynamodb_refuses_the_newest_record_of_a_key_the_one_before_it_is_written(stream_arn):
+    too_big = PendingItem(ref="2", item={"paymentId": "k", "seq": 2, "blob": "x" * 410_000},
+                          version=record_version("2"))
+    report = guarded_writer().write([payment("k", 1), too_big, payment("other", 3)], deadline=60)
+    assert set(report.permanent) == {"2"} and sorted(report.written) == ["1", "3"]
+    assert final_items()["k"]["seq"] == 1
+
+
+def test_an_item_whose_version_attribute_is_not_text_is_replaced(stream_arn):
+    boto3.client("dynamodb").put_item(TableName=TABLE, Item={"paymentId": {"S": "k"}, VERSION: {"N": "99"}})
+    report = guarded_writer().write([payment("k", 5)], deadline=60)
+    assert report.written == ["5"] and final_items()["k"]["seq"] == 5
+
+
+def test_a_cancellation_reason_without_a_code_counts_as_no_error(stream_arn):
+    client = CancelsWith(boto3.client("dynamodb"), ["ConditionalCheckFailed", None])
+    clock = FakeClock()
+    boto3.client("dynamodb").put_item(TableName=TABLE, Item={"paymentId": {"S": "a"}, VERSION: {"S": "~"}})
+    report = guarded_writer(client, clock).write([payment("a", 1), payment("b", 2)], deadline=60)
+    assert report.superseded == ["1"] and report.written == ["2"] and clock.now == 0  # no back-off

@@ -43,7 +43,8 @@ def client(service: str, **config_overrides: Any) -> Any:
 
 def full_jitter_backoff(attempt: int, base_s: float, cap_s: float, rng: random.Random | None = None) -> float:
     """Seconds to wait before retry `attempt`: uniform in [0, min(cap, base * 2**attempt)] (AWS's full jitter)."""
-    return (rng or _shared_rng).uniform(0, min(cap_s, base_s * 2**attempt))
+    # The exponent is clamped: past a few dozen attempts the cap applies anyway, and 2**1100 overflows a float.
+    return (rng or _shared_rng).uniform(0, min(cap_s, base_s * 2 ** min(attempt, 64)))
 
 
 def error_code(error: ClientError) -> str:

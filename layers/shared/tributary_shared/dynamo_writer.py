@@ -6,7 +6,8 @@ caller learns exactly which records were written and which failed, and how:
 - chunks of 25 (the BatchWriteItem maximum), so 1,000 items cost 40 requests when nothing is
   throttled;
 - items with the same key collapse to the last one given (BatchWriteItem rejects a request that
-  names one key twice); a superseded item shares the fate of the item that replaced it;
+  names one key twice); a superseded item shares the fate of the item that replaced it, except
+  that when DynamoDB refuses that item, the newest older one given for the key is written instead;
 - `UnprocessedItems` are retried with exponential backoff and full jitter until the deadline, then
   reported as transient failures;
 - a chunk DynamoDB rejects as invalid is retried item by item with PutItem, so one bad item is
@@ -45,9 +46,13 @@ MAX_TRANSACTION_ITEMS = 100
 STALE_ITEM_REASON = "ConditionalCheckFailed"
 INVALID_ITEM_REASON = "ValidationError"
 NOT_TRIED_REASON = "None"
-GUARD_CONDITION = "attribute_not_exists(#version) OR #version < :version"
+# An item whose version attribute is not a string (written before versions, by a payload's own field
+# of that name) is replaced: compared with a string, it would freeze its key forever.
+GUARD_CONDITION = "attribute_not_exists(#version) OR NOT attribute_type(#version, :string) OR #version < :version"
 # For a record of intent rather than a read model: the same change may record itself again.
-GUARD_CONDITION_EQUAL_PASSES = "attribute_not_exists(#version) OR #version <= :version"
+GUARD_CONDITION_EQUAL_PASSES = (
+    "attribute_not_exists(#version) OR NOT attribute_type(#version, :string) OR #version <= :version"
+)
 BASE_BACKOFF_S = 0.05
 MAX_BACKOFF_S = 2.0
 # Errors a later attempt can get past.
@@ -222,15 +227,20 @@ class BatchWriter:
 
     def write(self, items: Sequence[PendingItem], deadline: float) -> WriteReport:
         report = WriteReport()
-        winners, superseded_by = self._collapse_duplicate_keys(self._serialize(items, report))
+        remaining = self._serialize(items, report)
         guarded = self.version_attribute is not None
         write_chunk = self._write_guarded_chunk if guarded else self._write_chunk
-        try:
-            for chunk in _chunks(winners, MAX_TRANSACTION_ITEMS if guarded else MAX_BATCH_ITEMS):
-                write_chunk(chunk, deadline, report)
-        except _StopWriting as error:
-            self._give_up(winners, str(error), report)
-        self._settle_superseded(superseded_by, report)
+        while remaining:
+            winners, superseded_by = self._collapse_duplicate_keys(remaining)
+            try:
+                for chunk in _chunks(winners, MAX_TRANSACTION_ITEMS if guarded else MAX_BATCH_ITEMS):
+                    write_chunk(chunk, deadline, report)
+            except _StopWriting as error:
+                self._give_up(winners, str(error), report)
+                self._settle_superseded(superseded_by, report, stand_ins_from=None)
+                return report
+            # An item DynamoDB refused leaves its key to the newest older item given for it.
+            remaining = self._settle_superseded(superseded_by, report, stand_ins_from=remaining)
         return report
 
     def _serialize(self, items: Sequence[PendingItem], report: WriteReport) -> list[_TypedItem]:
@@ -261,8 +271,12 @@ class BatchWriter:
         return [item for item in items if item.ref not in superseded_by], superseded_by
 
     @staticmethod
-    def _settle_superseded(superseded_by: dict[str, str], report: WriteReport) -> None:
+    def _settle_superseded(
+        superseded_by: dict[str, str], report: WriteReport, stand_ins_from: list[_TypedItem] | None
+    ) -> list[_TypedItem]:
+        """Give each collapsed item its winner's fate; the items to write in place of refused winners."""
         written, stale = set(report.written), set(report.superseded)
+        stand_ins: set[str] = set()
         for loser, winner in superseded_by.items():
             while winner in superseded_by:
                 winner = superseded_by[winner]
@@ -270,12 +284,13 @@ class BatchWriter:
                 report.written.append(loser)
             elif winner in stale:
                 report.superseded.append(loser)
+            elif winner in report.permanent and stand_ins_from is not None:
+                stand_ins.add(loser)
             elif winner in report.permanent:
-                # The newer item was rejected; the older one is valid but not in the table. A retry
-                # (bisected by Lambda) separates the two.
                 report.transient[loser] = f"superseded by record {winner}, which DynamoDB rejected"
             else:
                 report.transient[loser] = report.transient.get(winner, "not written")
+        return [item for item in stand_ins_from or [] if item.ref in stand_ins]
 
     @staticmethod
     def _give_up(items: Iterable[_TypedItem], reason: str, report: WriteReport) -> None:
@@ -354,7 +369,7 @@ class BatchWriter:
                 "Item": item.typed,
                 "ConditionExpression": self._guard,
                 "ExpressionAttributeNames": {"#version": self.version_attribute},
-                "ExpressionAttributeValues": {":version": {"S": item.version}},
+                "ExpressionAttributeValues": {":version": {"S": item.version}, ":string": {"S": "S"}},
             }
         }
 
@@ -440,7 +455,8 @@ class BatchWriter:
 
 def _cancellation_reasons(error: ClientError) -> list[tuple[str, str]]:
     reasons = error.response.get("CancellationReasons") or []
-    return [(str(reason.get("Code", "")), str(reason.get("Message", ""))) for reason in reasons]
+    # AWS documents a null Code for an item that had no error: the same as "None".
+    return [(str(reason.get("Code") or NOT_TRIED_REASON), str(reason.get("Message") or "")) for reason in reasons]
 
 
 def _chunks(items: list[_TypedItem], size: int) -> Iterable[list[_TypedItem]]:
