@@ -256,7 +256,7 @@ def test_registry_outage_is_transient_and_earlier_records_are_still_written(aws)
     outcome = processor_with(decode=decode).process(KinesisBatch.of_records(records, 10**9, BatchOutcome))
     outage_sequence = records[3]["kinesis"]["sequenceNumber"]
     assert outcome.failed_transient == {outage_sequence: "schema registry unavailable: ThrottlingException"}
-    assert outcome.written == 3 and outcome.deferred == 2 and len(table_items()) == 3
+    assert outcome.written == 3 and outcome.not_reached == 2 and len(table_items()) == 3
 
 
 def test_each_invocation_emits_metrics_and_a_structured_log_per_failure(aws, capsys):
@@ -310,3 +310,18 @@ def test_avro_payment_event_keeps_the_latest_state_of_each_payment(aws, schema_f
         "pay-00000002": ("DECLINED", "mobile"),
     }
     assert isinstance(items["pay-00000001"]["amount"], Decimal)
+
+
+def test_invalid_registry_settings_fail_the_invocation_instead_of_poisoning_records(aws, monkeypatch):
+    """A bad READER_SCHEMA is the deployment's fault: Lambda retries the batch, no record is dead-lettered."""
+    from tributary_shared.errors import ConfigurationError
+
+    set_framed_decoder(None)
+    monkeypatch.setenv("READER_SCHEMA", "{not a schema")
+    frame = b"\x03\x00" + UUID(int=1).bytes + b"\x02"
+    processor = processor_with()
+    try:
+        with pytest.raises(ConfigurationError, match="schema registry settings"):
+            processor.process(KinesisBatch.of_records(kinesis_event([("k", frame)])["Records"], 10**9, BatchOutcome))
+    finally:
+        set_framed_decoder(None)

@@ -27,3 +27,12 @@ class TransientError(RecordError):
     """A dependency failed in a way that may pass: throttling, timeouts, service outages."""
 
     permanent = False
+
+
+class ConfigurationError(RuntimeError):
+    """The function's settings are missing or invalid: the deployment's fault, never a record's.
+
+    Raised at cold start where it can be; raised later (a setting first read on a record that needs
+    it) it fails the invocation, so Lambda retries the batch instead of dead-lettering its records
+    as poison one by one.
+    """

@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
 
-from tributary_shared.errors import PoisonRecordError
+from tributary_shared.errors import ConfigurationError, PoisonRecordError
 
 # Time kept back from the invocation's remaining time to log, publish metrics and return a response.
 DEADLINE_MARGIN_S = 1.5
@@ -62,7 +62,7 @@ def required_env(component: str, *names: str, environ: Mapping[str, str] | None 
     env = os.environ if environ is None else environ
     missing = [name for name in names if not env.get(name)]
     if missing:
-        raise RuntimeError(f"{component} is not configured: set {', '.join(missing)}")
+        raise ConfigurationError(f"{component} is not configured: set {', '.join(missing)}")
     return {name: env[name] for name in names}
 
 
@@ -73,7 +73,7 @@ def bounded_int_env(name: str, default: int, low: int, high: int, environ: Mappi
     try:
         value = int(raw)
     except ValueError:
-        raise RuntimeError(f"{name} must be an integer, got {raw!r}") from None
+        raise ConfigurationError(f"{name} must be an integer, got {raw!r}") from None
     if not low <= value <= high:
-        raise RuntimeError(f"{name} must be between {low} and {high}, got {value}")
+        raise ConfigurationError(f"{name} must be between {low} and {high}, got {value}")
     return value

@@ -7,8 +7,9 @@ any function, so each pipeline only says how to turn one record into work:
 - the deadline: no record is started once the invocation's time is up;
 - classification: `RecordError.permanent` decides poison (fails alone, the mapping isolates it and
   sends it to the on-failure destination) or transient (the batch is retried from it). An AWS error
-  is transient. Any other exception raised for one record is that record's poison, so hostile input
-  can never fail the batch or the process;
+  is transient. A `ConfigurationError` (and MemoryError) fails the invocation: the deployment is at
+  fault, not the record. Any other exception raised for one record is that record's poison, so
+  hostile input can never fail the batch or the process;
 - the ordering rule (below), the partial batch response (the lowest failed sequence number) and
   the metrics every stream function publishes.
 
@@ -31,7 +32,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from tributary_shared.errors import RecordError, TransientError
+from tributary_shared.errors import ConfigurationError, RecordError, TransientError
 from tributary_shared.invocation import (
     DEADLINE_MARGIN_S,
     LambdaContextLike,
@@ -60,6 +61,8 @@ def record_version(sequence_number: str, subsequence: int = 0) -> str:
     the subsequence (a user record's place inside a KPL aggregate) is fixed width. For example
     `056:49590338271490256608559692538361571095921575989136588898:000000`.
     """
+    if not 0 <= subsequence <= MAX_SUBSEQUENCE:
+        raise ValueError(f"subsequence {subsequence} is outside 0..{MAX_SUBSEQUENCE}")
     return f"{len(sequence_number):03d}:{sequence_number}:{subsequence:06d}"
 
 
@@ -89,11 +92,6 @@ class KinesisRecord:
     @property
     def version(self) -> str:
         return record_version(self.sequence_number, self.subsequence_number)
-
-    @property
-    def partition_key(self) -> str | None:
-        key = self.event_record["kinesis"].get("partitionKey")
-        return key if isinstance(key, str) else None
 
     def data(self, max_bytes: int | None = None) -> bytes:
         return kinesis_data(self.event_record, max_bytes)
@@ -212,8 +210,8 @@ class KinesisBatch[Ledger: BatchLedger]:
                 return
             try:
                 result = handle(record)
-            except MemoryError:
-                raise
+            except (MemoryError, ConfigurationError):
+                raise  # not the record's fault: the invocation fails and Lambda retries the batch
             except Exception as error:
                 record_error = as_record_error(error)
                 self.ledger.fail(record, record_error)

@@ -63,7 +63,7 @@ from tributary_shared.dms_records import (
     SkippedRecord,
     parse_dms_record,
 )
-from tributary_shared.errors import RecordError
+from tributary_shared.errors import ConfigurationError, RecordError
 from tributary_shared.invocation import (
     LambdaContextLike,
     LoggerLike,
@@ -176,6 +176,8 @@ class OptInUpdater:
         for index, (record, change) in enumerate(parsed):
             try:
                 self._process_change(change, index, record.sequence_number, batch.deadline, state, guard, outcome)
+            except (MemoryError, ConfigurationError):
+                raise  # as in the skeleton: the invocation fails, the batch is retried
             except Exception as error:
                 record_error = as_record_error(error)
                 self._fail(record.sequence_number, record_error, outcome)

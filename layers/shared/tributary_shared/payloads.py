@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import Any
 
-from tributary_shared.errors import PoisonRecordError
+from tributary_shared.errors import ConfigurationError, PoisonRecordError
 
 GLUE_HEADER_VERSION = 0x03
 CONFLUENT_MAGIC_BYTE = 0x00
@@ -95,7 +95,10 @@ def _registry_decoder() -> FramedDecoder:
         # Imported here so functions that only ever see JSON never load Avro.
         from tributary_shared.avro_codec import RegistryDeserializer
 
-        _framed_decoder = RegistryDeserializer.from_env()
+        try:
+            _framed_decoder = RegistryDeserializer.from_env()
+        except (ValueError, RuntimeError) as error:  # READER_SCHEMA, SCHEMA_CACHE_SIZE...
+            raise ConfigurationError(f"schema registry settings are invalid: {error}") from error
     return _framed_decoder
 
 

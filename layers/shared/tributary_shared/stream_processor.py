@@ -76,10 +76,6 @@ class BatchOutcome(BatchLedger):
     superseded: int = 0
     requests: int = 0
 
-    @property
-    def deferred(self) -> int:
-        return self.not_reached
-
 
 def nesting_depth(value: Any) -> int:
     """Depth of nested maps and lists, without recursion: a hostile record cannot blow the stack."""
