@@ -32,7 +32,7 @@ import random
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from decimal import Decimal
+from decimal import MAX_EMAX, MIN_EMIN, Context, Decimal, Rounded
 from typing import Any
 
 from boto3.dynamodb.types import DYNAMODB_CONTEXT, TypeSerializer
@@ -150,11 +150,21 @@ def _typed(value: Any) -> dict[str, Any]:
 
 
 def _number(value: int | Decimal) -> str:
-    # boto3's rule: exact in DynamoDB's context (38 digits, its exponent range), never NaN or Infinity.
-    number = str(DYNAMODB_CONTEXT.create_decimal(value))
+    # boto3's rule: exact in DynamoDB's context (38 digits, its exponent range), never NaN or Infinity;
+    # trailing zeros are not digits DynamoDB keeps (1.000...0 with 42 digits is 1), so they go first.
+    try:
+        number = str(DYNAMODB_CONTEXT.create_decimal(value))
+    except Rounded:
+        number = str(DYNAMODB_CONTEXT.create_decimal(_without_trailing_zeros(Decimal(value))))
     if number in ("Infinity", "-Infinity", "NaN", "sNaN", "-NaN", "-sNaN"):
         raise TypeError("Infinity and NaN not supported")
     return number
+
+
+def _without_trailing_zeros(number: Decimal) -> Decimal:
+    """The same value with trailing zeros dropped, exactly (a context wide enough never to round)."""
+    digits = len(number.as_tuple().digits)
+    return number.normalize(Context(prec=max(digits, 1), Emax=MAX_EMAX, Emin=MIN_EMIN))
 
 
 def describe(error: ClientError) -> str:
