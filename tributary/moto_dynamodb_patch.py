@@ -8,10 +8,13 @@ copy taken while another request writes the same table fails (`dictionary change
 iteration`), and a rollback would put back a copy that lacks the other request's write.
 
 `apply()` replaces that one method. Its checks, error codes and order of operations are moto's;
-only the undo log differs: before each operation it keeps a copy of the one item it touches (and
-the length of the table's DynamoDB stream), and a rollback restores exactly those items and drops
-the stream records the transaction added, as moto's whole-table copy did. Transactions are also
-serialized with one lock, as DynamoDB isolates them, so two of them never interleave here.
+only the undo log differs: before each operation it keeps the one item it touches (a copy when an
+Update changes it in place) and the length of the table's DynamoDB stream, and a rollback restores
+exactly those items and drops the stream records the transaction added, as moto's whole-table copy
+did. Two differences remain, both closer to DynamoDB than moto: transactions are serialized with
+one lock, so two of them never interleave (a plain PutItem racing a transaction on the same item
+is not isolated, as in moto); and a transaction with two operations in one action is rolled back
+too, where moto leaves what it had applied.
 
 Like tributary.moto_patches, `apply()` refuses to patch a different moto (another version, or
 changed source of the method it replaces, checked by SHA-256): it warns with `MotoPatchRefused`
