@@ -6,6 +6,7 @@ off, and the timeouts bound one call to CALL_BUDGET_S (see `leaves_time_for_a_ca
 """
 
 import random
+from collections.abc import Callable
 from typing import Any
 
 import boto3
@@ -49,3 +50,23 @@ def full_jitter_backoff(attempt: int, base_s: float, cap_s: float, rng: random.R
 
 def error_code(error: ClientError) -> str:
     return str(error.response.get("Error", {}).get("Code", ""))
+
+
+def wait_before_retry(
+    attempt: int,
+    deadline: float,
+    *,
+    clock: Callable[[], float],
+    sleep: Callable[[float], None],
+    rng: random.Random | None = None,
+    base_s: float = 0.05,
+    cap_s: float = 2.0,
+    budget_s: float = CALL_BUDGET_S,
+) -> bool:
+    """Sleep a full-jitter backoff before retry `attempt`; False (without sleeping) if the call after
+    it could no longer end by `deadline`. Every deadline-aware retry loop waits through this."""
+    delay = full_jitter_backoff(attempt, base_s, cap_s, rng)
+    if not leaves_time_for_a_call(clock(), deadline, wait_s=delay, budget_s=budget_s):
+        return False
+    sleep(delay)
+    return True

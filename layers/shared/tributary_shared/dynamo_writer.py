@@ -456,11 +456,10 @@ class BatchWriter:
 
     def _backoff(self, attempt: int, deadline: float) -> bool:
         """Sleep before the next attempt; False when the deadline leaves no time for one."""
-        delay = aws_clients.full_jitter_backoff(attempt, BASE_BACKOFF_S, MAX_BACKOFF_S, self._rng)
-        if not aws_clients.leaves_time_for_a_call(self._clock(), deadline, wait_s=delay, budget_s=self._call_budget_s):
-            return False
-        self._sleep(delay)
-        return True
+        return aws_clients.wait_before_retry(
+            attempt, deadline, clock=self._clock, sleep=self._sleep, rng=self._rng,
+            base_s=BASE_BACKOFF_S, cap_s=MAX_BACKOFF_S, budget_s=self._call_budget_s,
+        )  # fmt: skip
 
 
 def _cancellation_reasons(error: ClientError) -> list[tuple[str, str]]:
