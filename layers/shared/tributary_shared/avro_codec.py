@@ -14,10 +14,11 @@ a writer schema is a configuration problem, not the record's: that is a Transien
 the fields, so the batch waits for the fix instead of records being discarded. A schema id the
 registry does not know is remembered for a short while, so a burst of such records costs one
 registry call, not one each.
-Per uncompressed Glue record the codec adds one slice and one dict lookup (header version,
-compression byte and schema version checked at once) to fastavro; only the rare schemas that need
-it (recursive, deeper than the bound, or with arrays of values that take no bytes) also pay for a
-walk through the body.
+Per Glue record, plain or zlib, the codec adds one slice and one dict lookup (header version,
+compression byte and schema version checked at once) and one check for bytes left over to
+fastavro, plus a bounded inflate for zlib bodies; only the rare schemas that need it (recursive,
+deeper than the bound, or with arrays of values that take no bytes) also pay for a walk through
+the body, and only reader schemas and temporal or uuid values pay for converting the record.
 
 Values come back as fastavro reads them, except temporal and uuid logical types, which become
 ISO-8601 strings and str so records are JSON-printable and storable in DynamoDB; `decimal`
@@ -41,6 +42,7 @@ from fastavro.read import LOGICAL_READERS, SchemaResolutionError
 
 from tributary_shared.avro_bounds import (
     MAX_SCHEMA_JSON_DEPTH,
+    RECORD_TYPES,
     BodyCheck,
     body_check,
     read_decimal,
@@ -79,6 +81,10 @@ PORTABLE_LOGICAL_TYPES = frozenset(
 # (writer schema, reader schema or None, whether values need making portable, the walk its
 # bodies need before fastavro reads them or None)
 ReadPlan = tuple[Any, Any, bool, BodyCheck | None]
+# What one whole Glue header (version, compression byte, schema version) says about the body:
+# (writer schema, whether the body is zlib, the ReadPlan when fastavro alone does not read the body
+# into the finished record, else None: the common case, read inline)
+HeaderPlan = tuple[Any, bool, ReadPlan | None]
 GlueLookup = Callable[[UUID], str]
 ConfluentLookup = Callable[[int], str]
 
@@ -172,9 +178,9 @@ class RegistryDeserializer:
         # Schema ids the registry does not have: (framing, id) -> (until when, the registry's answer).
         self._unknown_ids: dict[tuple[str, UUID | int], tuple[float, PoisonRecordError]] = {}
         self._glue_plans: dict[bytes, ReadPlan] = {}  # by schema-version UUID
-        # By the whole 18-byte header of uncompressed Glue records: one slice and one lookup
+        # By the whole 18-byte header of Glue records, plain and zlib: one slice and one lookup
         # check the header version, the compression byte and the schema version at once.
-        self._header_plans: dict[bytes, ReadPlan] = {}
+        self._header_plans: dict[bytes, HeaderPlan] = {}
         self._confluent_plans: dict[int, ReadPlan] = {}
 
     @classmethod
@@ -210,30 +216,31 @@ class RegistryDeserializer:
         except ValueError as error:  # fail the cold start: no record is to blame for a bad setting
             raise ValueError(f"bad schema registry configuration: {error}") from error
 
-    def __call__(self, data: bytes) -> dict[str, Any]:
-        # The common case, uncompressed Glue with a known schema version, is inlined: it runs per record.
-        plan = self._header_plans.get(data[:GLUE_HEADER_SIZE])
-        if plan is None:
+    def decode(self, data: bytes) -> dict[str, Any]:
+        """The record in `data`, a Glue- or Confluent-framed Avro record; PoisonRecordError says why not.
+
+        Also the instance's `__call__`. Per-record callers should hold this bound method: calling
+        an instance goes through its type's `__call__` slot, about 0.1 µs a record more.
+        """
+        # Glue records with a header seen before are read here, inlined: this runs per record.
+        known = self._header_plans.get(data[:GLUE_HEADER_SIZE])
+        if known is None:
             return self._decode_uncached(data)
-        writer, reader, portable, check = plan
-        body_bytes = data[GLUE_HEADER_SIZE:]
-        if check is not None:
-            check(body_bytes, 0)
-        body = io.BytesIO(body_bytes)
+        writer, compressed, plan = known
+        if plan is not None:
+            return _read(_inflate(data), 0, plan) if compressed else _read(data, GLUE_HEADER_SIZE, plan)
+        body = io.BytesIO(_inflate(data) if compressed else data[GLUE_HEADER_SIZE:])
         try:
-            # Passing reader_schema=None still costs fastavro a comparison: leave it out.
-            record = schemaless_reader(body, writer) if reader is None else schemaless_reader(body, writer, reader)
-        except SchemaResolutionError as error:
-            raise _unresolvable(error, writer, reader) from error
+            record = schemaless_reader(body, writer)
         except PoisonRecordError:  # a bounded logical-type reader refused the value, saying why
             raise
         except Exception as error:  # EOFError, UnicodeDecodeError, IndexError...
             raise _mismatch(error) from error
         if body.read(1):
             raise _leftovers(body)
-        if type(record) is not dict:
-            raise _not_a_record(record)
-        return _portable(record) if portable else record
+        return record
+
+    __call__ = decode
 
     def _decode_uncached(self, data: bytes) -> dict[str, Any]:
         first = data[0] if data else None
@@ -257,8 +264,8 @@ class RegistryDeserializer:
             raise PoisonRecordError(f"unknown Glue compression byte 0x{compression:02x} (0x00 none, 0x05 zlib)")
         key = data[2:GLUE_HEADER_SIZE]
         plan = self._glue_plans.get(key) or self._glue_plan(key)
-        if compression == COMPRESSION_NONE:
-            _remember(self._header_plans, data[:GLUE_HEADER_SIZE], plan, self._cache_size)
+        header_plan = (plan[0], compression == COMPRESSION_ZLIB, None if _fastavro_alone_reads(plan) else plan)
+        _remember(self._header_plans, data[:GLUE_HEADER_SIZE], header_plan, self._cache_size)
         return _read(body, start, plan)
 
     def _decode_confluent(self, data: bytes) -> dict[str, Any]:
@@ -327,26 +334,50 @@ def _reader_schema(reader_schema: str | Mapping[str, Any] | None) -> tuple[str |
         raise ValueError(f"reader schema (READER_SCHEMA) is not a usable Avro schema: {error}") from error
 
 
-def _remember[K](plans: dict[K, ReadPlan], key: K, plan: ReadPlan, limit: int) -> ReadPlan:
+def _remember[K, P](plans: dict[K, P], key: K, plan: P, limit: int) -> P:
     if len(plans) >= limit:
         del plans[next(iter(plans))]  # oldest first: ids are immutable, so any eviction is safe
     plans[key] = plan
     return plan
 
 
+def _fastavro_alone_reads(plan: ReadPlan) -> bool:
+    """Whether fastavro's value for this plan's bodies, once all bytes are used, is the finished record.
+
+    So: no reader schema to project onto, no walk before reading, no values to make portable, and a
+    writer schema that is a record (so the value is a dict).
+    """
+    writer, reader, portable, check = plan
+    is_record = isinstance(writer, dict) and writer.get("type") in RECORD_TYPES
+    return reader is None and check is None and not portable and is_record
+
+
 def _inflate(data: bytes) -> bytes:
+    """The zlib body of a Glue record, inflated to at most MAX_DECOMPRESSED_BYTES.
+
+    zlib.decompress is cheaper (it keeps no window) but can neither bound its output (a bomb) nor
+    say where the stream ended (bytes after it); a decompressor can, for about 0.2 µs a record.
+    Checking the stream's Adler-32 trailer after zlib.decompress measured no cheaper. The input is
+    a slice, not a memoryview: copying a body costs less than the view (another 0.2 µs), and one
+    test covers the common case.
+    """
     inflater = zlib.decompressobj()
     try:
-        body = inflater.decompress(memoryview(data)[GLUE_HEADER_SIZE:], MAX_DECOMPRESSED_BYTES)
+        body = inflater.decompress(data[GLUE_HEADER_SIZE:], MAX_DECOMPRESSED_BYTES)
     except zlib.error as error:
         raise PoisonRecordError(f"zlib-compressed body does not inflate: {error}") from error
+    if inflater.eof and not inflater.unused_data:
+        return body
+    raise _not_inflated(inflater)
+
+
+def _not_inflated(inflater: Any) -> PoisonRecordError:
+    """Why a body that inflated without an error is refused (a stream that ended leaves no unconsumed tail)."""
     if inflater.unconsumed_tail:
-        raise PoisonRecordError(f"zlib-compressed body inflates past {MAX_DECOMPRESSED_BYTES} bytes")
+        return PoisonRecordError(f"zlib-compressed body inflates past {MAX_DECOMPRESSED_BYTES} bytes")
     if not inflater.eof:
-        raise PoisonRecordError("zlib-compressed body is truncated")
-    if inflater.unused_data:
-        raise PoisonRecordError(f"{len(inflater.unused_data)} bytes of garbage after the zlib-compressed body")
-    return body
+        return PoisonRecordError("zlib-compressed body is truncated")
+    return PoisonRecordError(f"{len(inflater.unused_data)} bytes of garbage after the zlib-compressed body")
 
 
 def _read(data: bytes, start: int, plan: ReadPlan) -> dict[str, Any]:
@@ -355,7 +386,8 @@ def _read(data: bytes, start: int, plan: ReadPlan) -> dict[str, Any]:
     if check is not None:
         check(data, start)
     body = io.BytesIO(data)
-    body.seek(start)
+    if start:
+        body.seek(start)
     try:
         record = schemaless_reader(body, writer, reader)
     except SchemaResolutionError as error:
