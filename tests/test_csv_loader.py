@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from datetime import date
 from decimal import Decimal
@@ -13,14 +14,21 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 from botocore.response import StreamingBody
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from support import FakeLambdaContext, load_event, load_handler_module
 
 from tributary.demos.data_lake import change_rows, csv_bytes, csv_lines, expected_state, order_rows
 from tributary_shared.csv_orders import ORDER_COLUMNS, Line, RejectedRow, iter_lines, parse_row
 from tributary_shared.dynamo_writer import PendingItem, WriteReport
-from tributary_shared.order_loader import MAX_STALLED_SEGMENTS, LoadFailed, LoadRequest, split_by_key
+from tributary_shared.order_loader import (
+    MAX_STALLED_SEGMENTS,
+    LoadFailed,
+    LoadRequest,
+    OrderCsvLoader,
+    group_into_requests,
+    order_table_writer,
+)
 
 TABLE = "OrderTransactions"
 BUCKET = "tributary-orders-source-123456789012-us-east-1"
@@ -113,20 +121,185 @@ def test_parallel_writes_keep_the_last_row_of_a_key_repeated_within_one_batch(ap
     assert table_contents() == {key: as_item(row) for key, row in expected_state(rows, repeated).items()}
 
 
-@given(st.lists(st.tuples(st.sampled_from("abcdefg"), st.sampled_from("12")), max_size=300), st.integers(1, 8))
-def test_a_batch_split_for_parallel_writes_keeps_each_key_in_one_part_in_file_order(
-    keys: list[tuple[str, str]], ways: int
+def key_of(row: PendingItem) -> tuple[str, str]:
+    return row.item["order_id"], row.item["item_id"]
+
+
+@given(st.lists(st.tuples(st.integers(0, 40), st.sampled_from("12")), max_size=300))
+def test_a_batch_is_grouped_into_whole_requests_each_holding_every_row_of_its_keys(keys: list[tuple[int, str]]) -> None:
+    rows = [PendingItem(str(n), {"order_id": str(order), "item_id": item}) for n, (order, item) in enumerate(keys)]
+    groups = group_into_requests(rows)
+    assert sorted(int(row.ref) for group in groups for row in group) == list(range(len(rows)))
+    keys_of_group = [{key_of(row) for row in group} for group in groups]
+    distinct = len({key_of(row) for row in rows})
+    # Whole requests: 25 distinct keys in every group but the last, and no key in two groups.
+    assert [len(found) for found in keys_of_group] == [min(25, distinct - start) for start in range(0, distinct, 25)]
+    assert len(set().union(*keys_of_group)) == distinct
+    # Each key's rows in file order (BatchWriter keeps the last), keys in the order of their last rows.
+    refs_of_key: dict[tuple[str, str], list[int]] = {}
+    for row in (row for group in groups for row in group):
+        refs_of_key.setdefault(key_of(row), []).append(int(row.ref))
+    assert all(refs == sorted(refs) for refs in refs_of_key.values())
+    last_rows = [refs[-1] for refs in refs_of_key.values()]
+    assert last_rows == sorted(last_rows)
+
+
+def counted_loader(rows_per_write: int, write_threads: int) -> tuple[OrderCsvLoader, list[list[dict[str, Any]]]]:
+    """The loader as the function builds it, and the BatchWriteItem requests it sends, as they leave."""
+    writer = order_table_writer(TABLE)
+    sent: list[list[dict[str, Any]]] = []
+    writer.client.meta.events.register(
+        "before-send.dynamodb.BatchWriteItem",
+        lambda request, **_: sent.append(json.loads(request.body)["RequestItems"][TABLE]),
+    )
+    loader = OrderCsvLoader(boto3.client("s3"), writer, rows_per_write=rows_per_write, write_threads=write_threads)
+    return loader, sent
+
+
+def load_file(loader: OrderCsvLoader, key: str) -> Any:
+    return loader.load(LoadRequest(BUCKET, key), lambda: 900.0, 30.0)
+
+
+def test_four_threads_send_40_full_requests_per_1000_rows(app: Any) -> None:
+    rows = list(order_rows(DAY, 700))[:1000]
+    assert len(rows) == len(expected_state(rows)) == 1000
+    upload("thousand.csv", csv_bytes(rows))
+    loader, sent = counted_loader(rows_per_write=500, write_threads=4)  # as deployed
+    result = load_file(loader, "thousand.csv")
+    assert (result.rows_loaded, result.rows_rejected) == (1000, 0)
+    assert [len(request) for request in sent] == [25] * 40
+    assert table_contents() == {key: as_item(row) for key, row in expected_state(rows).items()}
+
+
+def batch_requests(rows: list[dict[str, str]], rows_per_write: int) -> int:
+    """Requests to write `rows` 25 distinct keys at a time within each batch of `rows_per_write`."""
+    batches = [rows[start : start + rows_per_write] for start in range(0, len(rows), rows_per_write)]
+    return sum(-(-len(expected_state(batch)) // 25) for batch in batches)
+
+
+def test_repeated_keys_cost_four_threads_no_more_requests_than_one(app: Any) -> None:
+    rows = list(order_rows(DAY, 200))[:300]
+    # Every 20 rows, a revision of every second of them: 30 lines naming 20 keys.
+    mixed = [
+        line
+        for start in range(0, len(rows), 20)
+        for line in rows[start : start + 20] + [{**row, "amount": "1.00"} for row in rows[start : start + 20 : 2]]
+    ]
+    upload("mixed.csv", csv_bytes(mixed))
+    expected_requests = batch_requests(mixed, 100)
+    assert expected_requests < len(mixed) / 25  # the file repeats keys within batches
+    for threads in (1, 4):
+        loader, sent = counted_loader(rows_per_write=100, write_threads=threads)
+        result = load_file(loader, "mixed.csv")
+        assert (result.rows_loaded, result.rows_rejected, len(sent)) == (len(mixed), 0, expected_requests)
+        assert table_contents() == {key: as_item(row) for key, row in expected_state(mixed).items()}
+
+
+def test_the_last_row_of_a_key_wins_across_requests_and_batches_even_when_older_ones_are_slow(app: Any) -> None:
+    rows = list(order_rows(DAY, 200))[:300]
+    first, second = [(row["order_id"], row["item_id"]) for row in rows[:2]]
+    # Batches of 100 lines: the first key three times in the first batch (in different stretches of
+    # 25 lines), the second key at the end of the first batch and again early in the second.
+    versions = [(5, rows[0], "1"), (30, rows[0], "2"), (60, rows[0], "3"), (95, rows[1], "7"), (105, rows[1], "8")]
+    lines = list(rows)
+    for position, row, amount in versions:
+        lines.insert(position, {**row, "amount": f"{amount}.00"})
+    stale = {(first, Decimal(1)), (first, Decimal(2)), (second, Decimal(7))}
+    loader, _ = counted_loader(rows_per_write=100, write_threads=4)
+    delayed: list[Decimal] = []
+
+    def delay_older_versions(request: Any, **_: Any) -> None:
+        # An older version still travelling while a newer one is written would land last.
+        for put in json.loads(request.body)["RequestItems"][TABLE]:
+            item = put["PutRequest"]["Item"]
+            version = (item["order_id"]["S"], item["item_id"]["S"]), Decimal(item["amount"]["N"])
+            if version in stale:
+                delayed.append(version[1])
+                time.sleep(0.3)
+
+    loader.writer.client.meta.events.register("before-send.dynamodb.BatchWriteItem", delay_older_versions)
+    upload("versions.csv", csv_bytes(lines))
+    result = load_file(loader, "versions.csv")
+    assert (result.rows_loaded, result.rows_rejected) == (len(lines), 0)
+    contents = table_contents()
+    assert (contents[first]["amount"], contents[second]["amount"]) == (Decimal("3"), Decimal("8"))
+    assert contents == {key: as_item(row) for key, row in expected_state(lines).items()}
+    assert delayed == [7]  # the first batch's version of the second key; the first key's older ones are collapsed
+
+
+class WriterFailingOneRequest:
+    """A writer that raises for the request holding `ref` and takes a while over every other one."""
+
+    def __init__(self, ref: str) -> None:
+        self.ref = ref
+        self.finished: list[str] = []
+
+    def write(self, items: list[PendingItem], deadline: float) -> WriteReport:
+        refs = [item.ref for item in items]
+        if self.ref in refs:
+            raise RuntimeError("the writer failed")
+        time.sleep(0.2)
+        self.finished += refs
+        return WriteReport(written=refs)
+
+
+def test_a_failed_request_surfaces_only_after_the_rest_of_its_batch_has_ended(app: Any) -> None:
+    upload("failing.csv", csv_bytes(list(order_rows(DAY, 100))[:100]))
+    writer = WriterFailingOneRequest(ref="2")  # the first row, on line 2
+    loader = OrderCsvLoader(boto3.client("s3"), writer, rows_per_write=100, write_threads=4)
+    with pytest.raises(RuntimeError, match="the writer failed"):
+        load_file(loader, "failing.csv")
+    # Nothing is still in flight when the invocation fails: a retry cannot be overtaken by it.
+    assert sorted(writer.finished, key=int) == [str(line) for line in range(27, 102)]
+
+
+ORDER_KEYS = st.tuples(st.integers(0, 29).map(str), st.sampled_from("123"))
+FILE_LINES = st.lists(
+    st.one_of(
+        st.tuples(st.just("row"), ORDER_KEYS, st.integers(1, 99_999)),
+        st.tuples(st.just("bad"), ORDER_KEYS, st.just(0)),
+        st.tuples(st.just("blank"), st.just(("", "")), st.just(0)),
+    ),
+    max_size=250,
+)
+
+
+def order_line(kind: str, key: tuple[str, str], cents: int) -> bytes:
+    if kind == "blank":
+        return b""
+    amount = f"{cents // 100}.{cents % 100:02d}" if kind == "row" else "oops"
+    return f"{key[0]},{key[1]},C-1,Kindle,{amount},USD,2020-09-02T10:00:00Z,2020-09-02".encode()
+
+
+def fresh_table() -> None:
+    dynamodb = boto3.client("dynamodb")
+    dynamodb.delete_table(TableName=TABLE)
+    dynamodb.get_waiter("table_not_exists").wait(TableName=TABLE, WaiterConfig={"Delay": 0.05})
+    dynamodb.create_table(
+        TableName=TABLE,
+        BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=[{"AttributeName": name, "AttributeType": "S"} for name in ("order_id", "item_id")],
+        KeySchema=[{"AttributeName": "order_id", "KeyType": "HASH"}, {"AttributeName": "item_id", "KeyType": "RANGE"}],
+    )
+
+
+@settings(max_examples=20, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(FILE_LINES, st.sampled_from([25, 60, 120]))
+def test_any_file_with_repeated_keys_leaves_the_last_good_row_of_each_key_and_accounts_for_every_line(
+    app: Any, lines: list[tuple[str, tuple[str, str], int]], rows_per_write: int
 ) -> None:
-    rows = [PendingItem(str(n), {"order_id": order, "item_id": item}) for n, (order, item) in enumerate(keys)]
-    parts = split_by_key(rows, ways)
-    assert sorted(row.ref for part in parts for row in part) == sorted(row.ref for row in rows)
-    assert len(parts) <= max(1, len(rows) // 25)
-    parts_of_key: dict[tuple[str, str], set[int]] = {}
-    for n, part in enumerate(parts):
-        for row in part:
-            parts_of_key.setdefault((row.item["order_id"], row.item["item_id"]), set()).add(n)
-    assert all(len(found_in) == 1 for found_in in parts_of_key.values())
-    assert all([int(row.ref) for row in part] == sorted(int(row.ref) for row in part) for part in parts)
+    fresh_table()
+    upload("fuzz.csv", csv_bytes([]) + b"\n".join(order_line(*line) for line in lines))
+    loader, sent = counted_loader(rows_per_write=rows_per_write, write_threads=4)
+    result = load_file(loader, "fuzz.csv")
+    bad_lines = [number for number, (kind, _, _) in enumerate(lines, start=2) if kind == "bad"]
+    good = [(key, cents) for kind, key, cents in lines if kind == "row"]
+    assert (result.rows_loaded, result.rows_rejected) == (len(good), len(bad_lines))
+    assert [row.line for row in result.rejects] == bad_lines
+    assert {key: row["amount"] for key, row in table_contents().items()} == {
+        key: Decimal(cents) / 100 for key, cents in good
+    }
+    assert all(len(request) <= 25 for request in sent)
 
 
 BAD_FILE = (
@@ -419,6 +592,7 @@ print(json.dumps({{"peak": peak, "size": s3.objects[0].size, "loaded": result.ro
 """
 
 
+@pytest.mark.slow
 def test_a_large_file_streams_through_in_bounded_memory() -> None:
     code = MEASURE_LOAD.format(tests=str(Path(__file__).parent), orders=100_000)
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True)

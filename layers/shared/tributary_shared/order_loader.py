@@ -4,7 +4,10 @@
 - Good rows are written with BatchWriter (BatchWriteItem, 25 per request, retried); an item is the
   full row keyed by (order_id, item_id), so loading a file twice leaves the same table. With
   `write_threads` > 1 a batch's requests run in parallel (a request's time is mostly the round
-  trip), split by key so that the rows of one key stay in one writer call, in file order.
+  trip): the batch is cut into whole requests of 25 distinct keys (`group_into_requests`), each
+  holding every row of its keys in file order, so the writer's own collapse keeps the last row of a
+  key and 1,000 rows still cost 40 requests. A key is in one request per batch, and a batch's
+  requests have all ended before the next batch's are sent, so a key's writes land in file order.
 - Bad rows are reported with their line number and reason, in the result and in a rejects object
   next to the source (`<key>.rejects.json`: it does not end in `.csv`, so it cannot re-trigger the
   loader).
@@ -19,7 +22,7 @@
 import json
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import unquote_plus
@@ -352,10 +355,14 @@ class OrderCsvLoader:
         return True
 
     def _write(self, rows: list[PendingItem], deadline: float) -> WriteReport:
-        parts = split_by_key(rows, self.write_threads)
-        if self._pool is None or len(parts) == 1:
+        groups = group_into_requests(rows) if self._pool is not None else []
+        if self._pool is None or len(groups) <= 1:
             return self.writer.write(rows, deadline)
-        return merge_reports(self._pool.map(lambda part: self.writer.write(part, deadline), parts))
+        futures = [self._pool.submit(self.writer.write, group, deadline) for group in groups]
+        # Every request of this batch ends, even when one raises, before the caller moves on: a
+        # later batch's row of the same key can never be sent while this one's is still in flight.
+        wait(futures)
+        return merge_reports(future.result() for future in futures)
 
     def _store_rejects(self, request: LoadRequest, progress: _Progress, total_rejected: int) -> str | None:
         """Write `<key>.rejects.json` covering every segment so far; remove a stale one on a clean run."""
@@ -421,21 +428,33 @@ class OrderCsvLoader:
         )
 
 
-def split_by_key(rows: list[PendingItem], ways: int) -> list[list[PendingItem]]:
-    """Up to `ways` parts of at least a full request each; all rows of a key in one part, in order."""
-    ways = min(ways, len(rows) // MAX_BATCH_ITEMS)
-    if ways <= 1:
-        return [rows]
-    parts: list[list[PendingItem]] = [[] for _ in range(ways)]
+def group_into_requests(rows: list[PendingItem]) -> list[list[PendingItem]]:
+    """The rows cut into whole BatchWriteItem requests, to be written independently of each other.
+
+    Each group names at most MAX_BATCH_ITEMS distinct keys and holds every row of those keys, in
+    file order: BatchWriter collapses them to the last row (and gives the earlier rows its fate), so
+    no key is in two groups and each group is one request unless DynamoDB asks for a retry. Keys are
+    grouped in the order of their last rows, the order BatchWriter.write chunks a whole batch in.
+    The key columns are strings (`csv_orders.to_item`), so equal tuples are exactly equal keys.
+    """
+    rows_by_key: dict[tuple[str, ...], list[PendingItem]] = {}
     for row in rows:
-        parts[hash(tuple(row.item[name] for name in KEY_COLUMNS)) % ways].append(row)
-    return [part for part in parts if part]
+        key = tuple(row.item[name] for name in KEY_COLUMNS)
+        rows_of_key = rows_by_key.pop(key, [])  # re-inserted: the dict keeps keys by their last row
+        rows_of_key.append(row)
+        rows_by_key[key] = rows_of_key
+    grouped = list(rows_by_key.values())
+    return [
+        [row for rows_of_key in grouped[start : start + MAX_BATCH_ITEMS] for row in rows_of_key]
+        for start in range(0, len(grouped), MAX_BATCH_ITEMS)
+    ]
 
 
 def merge_reports(reports: Iterable[WriteReport]) -> WriteReport:
     merged = WriteReport()
     for report in reports:
         merged.written += report.written
+        merged.superseded += report.superseded
         merged.transient |= report.transient
         merged.permanent |= report.permanent
         merged.requests += report.requests
