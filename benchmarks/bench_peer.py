@@ -20,7 +20,6 @@ import io
 import json
 import multiprocessing
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -163,7 +162,7 @@ def measure_cpu(endpoint: str | None, encoding: str, size: int) -> dict[str, tup
     event = {"Records": records}
     counter = COUNTER
     assert counter is not None
-    handlers = contenders("Bench", encoding)
+    handlers = contenders("PeerBench", encoding)
     samples: dict[str, list[float]] = {name: [] for name in handlers}
     requests: dict[str, float] = {}
     for name, handler in handlers.items():  # warm-up and request count
@@ -189,20 +188,26 @@ def _memory_in_child(environment: dict[str, str], endpoint: str, size: int, name
     aim_dynamodb(endpoint)
     records = unicorn_records(size)
     event = {"Records": records}
-    handler = contenders("Bench", "json")[name]
+    handler = contenders("PeerBench", "json")[name]
     quiet(handler, {"Records": records[:10]})  # imports and clients, as a warm function has them
-    resident_before = _resident_mib()
+    resident_before = _resident_mib("VmRSS")
+    with open("/proc/self/clear_refs", "w") as clear_refs:
+        clear_refs.write("5")  # Linux: the peak resident set (VmHWM) starts again from now
+    quiet(handler, event)
+    grown = _resident_mib("VmHWM") - resident_before
     tracemalloc.start()
     quiet(handler, event)
     peak = tracemalloc.get_traced_memory()[1] / 2**20
     tracemalloc.stop()
-    grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - resident_before
     return peak, max(grown, 0.0)
 
 
-def _resident_mib() -> float:
-    with open("/proc/self/statm") as statm:
-        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+def _resident_mib(field: str) -> float:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(f"{field}:"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError(f"/proc/self/status has no {field}")
 
 
 def report(case: str, cpu: dict[str, tuple[float, float]]) -> None:
@@ -216,10 +221,10 @@ def report(case: str, cpu: dict[str, tuple[float, float]]) -> None:
 
 def main() -> None:
     global COUNTER
-    with embedded_aws(), null_dynamodb() as null_endpoint:
+    with embedded_aws() as aws, null_dynamodb() as null_endpoint:
         COUNTER = RequestCounter()
         os.environ["GLUE_REGISTRY_NAME"] = "tributary"
-        create_string_keyed_table("Bench", *KEYS)
+        create_string_keyed_table("PeerBench", *KEYS)
         print(f"Powertools BatchProcessor + batch_writer (the peer) vs the deployed handler; median of {ROUNDS} "
               "interleaved rounds, process CPU time")
         for where, endpoint in (("null DynamoDB endpoint", null_endpoint), ("moto", None)):
@@ -232,3 +237,4 @@ def main() -> None:
             ours = measure_memory(null_endpoint, size, "handler")
             print(f"    {size:>6,} records: tracemalloc peak handler {ours[0]:6.1f} MiB, peer {peer[0]:6.1f} MiB "
                   f"({ours[0] / peer[0]:.2f}x); RSS growth handler {ours[1]:6.1f} MiB, peer {peer[1]:6.1f} MiB")
+        aws.reset()  # moto's state is process-wide: leave nothing for the next benchmark

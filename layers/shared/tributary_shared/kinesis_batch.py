@@ -221,6 +221,10 @@ class KinesisBatch[Ledger: BatchLedger]:
                 continue
             yield record, result
 
+    def records_after(self, record: KinesisRecord) -> int:
+        """How many records of the batch come after `record`."""
+        return len(self.records) - self.records.index(record) - 1
+
     def _stop(self, position: int, error: RecordError) -> None:
         self.ledger.fail(self.records[position], error)
         self.ledger.not_reached = len(self.records) - position - 1

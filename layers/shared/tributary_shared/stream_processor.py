@@ -18,13 +18,14 @@ Permanent and transient failures are counted and logged apart; both are reported
 dropped, and no record is reported as done unless it was written or a newer version was.
 """
 
+import itertools
 import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from tributary_shared.dynamo_writer import BatchWriter, PendingItem, WriteReport
+from tributary_shared.dynamo_writer import MAX_TRANSACTION_ITEMS, BatchWriter, PendingItem, WriteReport
 from tributary_shared.errors import PoisonRecordError
 from tributary_shared.invocation import (
     LambdaContextLike,
@@ -75,6 +76,13 @@ class BatchOutcome(BatchLedger):
     written: int = 0
     superseded: int = 0
     requests: int = 0
+
+    def add(self, report: WriteReport) -> None:
+        self.written += len(report.written)
+        self.superseded += len(report.superseded)
+        self.failed_permanent.update(report.permanent)
+        self.failed_transient.update(report.transient)
+        self.requests += report.requests
 
 
 def nesting_depth(value: Any) -> int:
@@ -138,15 +146,20 @@ class StreamProcessor:
         return outcome.response()
 
     def process(self, batch: KinesisBatch[BatchOutcome]) -> BatchOutcome:
+        """Decode, validate and write one transaction's worth of records at a time.
+
+        Memory stays flat in the batch's size: only one chunk's items exist at once. A key repeated
+        across chunks is written once per chunk, in order, under the version guard.
+        """
         outcome = batch.ledger
-        pending = [
-            PendingItem(record.sequence_number, item, record.version) for record, item in batch.each(self.item_of)
-        ]
-        report = self.writer.write(pending, batch.deadline) if pending else WriteReport()
-        outcome.written, outcome.superseded = len(report.written), len(report.superseded)
-        outcome.failed_permanent.update(report.permanent)
-        outcome.failed_transient.update(report.transient)
-        outcome.requests = report.requests
+        for chunk in itertools.batched(batch.each(self.item_of), MAX_TRANSACTION_ITEMS, strict=False):
+            pending = [PendingItem(record.sequence_number, item, record.version) for record, item in chunk]
+            report = self.writer.write(pending, batch.deadline)
+            outcome.add(report)
+            if report.transient:
+                # The mapping retries from the lowest failed record: what is not decoded yet comes back with it.
+                outcome.not_reached = batch.records_after(chunk[-1][0])
+                break
         return outcome
 
     def item_of(self, record: KinesisRecord) -> dict[str, Any]:
