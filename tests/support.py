@@ -146,3 +146,23 @@ class AlwaysThrottled:
     def transact_write_items(self, TransactItems: list) -> dict:
         self.calls += 1
         raise ClientError({"Error": {"Code": "ThrottlingException", "Message": "slow down"}}, "x")
+
+
+def table_stream_images(stream_arn: str) -> list[dict[str, Any]]:
+    """The new image of every write a table applied, in the order DynamoDB applied them (its stream).
+
+    The tests' oracle for per-key order: what the table received, not what the code says it sent.
+    """
+    import boto3
+
+    streams = boto3.client("dynamodbstreams")
+    images = []
+    for shard in streams.describe_stream(StreamArn=stream_arn)["StreamDescription"]["Shards"]:
+        iterator = streams.get_shard_iterator(
+            StreamArn=stream_arn, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
+        )["ShardIterator"]
+        while iterator:
+            page = streams.get_records(ShardIterator=iterator, Limit=1000)
+            images += [record["dynamodb"]["NewImage"] for record in page["Records"] if "NewImage" in record["dynamodb"]]
+            iterator = page.get("NextShardIterator") if page["Records"] else None
+    return images

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import boto3
 import pytest
+from support import table_stream_images
 from test_versioned_writes import assert_never_back_in_time
 
 from tributary.demos import discover_pipelines
@@ -36,23 +37,12 @@ FAULTS = (
 
 def applied_writes(table: str) -> list[tuple[str, int]]:
     """(key, sequence number of the record) of every write the table applied, in order."""
-    streams, dynamodb = boto3.client("dynamodbstreams"), boto3.client("dynamodb")
-    stream_arn = dynamodb.describe_table(TableName=table)["Table"]["LatestStreamArn"]
-    key_names = [part["AttributeName"] for part in dynamodb.describe_table(TableName=table)["Table"]["KeySchema"]]
-    applied = []
-    for shard in streams.describe_stream(StreamArn=stream_arn)["StreamDescription"]["Shards"]:
-        iterator = streams.get_shard_iterator(
-            StreamArn=stream_arn, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
-        )["ShardIterator"]
-        while iterator:
-            page = streams.get_records(ShardIterator=iterator, Limit=1000)
-            for record in page["Records"]:
-                image = record["dynamodb"].get("NewImage")
-                if image:
-                    key = "#".join(image[name]["S"] for name in key_names)
-                    applied.append((key, int(image["recordVersion"]["S"].split(":")[1])))
-            iterator = page.get("NextShardIterator") if page["Records"] else None
-    return applied
+    description = boto3.client("dynamodb").describe_table(TableName=table)["Table"]
+    key_names = [part["AttributeName"] for part in description["KeySchema"]]
+    return [
+        ("#".join(image[name]["S"] for name in key_names), int(image["recordVersion"]["S"].split(":")[1]))
+        for image in table_stream_images(description["LatestStreamArn"])
+    ]
 
 
 def run_under_faults(seed: int) -> tuple[list, dict[str, list], Counter]:

@@ -8,7 +8,7 @@ writes never go back in stream order and its final item is its newest record not
 import json
 
 import boto3
-from support import FakeLambdaContext, load_handler_module
+from support import FakeLambdaContext, load_handler_module, table_stream_images
 from test_stream_processor_pipeline import mapping_config
 from test_versioned_writes import assert_never_back_in_time
 
@@ -36,13 +36,7 @@ def create_payments(shards: int = 1) -> tuple[str, str, str]:
 
 def applied_versions(table_stream_arn: str) -> list[tuple[str, str]]:
     """(paymentId, version label) of every write the table applied, in order."""
-    streams = boto3.client("dynamodbstreams")
-    (shard,) = streams.describe_stream(StreamArn=table_stream_arn)["StreamDescription"]["Shards"]
-    iterator = streams.get_shard_iterator(
-        StreamArn=table_stream_arn, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
-    )["ShardIterator"]
-    records = streams.get_records(ShardIterator=iterator)["Records"]
-    return [(r["dynamodb"]["NewImage"]["paymentId"]["S"], r["dynamodb"]["NewImage"]["v"]["S"]) for r in records]
+    return [(image["paymentId"]["S"], image["v"]["S"]) for image in table_stream_images(table_stream_arn)]
 
 
 def put(data: bytes, key: str) -> None:

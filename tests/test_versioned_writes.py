@@ -12,7 +12,7 @@ import pytest
 from botocore.exceptions import ClientError, ReadTimeoutError
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from support import FakeClock
+from support import FakeClock, table_stream_images
 
 from tributary_shared.dynamo_writer import BatchWriter, PendingItem
 from tributary_shared.kinesis_batch import record_version
@@ -35,19 +35,7 @@ def create_table() -> str:
 
 def applied_writes(stream_arn: str) -> list[tuple[str, int]]:
     """Every write DynamoDB applied, in order: (key, the record's sequence number)."""
-    streams = boto3.client("dynamodbstreams")
-    applied = []
-    for shard in streams.describe_stream(StreamArn=stream_arn)["StreamDescription"]["Shards"]:
-        iterator = streams.get_shard_iterator(
-            StreamArn=stream_arn, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
-        )["ShardIterator"]
-        while iterator:
-            page = streams.get_records(ShardIterator=iterator)
-            for record in page["Records"]:
-                image = record["dynamodb"]["NewImage"]
-                applied.append((image["paymentId"]["S"], int(image["seq"]["N"])))
-            iterator = page.get("NextShardIterator") if page["Records"] else None
-    return applied
+    return [(image["paymentId"]["S"], int(image["seq"]["N"])) for image in table_stream_images(stream_arn)]
 
 
 def payment(key: str, sequence: int) -> PendingItem:
