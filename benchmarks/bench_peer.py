@@ -189,7 +189,7 @@ def _memory_in_child(environment: dict[str, str], endpoint: str, size: int, name
     records = unicorn_records(size)
     event = {"Records": records}
     handler = contenders("PeerBench", "json")[name]
-    quiet(handler, {"Records": records[:10]})  # imports and clients, as a warm function has them
+    quiet(handler, {"Records": records[:300]})  # imports, clients and a full write chunk, as a warm function has them
     resident_before = _resident_mib("VmRSS")
     with open("/proc/self/clear_refs", "w") as clear_refs:
         clear_refs.write("5")  # Linux: the peak resident set (VmHWM) starts again from now

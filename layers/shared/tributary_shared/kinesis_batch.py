@@ -97,16 +97,28 @@ class KinesisRecord:
         return kinesis_data(self.event_record, max_bytes)
 
 
-def ordered_records(event: Any) -> list[KinesisRecord]:
-    """The event's records in sequence order; InvalidEventError if the event is not Lambda's."""
+def ordered_records(event: Any) -> list[Mapping[str, Any]]:
+    """The event's records in sequence order; InvalidEventError if the event is not Lambda's.
+
+    Lambda sends a batch in order, so the records are only checked (every sequence number read
+    once, nothing built per record) and sorted only if they are not: a batch of 10,000 costs no
+    memory beyond the event itself.
+    """
     if not isinstance(event, Mapping):
         raise InvalidEventError(f"event must be a JSON object, got {type(event).__name__}")
     raw = event.get("Records") or []
     if not isinstance(raw, list):
         raise InvalidEventError("event 'Records' must be a list")
-    records = [KinesisRecord(validated_sequence_number(record, i), record) for i, record in enumerate(raw)]
-    records.sort(key=lambda record: int(record.sequence_number))
-    return records
+    previous, in_order = -1, True
+    for position, record in enumerate(raw):
+        sequence = int(validated_sequence_number(record, position))
+        in_order = in_order and sequence > previous
+        previous = sequence
+    return raw if in_order else sorted(raw, key=lambda record: int(record["kinesis"]["sequenceNumber"]))
+
+
+def _record(event_record: Mapping[str, Any]) -> KinesisRecord:
+    return KinesisRecord(event_record["kinesis"]["sequenceNumber"], event_record)
 
 
 @dataclass
@@ -161,16 +173,22 @@ class KinesisBatch[Ledger: BatchLedger]:
 
     def __init__(
         self,
-        records: list[KinesisRecord],
+        event_records: list[Mapping[str, Any]],
         deadline: float,
         ledger_type: type[Ledger] = BatchLedger,  # type: ignore[assignment]
         *,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.records = records
+        self.event_records = event_records  # in sequence order, sequence numbers validated
         self.deadline = deadline
         self.clock = clock
-        self.ledger: Ledger = ledger_type(records_in=len(records))
+        self.ledger: Ledger = ledger_type(records_in=len(event_records))
+        self._position = -1
+
+    @property
+    def records(self) -> list[KinesisRecord]:
+        """Every record at once, for a pipeline that must see the whole batch before acting."""
+        return [_record(event_record) for event_record in self.event_records]
 
     @classmethod
     def of_invocation(
@@ -202,11 +220,14 @@ class KinesisBatch[Ledger: BatchLedger]:
         """Yield (record, handle(record)) in order; failures go to the ledger and are not yielded.
 
         A permanent failure skips its record; a transient one, or the deadline, stops the walk and
-        counts the rest as not reached (they come back with the retry).
+        counts the rest as not reached (they come back with the retry). Records are built one at a
+        time, so a caller that consumes them as they come holds only its own chunk.
         """
-        for position, record in enumerate(self.records):
+        for position, event_record in enumerate(self.event_records):
+            self._position = position
+            record = _record(event_record)
             if self.clock() >= self.deadline:
-                self._stop(position, TransientError("not reached before the invocation's deadline"))
+                self._stop(record, TransientError("not reached before the invocation's deadline"))
                 return
             try:
                 result = handle(record)
@@ -214,17 +235,18 @@ class KinesisBatch[Ledger: BatchLedger]:
                 raise  # not the record's fault: the invocation fails and Lambda retries the batch
             except Exception as error:
                 record_error = as_record_error(error)
-                self.ledger.fail(record, record_error)
                 if not record_error.permanent:
-                    self.ledger.not_reached = len(self.records) - position - 1
+                    self._stop(record, record_error)
                     return
+                self.ledger.fail(record, record_error)
                 continue
             yield record, result
 
-    def records_after(self, record: KinesisRecord) -> int:
-        """How many records of the batch come after `record`."""
-        return len(self.records) - self.records.index(record) - 1
+    @property
+    def records_not_walked(self) -> int:
+        """How many records `each` has not reached yet (all of them before it starts)."""
+        return len(self.event_records) - self._position - 1
 
-    def _stop(self, position: int, error: RecordError) -> None:
-        self.ledger.fail(self.records[position], error)
-        self.ledger.not_reached = len(self.records) - position - 1
+    def _stop(self, record: KinesisRecord, error: RecordError) -> None:
+        self.ledger.fail(record, error)
+        self.ledger.not_reached = self.records_not_walked

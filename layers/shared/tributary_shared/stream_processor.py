@@ -158,7 +158,7 @@ class StreamProcessor:
             outcome.add(report)
             if report.transient:
                 # The mapping retries from the lowest failed record: what is not decoded yet comes back with it.
-                outcome.not_reached = batch.records_after(chunk[-1][0])
+                outcome.not_reached = batch.records_not_walked
                 break
         return outcome
 
