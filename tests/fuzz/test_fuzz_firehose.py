@@ -19,6 +19,7 @@ from typing import Any
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from support import EVENTS_DIR
+from test_firehose_transform import item_image
 
 from tributary_shared.dynamodb_images import ORDER_LAKE_COLUMNS, PARTITION_COLUMN
 from tributary_shared.firehose_orders import DROPPED, FAILED, OK, transform_order_changes
@@ -144,16 +145,7 @@ hostile_typed_values = st.one_of(
 
 
 def base_image() -> dict[str, Any]:
-    return {
-        "order_id": {"S": "o-1"},
-        "item_id": {"S": "i-1"},
-        "customer_id": {"S": "c-1"},
-        "product": {"S": "Kindle"},
-        "amount": {"N": "12.5"},
-        "currency": {"S": "EUR"},
-        "time_stamp": {"S": "2020-09-02T10:15:00Z"},
-        "transaction_date": {"S": "2020-09-02"},
-    }
+    return item_image()
 
 
 def change(event_name: str, image: dict[str, Any], keys: Any = None) -> dict[str, Any]:

@@ -41,7 +41,13 @@ from tributary_shared.csv_orders import (
     parse_row,
     reject,
 )
-from tributary_shared.dynamo_writer import MAX_BATCH_ITEMS, BatchWriter, PendingItem, WriteReport
+from tributary_shared.dynamo_writer import (
+    MAX_BATCH_ITEMS,
+    WRITER_CLIENT_SETTINGS,
+    BatchWriter,
+    PendingItem,
+    WriteReport,
+)
 
 REJECTS_SUFFIX = ".rejects.json"
 READ_CHUNK_BYTES = 256 * 1024
@@ -154,7 +160,7 @@ def order_table_writer(table_name: str) -> BatchWriter:
     (about half of botocore's own time per BatchWriteItem, measured) for items this module built
     itself, and DynamoDB validates each request anyway (a refused item is reported by its line).
     """
-    client = aws_clients.client("dynamodb", parameter_validation=False)
+    client = aws_clients.client("dynamodb", **WRITER_CLIENT_SETTINGS)
     return BatchWriter(table_name, KEY_COLUMNS, client=client)
 
 
