@@ -4,7 +4,7 @@
 decoded, once as plain frames and once as zlib frames (compression byte 0x05), by:
 
 - `decode_payload`, the stream processor's entry point (framing detection, then the registry
-  codec), wired as at a cold start: payloads builds the codec with `RegistryDeserializer.from_env`,
+  codec), wired as at a cold start: `PayloadDecoder` builds the codec with `RegistryDeserializer.from_settings`,
   here patched only so the registry answers from memory;
 - the codec's own `RegistryDeserializer.decode`, to show what `decode_payload` adds;
 - the `aws-glue-schema-registry` package's KafkaDeserializer (what a Python user would otherwise
@@ -26,11 +26,10 @@ its core to someone else. Both registries answer from memory, so only decoding i
 import gc
 import io
 import itertools
-import os
 import statistics
 import time
 import zlib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -40,9 +39,12 @@ from uuid import UUID
 from aws_schema_registry import KafkaDeserializer, SchemaRegistryClient
 from fastavro import schemaless_reader
 
+from tributary.avro_encoding import encode_glue
 from tributary.producer import unicorn_statuses
-from tributary_shared.avro_codec import RegistryDeserializer, canonical_definition, encode_glue, parse_definition
-from tributary_shared.payloads import decode_payload, set_framed_decoder
+from tributary_shared.avro_codec import RegistryDeserializer
+from tributary_shared.avro_schemas import canonical_definition, parse_definition
+from tributary_shared.payloads import PayloadDecoder
+from tributary_shared.schema_registry import RegistrySettings
 
 RECORDS = 20_000
 ROUNDS = 15
@@ -98,20 +100,18 @@ def framed_records(compress: bool) -> list[bytes]:
 
 @contextmanager
 def handler_wiring() -> Iterator[None]:
-    """decode_payload builds its codec as at a cold start, with a registry that answers from memory."""
+    """The handler's decoder builds its codec as at a cold start, with a registry that answers from memory."""
 
-    def from_env(cls: type[RegistryDeserializer], environ: Mapping[str, str] = os.environ) -> RegistryDeserializer:
+    def from_settings(cls: type[RegistryDeserializer], settings: RegistrySettings) -> RegistryDeserializer:
         return cls(lambda _: DEFINITION)
 
-    set_framed_decoder(None)
-    try:
-        with mock.patch.object(RegistryDeserializer, "from_env", classmethod(from_env)):
-            yield
-    finally:
-        set_framed_decoder(None)
+    with mock.patch.object(RegistryDeserializer, "from_settings", classmethod(from_settings)):
+        yield
 
 
 def contenders(records: list[bytes], compressed: bool) -> dict[str, Run]:
+    # The stream processor's entry point as its cold start builds it from its settings.
+    decode_payload = PayloadDecoder(registry=RegistrySettings(glue_registry_name="tributary")).decode
     package = KafkaDeserializer(SchemaRegistryClient(InMemoryGlue(), registry_name="tributary"))
     schemas = {VERSION_ID.bytes: parse_definition(DEFINITION)}
     codec = RegistryDeserializer(lambda _: DEFINITION).decode

@@ -39,7 +39,7 @@ import boto3
 from benchmarks.common import REPO_ROOT, create_string_keyed_table, embedded_aws
 from tributary.demos.data_lake import csv_bytes, order_rows
 from tributary.runtime.template import load_yaml
-from tributary_shared.order_loader import LoadRequest, OrderCsvLoader, order_table_writer
+from tributary_shared.orders.loader import LoadRequest, OrderCsvLoader, order_table_writer
 
 # About 3,000 lines: a round takes some 13 s on this busy 2-core machine, moto's scans included.
 ORDERS = 1_500

@@ -16,6 +16,7 @@ of the resident set), as ratios of the handler against the peer measured in the 
 
 import base64
 import contextlib
+import functools
 import io
 import json
 import multiprocessing
@@ -73,13 +74,13 @@ def null_dynamodb() -> Iterator[str]:
 def avro_records(count: int) -> list[dict[str, Any]]:
     """The same unicorn readings, Glue-framed Avro under the schema registered in the embedded AWS."""
     from tributary.producer import SCHEMAS, glue_encoder
-    from tributary_shared.schema_registry import GlueSchemaRegistry
+    from tributary.schema_registration import SchemaRegistration
 
     records = unicorn_records(count)
     glue = boto3.client("glue")
     with contextlib.suppress(glue.exceptions.AlreadyExistsException):
         glue.create_registry(RegistryName="tributary")
-    _, encode = glue_encoder(GlueSchemaRegistry("tributary", glue), "unicorn-status", SCHEMAS / "unicorn_status.avsc")
+    _, encode = glue_encoder(SchemaRegistration("tributary", glue), "unicorn-status", SCHEMAS / "unicorn_status.avsc")
     for record in records:
         status = json.loads(base64.b64decode(record["kinesis"]["data"]), parse_float=float)
         record["kinesis"]["data"] = base64.b64encode(encode(status)).decode()
@@ -108,11 +109,18 @@ def json_decimal(data: bytes) -> dict[str, Any]:
     return json.loads(data, parse_float=Decimal)
 
 
+@functools.cache
+def registry_decoder() -> Callable[[bytes], dict[str, Any]]:
+    """The functions' decoder, built once from the registry settings in the environment (as a cold start does)."""
+    from tributary_shared.payloads import PayloadDecoder
+    from tributary_shared.schema_registry import RegistrySettings
+
+    return PayloadDecoder(registry=RegistrySettings.from_env()).decode
+
+
 def avro_decimal(data: bytes) -> dict[str, Any]:
     """The registry decoder's record with its doubles as Decimals, the usual way to make boto3 take them."""
-    from tributary_shared.payloads import decode_payload
-
-    return json.loads(json.dumps(decode_payload(data)), parse_float=Decimal)
+    return json.loads(json.dumps(registry_decoder()(data)), parse_float=Decimal)
 
 
 class RequestCounter:

@@ -2,9 +2,7 @@
 
 The deployed handler (functions/stream_processor/app.py, Powertools logging and metrics included) is
 timed on the batch. Baseline, measured in the same run over the same records: a naive loop of one
-PutItem per record.
-Also the handler's cold import against a bare `import boto3`, the floor of any Python function that
-talks to AWS.
+PutItem per record. (The handler's cold import is measured in `bench_cold_start.py`.)
 """
 
 import base64
@@ -25,9 +23,8 @@ from benchmarks.common import (
     create_string_keyed_table,
     embedded_aws,
     interleaved_medians,
-    python_startup_seconds,
 )
-from tributary_shared.dynamo_writer import serialize_item
+from tributary_shared.dynamo_items import serialize_item
 from tributary_shared.payloads import decode_payload
 
 RECORDS = 10_000
@@ -58,17 +55,6 @@ def naive_put_item_loop(records: list[dict[str, Any]], table: str) -> None:
     for record in records:
         item = decode_payload(base64.b64decode(record["kinesis"]["data"]))
         client.put_item(TableName=table, Item=serialize_item(item))
-
-
-def cold_import_ratio() -> tuple[float, float]:
-    env = {**os.environ, "TABLE_NAME": "t", "KEY_ATTRIBUTES": "Name", "AWS_DEFAULT_REGION": "us-east-1"}
-    handler = "import sys; sys.path[:0] = ['layers/shared', 'functions/stream_processor']; import app"
-    timings = interleaved_medians(
-        {"boto3": lambda: python_startup_seconds("import boto3", env),
-         "handler": lambda: python_startup_seconds(handler, env)},
-        rounds=7,
-    )
-    return timings["boto3"], timings["handler"]
 
 
 class BenchContext:
@@ -134,6 +120,3 @@ def main() -> None:
     print(f"  stream processor   : {RECORDS / ours:>9,.0f} records/s through the handler, "
           f"{requests * 1000 / RECORDS:.0f} requests per 1,000 records (target <= 40)")
     print(f"  ratio              : {naive / ours:.1f}x the naive loop's throughput")
-    boto3_s, handler_s = cold_import_ratio()
-    print(f"cold import (median of 7): python+boto3 {boto3_s * 1000:.0f} ms, "
-          f"python+handler {handler_s * 1000:.0f} ms = {handler_s / boto3_s:.2f}x the boto3 floor")

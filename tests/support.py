@@ -15,9 +15,12 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import boto3
 from botocore.exceptions import ClientError
+from samcli.yamlhelper import yaml_parse
 
-from tributary_shared.avro_codec import canonical_definition
+from tributary.runtime.esm import MappingConfig
+from tributary_shared.avro_schemas import canonical_definition
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 EVENTS_DIR = REPO_ROOT / "events"
@@ -153,7 +156,6 @@ def table_stream_images(stream_arn: str) -> list[dict[str, Any]]:
 
     The tests' oracle for per-key order: what the table received, not what the code says it sent.
     """
-    import boto3
 
     streams = boto3.client("dynamodbstreams")
     images = []
@@ -166,3 +168,94 @@ def table_stream_images(stream_arn: str) -> list[dict[str, Any]]:
             images += [record["dynamodb"]["NewImage"] for record in page["Records"] if "NewImage" in record["dynamodb"]]
             iterator = page.get("NextShardIterator") if page["Records"] else None
     return images
+
+# The template as SAM reads it, for tests that check code against what is declared.
+TEMPLATE = yaml_parse((REPO_ROOT / "template.yaml").read_text())
+RESOURCES: dict[str, dict[str, Any]] = TEMPLATE["Resources"]
+STREAM_PROCESSOR_ARN = "arn:aws:lambda:us-east-1:123456789012:function:StreamProcessor"
+OPT_OUT_LIST = "tributary-optouts"
+# Not the template's name: moto's state is shared by every emulator in the process, the runtime's too.
+VERSION_TABLE = "test-optin-versions"
+
+
+def declared_mapping(function: str) -> dict[str, Any]:
+    """The template's Kinesis event of `function`: its event source mapping's declared settings."""
+    events = RESOURCES[function]["Properties"]["Events"]
+    (event,) = [e for e in events.values() if e["Type"] == "Kinesis"]
+    return event["Properties"]
+
+
+def assert_never_back_in_time(applied: list[tuple[str, int]]) -> None:
+    newest: dict[str, int] = {}
+    for key, sequence in applied:
+        assert sequence > newest.get(key, -1), f"{key} went back from {newest[key]} to {sequence}"
+        newest[key] = sequence
+
+
+UNICORN_ENV = {"TABLE_NAME": "UnicornSensorData", "KEY_ATTRIBUTES": "Name,StatusTime"}
+
+
+def create_unicorn_table() -> None:
+    boto3.client("dynamodb").create_table(
+        TableName="UnicornSensorData",
+        BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=[
+            {"AttributeName": "Name", "AttributeType": "S"},
+            {"AttributeName": "StatusTime", "AttributeType": "S"},
+        ],
+        KeySchema=[
+            {"AttributeName": "Name", "KeyType": "HASH"},
+            {"AttributeName": "StatusTime", "KeyType": "RANGE"},
+        ],
+    )
+
+
+def table_items() -> dict[tuple[str, str], dict]:
+    """The table's items without the version attribute every item carries (checked apart)."""
+    items = boto3.resource("dynamodb").Table("UnicornSensorData").scan()["Items"]
+    return {(item["Name"], item["StatusTime"]): without_version(item) for item in items}
+
+
+def without_version(item: dict) -> dict:
+    return {name: value for name, value in item.items() if name != "recordVersion"}
+
+
+def create_version_table(name: str = VERSION_TABLE) -> None:
+    """The template's OptInVersionsTable, in the emulator."""
+    boto3.client("dynamodb").create_table(
+        TableName=name,
+        BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=[{"AttributeName": "phone", "AttributeType": "S"}],
+        KeySchema=[{"AttributeName": "phone", "KeyType": "HASH"}],
+    )
+
+
+def item_image(**overrides: dict[str, Any]) -> dict[str, Any]:
+    image = {
+        "order_id": {"S": "o-1"},
+        "item_id": {"S": "i-1"},
+        "customer_id": {"S": "c-1"},
+        "product": {"S": "Kindle"},
+        "amount": {"N": "12.5"},
+        "currency": {"S": "EUR"},
+        "time_stamp": {"S": "2020-09-02T10:15:00Z"},
+        "transaction_date": {"S": "2020-09-02"},
+    }
+    image.update(overrides)
+    return {name: value for name, value in image.items() if value is not None}
+
+
+def mapping_config(stream_arn: str, queue_arn: str) -> MappingConfig:
+    declared = declared_mapping("StreamProcessorFunction")
+    return MappingConfig(
+        function_name="StreamProcessor",
+        function_arn=STREAM_PROCESSOR_ARN,
+        source_arn=stream_arn,
+        batch_size=declared["BatchSize"],
+        starting_position="TRIM_HORIZON",  # the records are put before the mapping starts
+        maximum_retry_attempts=declared["MaximumRetryAttempts"],
+        maximum_record_age_s=declared["MaximumRecordAgeInSeconds"],
+        bisect_on_function_error=declared["BisectBatchOnFunctionError"],
+        report_batch_item_failures=declared["FunctionResponseTypes"] == ["ReportBatchItemFailures"],
+        on_failure_destination_arn=queue_arn,
+    )

@@ -15,15 +15,17 @@ import os
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from tributary.producer import aws_client, json_default
 from tributary.stop_signals import StopRequest, stop_on_signals
-from tributary_shared.aws_clients import full_jitter_backoff
 from tributary_shared.errors import RecordError
+from tributary_shared.payloads import Decoder, PayloadDecoder
+from tributary_shared.retries import NO_DEADLINE, RetryPolicy, full_jitter_backoff
+from tributary_shared.schema_registry import RegistrySettings
 
 START_POSITIONS = ("LATEST", "TRIM_HORIZON", "AT_TIMESTAMP")
 GET_RECORDS_LIMIT = 1000
@@ -33,8 +35,9 @@ MIN_GET_RECORDS_INTERVAL = 0.2
 THROTTLE_ERRORS = frozenset(
     {"ProvisionedThroughputExceededException", "LimitExceededException", "KMSThrottlingException"}
 )
-THROTTLED_CALL_ATTEMPTS = 8
 MAX_BACKOFF = 5.0
+# A control-plane call Kinesis throttles: eight calls at most, the first retry after up to 0.4 s.
+THROTTLED_CALL_RETRY = RetryPolicy(base_s=0.4, cap_s=MAX_BACKOFF, max_attempts=8)
 
 
 def _error_code(error: Exception) -> str:
@@ -42,7 +45,7 @@ def _error_code(error: Exception) -> str:
 
 
 def _backoff(attempt: int) -> float:
-    """Full-jitter exponential backoff before retry number `attempt` (1-based)."""
+    """Full-jitter exponential backoff before GetRecords `attempt` of a throttled shard (1-based)."""
     return full_jitter_backoff(attempt, 0.2, MAX_BACKOFF)
 
 
@@ -99,14 +102,15 @@ class StreamTail:
         """A control-plane call, backing off while Kinesis throttles it."""
         from botocore.exceptions import ClientError
 
-        for attempt in range(1, THROTTLED_CALL_ATTEMPTS + 1):
+        retry = replace(THROTTLED_CALL_RETRY, sleep=self.sleep)  # the tail's sleep: Ctrl-C ends a wait
+        calls = 0
+        while True:
+            calls += 1
             try:
                 return dict(getattr(self.kinesis, operation)(**params))
             except ClientError as error:
-                if _error_code(error) not in THROTTLE_ERRORS or attempt == THROTTLED_CALL_ATTEMPTS:
+                if _error_code(error) not in THROTTLE_ERRORS or not retry.wait_before_retry(calls, NO_DEADLINE):
                     raise
-            self.sleep(_backoff(attempt))
-        raise AssertionError("unreachable: the loop returns or raises")
 
     def _iterator(self, shard_id: str, state: ShardState) -> str:
         kind = "AFTER_SEQUENCE_NUMBER" if state.last_sequence else state.start
@@ -209,12 +213,10 @@ class StreamTail:
                 self.sleep(poll_interval)
 
 
-def decoded_line(record: dict[str, Any]) -> tuple[str | None, str | None]:
+def decoded_line(record: dict[str, Any], decode: Decoder) -> tuple[str | None, str | None]:
     """(JSON line for stdout, None) or (None, error line for stderr)."""
-    from tributary_shared.payloads import decode_payload
-
     try:
-        value = decode_payload(record["Data"])
+        value = decode(record["Data"])
     except RecordError as error:
         problem = {
             "error": error.reason,
@@ -227,11 +229,8 @@ def decoded_line(record: dict[str, Any]) -> tuple[str | None, str | None]:
     return json.dumps(value, default=json_default, ensure_ascii=False), None
 
 
-def configure_decoding(args: argparse.Namespace) -> None:
-    """Registry settings from the options, over the same environment variables Lambda uses."""
-    from tributary_shared.avro_codec import RegistryDeserializer
-    from tributary_shared.payloads import set_framed_decoder
-
+def record_decoder(args: argparse.Namespace) -> Decoder:
+    """The functions' decoder, with registry settings from the options over the variables Lambda uses."""
     environ = dict(os.environ)
     if args.registry:
         environ["GLUE_REGISTRY_NAME"] = args.registry
@@ -239,7 +238,7 @@ def configure_decoding(args: argparse.Namespace) -> None:
         environ["CONFLUENT_REGISTRY_URL"] = args.confluent_url
     if args.reader_schema:
         environ["READER_SCHEMA"] = args.reader_schema.read_text()
-    set_framed_decoder(RegistryDeserializer.from_env(environ))
+    return PayloadDecoder(registry=RegistrySettings.from_env(environ)).decode
 
 
 def parse_arguments(command: str, argv: Sequence[str]) -> argparse.Namespace:
@@ -265,23 +264,23 @@ def parse_arguments(command: str, argv: Sequence[str]) -> argparse.Namespace:
 def main(command: str, argv: list[str]) -> int:
     args = parse_arguments(command, argv)
     kinesis = aws_client("kinesis", args.endpoint_url)
-    configure_decoding(args)
+    decode = record_decoder(args)
     tail = StreamTail(kinesis, args.stream, args.start, args.timestamp)
     try:
         with stop_on_signals() as stop:
             tail.sleep = stop.sleep  # an idle tail's pause between polls ends at Ctrl-C
-            print_until_done(tail, args, stop)
+            print_until_done(tail, args, stop, decode)
     except KeyboardInterrupt:  # a second Ctrl-C
         pass
     return 0
 
 
-def print_until_done(tail: StreamTail, args: argparse.Namespace, stop: StopRequest) -> None:
+def print_until_done(tail: StreamTail, args: argparse.Namespace, stop: StopRequest, decode: Decoder) -> None:
     """Print records until --max-records, --idle-exit or a stop request (checked once a round)."""
     seen, last_busy_at = 0, time.monotonic()
     for result in tail.rounds(args.poll_interval):
         for record in result.records:
-            line, problem = decoded_line(record)
+            line, problem = decoded_line(record, decode)
             if line is not None:
                 print(line, flush=True)
             else:

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from tributary_shared.opt_out_list import is_e164
+from tributary_shared.optin_updater.opt_out_list import is_e164
 
 MIN_USERS = 4
 MAX_USERS = 100_000

@@ -17,8 +17,8 @@ from typing import Any
 import boto3
 from boto3.dynamodb.types import TypeDeserializer
 
-from tributary_shared.aggregation_sink import KEY_SEPARATOR, UnicornMinute, combine_items, normalize_window_time
-from tributary_shared.window_aggregates import format_status_time
+from tributary_shared.aggregator.readings import format_status_time
+from tributary_shared.aggregator.sink import KEY_SEPARATOR, UnicornMinute, combine_items, normalize_window_time
 
 _deserializer = TypeDeserializer()
 

@@ -6,8 +6,8 @@ stops after `--msgs`, sends them with PutRecords (only failed entries retried) a
 progress bar on stderr and the final sent/retried/failed counts. Against the local emulator,
 pass `--endpoint-url` or set AWS_ENDPOINT_URL; the region comes from the usual AWS variables.
 
-The record generators (`unicorn_statuses`, `payment_events`) are plain functions so the demo
-and the benchmark reuse them.
+The record generators (`unicorn_statuses`, `payment_events`, in `tributary.sample_records`) are
+plain functions so the demo and the benchmark reuse them.
 """
 
 import argparse
@@ -16,12 +16,11 @@ import itertools
 import json
 import math
 import os
-import random
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, TextIO
@@ -30,91 +29,16 @@ from uuid import UUID
 from botocore.exceptions import ClientError
 
 from tributary.aws_guard import is_loopback_url
+from tributary.sample_records import PAYMENT_LIFECYCLES as PAYMENT_LIFECYCLES  # re-exported: tests read it here
+from tributary.sample_records import payment_events, unicorn_statuses
+from tributary.schema_registration import COMPATIBILITY_MODES, SchemaRegistration
 from tributary.stop_signals import stop_on_signals
-from tributary_shared.kinesis_put import FailedEntry, PutReport, put_records
-from tributary_shared.schema_registry import COMPATIBILITY_MODES
+from tributary_shared.kinesis_put import NOT_SENT, FailedEntry, PutReport, put_records
 
 SCHEMAS = Path(__file__).resolve().parent.parent / "schemas"
 DEFAULT_UNICORNS = ("Shadowfax",)
 POISON_EVERY = 10
 Entry = tuple[str, bytes]
-
-# ------------------------------------------------------------------------------------ generators
-
-
-def unicorn_statuses(
-    names: Sequence[str], *, start: datetime | None = None, interval: float = 1.0, seed: int | None = None
-) -> Iterator[dict[str, Any]]:
-    """Endless readings: one per unicorn per `interval` seconds of StatusTime, unicorns in turn.
-
-    Each unicorn wanders from a starting point near Boston like the workshop's fleet; magic and
-    health points drift. With `seed` the readings are reproducible.
-    """
-    rng = random.Random(seed)
-    moment = start or datetime.now(UTC)
-    state = {
-        name: {"Latitude": 42.36 + rng.uniform(-0.05, 0.05), "Longitude": -71.06 + rng.uniform(-0.05, 0.05),
-               "MagicPoints": rng.randint(100, 200), "HealthPoints": rng.randint(100, 200)}
-        for name in names
-    }
-    while True:
-        for name in names:
-            unicorn = state[name]
-            step_lat, step_lon = rng.uniform(-0.0005, 0.0005), rng.uniform(-0.0005, 0.0005)
-            unicorn["Latitude"] += step_lat
-            unicorn["Longitude"] += step_lon
-            unicorn["MagicPoints"] = max(0, unicorn["MagicPoints"] + rng.randint(-3, 3))
-            unicorn["HealthPoints"] = max(0, unicorn["HealthPoints"] + rng.randint(-3, 3))
-            yield {
-                "Name": name,
-                "StatusTime": moment.strftime("%Y-%m-%d %H:%M:%S.") + f"{moment.microsecond // 1000:03d}",
-                "Latitude": unicorn["Latitude"],
-                "Longitude": unicorn["Longitude"],
-                "Distance": round(math.hypot(step_lat, step_lon) * 111_000, 2),
-                "MagicPoints": unicorn["MagicPoints"],
-                "HealthPoints": unicorn["HealthPoints"],
-            }
-        moment += timedelta(seconds=interval)
-
-
-PAYMENT_LIFECYCLES = (
-    ("PENDING", "AUTHORIZED", "SETTLED"),
-    ("PENDING", "AUTHORIZED", "SETTLED", "REFUNDED"),
-    ("PENDING", "DECLINED"),
-)
-
-
-def payment_events(
-    *, accounts: int = 20, start: datetime | None = None, seed: int | None = None
-) -> Iterator[dict[str, Any]]:
-    """Endless payment state changes: each payment walks a lifecycle, several interleaved.
-
-    `amount` is a two-place Decimal, `createdAt` a UTC datetime in milliseconds, `channel` the
-    field schema version 2 adds (writers of version 1 leave it out).
-    """
-    rng = random.Random(seed)
-    moment = (start or datetime.now(UTC)).replace(microsecond=0)
-    in_flight: list[tuple[dict[str, Any], Iterator[str]]] = []
-    for number in itertools.count(1):
-        if len(in_flight) < 5 or rng.random() < 0.2:
-            payment = {
-                "paymentId": f"pay-{number:08d}",
-                "accountId": f"acct-{rng.randrange(accounts):04d}",
-                "amount": Decimal(rng.randrange(100, 500_000)) / 100,
-                "currency": rng.choice(("EUR", "USD", "GBP")),
-                "createdAt": moment,
-                "channel": rng.choice(("web", "mobile", "pos")),
-            }
-            in_flight.append((payment, iter(rng.choice(PAYMENT_LIFECYCLES))))
-        index = rng.randrange(len(in_flight))
-        payment, lifecycle = in_flight[index]
-        status = next(lifecycle, None)
-        if status is None:
-            in_flight.pop(index)
-            continue
-        moment += timedelta(milliseconds=rng.randrange(1, 2000))
-        yield payment | {"status": status}
-
 
 # ------------------------------------------------------------------------------------ encoders
 
@@ -175,9 +99,7 @@ def _avro_options(parser: argparse.ArgumentParser, schema_name: str, schema_file
 
 def avro_encoder(args: argparse.Namespace) -> Callable[[dict[str, Any]], bytes]:
     """Find or register the schema (checked for compatibility), then encode Glue-framed records."""
-    from tributary_shared.schema_registry import GlueSchemaRegistry
-
-    registry = GlueSchemaRegistry(args.registry, aws_client("glue", args.endpoint_url))
+    registry = SchemaRegistration(args.registry, aws_client("glue", args.endpoint_url))
     version_id, encode = glue_encoder(
         registry, args.schema_name, args.schema,
         compatibility=args.compatibility, auto_register=args.auto_register, compress=args.compress,
@@ -187,14 +109,15 @@ def avro_encoder(args: argparse.Namespace) -> Callable[[dict[str, Any]], bytes]:
 
 
 def glue_encoder(
-    registry: Any, schema_name: str, schema_file: Path, *,
+    registry: SchemaRegistration, schema_name: str, schema_file: Path, *,
     compatibility: str = "BACKWARD", auto_register: bool = True, compress: bool = False,
 ) -> tuple[UUID, Callable[[dict[str, Any]], bytes]]:  # fmt: skip
     """The schema's version id in `registry` (found, or registered if allowed) and a Glue-framing encoder."""
-    from tributary_shared.avro_codec import canonical_definition, encode_glue, parse_definition
+    from tributary.avro_encoding import encode_glue
+    from tributary_shared.avro_schemas import canonical_definition, parse_definition
 
     definition = canonical_definition(schema_file.read_text())
-    version_id: UUID = registry.version_for(
+    version_id = registry.version_for(
         schema_name, definition, compatibility=compatibility, auto_register=auto_register
     )
     schema = parse_definition(definition)
@@ -402,5 +325,5 @@ def send_chunk(kinesis: Any, stream: str, chunk: list[Entry], total: PutReport, 
         )
     except BaseException as error:
         reason = f"not sent: {type(error).__name__} stopped the run"
-        total.failed_entries += [FailedEntry(key, data, "NotSent", reason) for key, data in remaining]
+        total.failed_entries += [FailedEntry(key, data, NOT_SENT, reason) for key, data in remaining]
         raise

@@ -9,7 +9,8 @@ from typing import Any
 
 import boto3
 
-from tributary.runtime.esm import EventSourceMapping, InvocationResult, MappingConfig, drain
+from tributary.runtime.esm import EventSourceMapping, MappingConfig, drain
+from tributary.runtime.invocation import InvocationResult
 
 FUNCTION_ARN = "arn:aws:lambda:us-east-1:123456789012:function:under-test"
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import boto3
 import pytest
 
-from tributary.runtime.cli import main
+from tributary.commands.runtime_commands import main
 from tributary_shared.errors import RecordError
 from tributary_shared.kinesis_batch import record_version
 
@@ -285,7 +285,7 @@ class WindowedRuntime:
 def test_the_default_drain_timeout_outlasts_the_longest_tumbling_window():
     from argparse import Namespace
 
-    from tributary.runtime.cli import WINDOW_TIMEOUT_MARGIN_S, drain_timeout
+    from tributary.commands.session import WINDOW_TIMEOUT_MARGIN_S, drain_timeout
 
     assert drain_timeout(Namespace(timeout=None), WindowedRuntime()) == 900 + WINDOW_TIMEOUT_MARGIN_S
     assert drain_timeout(Namespace(timeout=12.5), WindowedRuntime()) == 12.5
@@ -306,11 +306,11 @@ def test_run_without_until_drained_keeps_running_until_sigterm(tmp_path):
 def test_a_shutdown_that_hangs_prints_every_threads_stack_and_exits_1():
     # A non-daemon thread that never ends: the interpreter would wait for it at exit forever.
     code = (
-        "import threading, tributary.runtime.cli as cli\n"
-        "cli.SLOW_SHUTDOWN_REPORT_S = 0.5\n"
+        "import threading, tributary.commands.session as session\n"
+        "session.SLOW_SHUTDOWN_REPORT_S = 0.5\n"
         "def never_ends(): threading.Event().wait()\n"
         "threading.Thread(target=never_ends, name='stuck').start()\n"
-        "cli._report_a_slow_shutdown()\n"
+        "session.report_a_slow_shutdown()\n"
     )
     run = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert run.returncode == 1
@@ -318,7 +318,7 @@ def test_a_shutdown_that_hangs_prints_every_threads_stack_and_exits_1():
 
 
 def test_a_second_ctrl_c_mid_step_still_arms_the_slow_shutdown_report(monkeypatch, capsys):
-    from tributary.runtime import cli
+    from tributary.commands import session
 
     class InterruptedTwiceInAStep:
         def step(self) -> bool:
@@ -331,7 +331,7 @@ def test_a_second_ctrl_c_mid_step_still_arms_the_slow_shutdown_report(monkeypatc
             return {}
 
     armed = []
-    monkeypatch.setattr(cli, "_report_a_slow_shutdown", lambda: armed.append(True))
-    cli._serve_until_stopped(InterruptedTwiceInAStep())
+    monkeypatch.setattr(session, "report_a_slow_shutdown", lambda: armed.append(True))
+    session.serve_until_stopped(InterruptedTwiceInAStep())
     assert armed == [True]
     assert "interrupted" in capsys.readouterr().out

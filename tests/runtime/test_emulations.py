@@ -15,8 +15,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from tributary.runtime.app import Runtime, RuntimeOptions
-from tributary.runtime.emulations import kinesis_record_for_table_change
-from tributary.runtime.firehose import FirehoseFromKinesis, evaluate_prefix, glue_type_to_arrow
+from tributary.runtime.emulations.firehose import FirehoseFromKinesis
+from tributary.runtime.emulations.firehose_parquet import glue_type_to_arrow
+from tributary.runtime.emulations.firehose_prefixes import evaluate_prefix
+from tributary.runtime.emulations.kinesis_for_dynamodb import kinesis_record_for_table_change
 from tributary.runtime.lake import Lake
 
 FIXTURES = Path(__file__).parent / "fixtures"

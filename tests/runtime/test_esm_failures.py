@@ -14,7 +14,8 @@ from esm_support import (
     run_until_drained,
 )
 
-from tributary.runtime.esm import InvocationResult, drain
+from tributary.runtime.esm import drain
+from tributary.runtime.invocation import InvocationResult
 
 ONE_TO_TEN = list(range(1, 11))
 

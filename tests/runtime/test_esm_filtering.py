@@ -11,10 +11,10 @@ from esm_support import Recorder, create_stream, mapping, numbers_of, put_number
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tributary.commands.runtime_commands import main
 from tributary.runtime.app import mapping_config
-from tributary.runtime.cli import main
-from tributary.runtime.esm import InvocationResult, MappingConfig
-from tributary.runtime.filtering import (
+from tributary.runtime.esm import MappingConfig
+from tributary.runtime.esm.filtering import (
     MAX_PATTERN_DEPTH,
     MAX_PATTERN_LENGTH,
     FilterPatternError,
@@ -25,6 +25,7 @@ from tributary.runtime.filtering import (
     validate_pattern,
 )
 from tributary.runtime.functions import load_functions
+from tributary.runtime.invocation import InvocationResult
 from tributary.runtime.template import Template
 from tributary_shared.errors import PoisonRecordError
 from tributary_shared.payloads import parse_json

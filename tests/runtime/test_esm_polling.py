@@ -21,7 +21,8 @@ from esm_support import (
     run_until_drained,
 )
 
-from tributary.runtime.esm import PAYLOAD_LIMIT_BYTES, EventSourceMapping, InvocationResult, MappingConfig
+from tributary.runtime.esm import PAYLOAD_LIMIT_BYTES, EventSourceMapping, MappingConfig
+from tributary.runtime.invocation import InvocationResult
 
 
 def test_latest_reads_only_what_arrives_after_the_mapping_starts(aws):
@@ -273,7 +274,7 @@ def test_draining_still_sees_records_put_while_a_shard_backs_off(aws):
 def test_a_record_alone_over_the_payload_limit_still_makes_a_batch_of_one(aws, monkeypatch):
     stream = create_stream()
     put_numbers([1, 2])
-    monkeypatch.setattr("tributary.runtime.esm.PAYLOAD_LIMIT_BYTES", 10)
+    monkeypatch.setattr("tributary.runtime.esm.lanes.PAYLOAD_LIMIT_BYTES", 10)
     function = Recorder()
     esm = mapping(stream, function)
 

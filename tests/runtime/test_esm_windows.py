@@ -6,8 +6,9 @@ import time
 
 from esm_support import FakeClock, Recorder, arrivals_follow, create_stream, mapping, numbers_of, put_numbers
 
-from tributary.runtime.esm import STATE_LIMIT_BYTES, InvocationResult, drain
-from tributary.runtime.sources import ReadResult, ShardInfo, StreamRecord
+from tributary.runtime.esm import STATE_LIMIT_BYTES, drain
+from tributary.runtime.esm.sources import ReadResult, ShardInfo, StreamRecord
+from tributary.runtime.invocation import InvocationResult
 
 
 def summing(event, numbers):
@@ -172,6 +173,7 @@ class ReshardedSource:
     """
 
     batch_info_key = "KinesisBatchInfo"
+    arn = "arn:aws:kinesis:us-east-1:123456789012:stream/events"
 
     def __init__(self, arrival: float) -> None:
         self.records = {"parent": [_record(1, arrival), _record(2, arrival)], "child": [_record(3, arrival)]}

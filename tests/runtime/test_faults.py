@@ -11,9 +11,9 @@ import botocore.session
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError, ReadTimeoutError
 
+from tributary.commands.runtime_commands import main
 from tributary.runtime import faults
 from tributary.runtime.app import Runtime, RuntimeOptions
-from tributary.runtime.cli import main
 from tributary.runtime.faults import FAULTS, FaultInjector, FaultPlan, FaultSpecError, injecting, parse_faults
 from tributary.runtime.functions import load_functions
 from tributary.runtime.template import Template

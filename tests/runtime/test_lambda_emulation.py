@@ -9,14 +9,10 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from tributary.runtime.esm import InvocationResult
+from tributary.runtime.emulations.lambda_invoke_api import response_payload
+from tributary.runtime.emulations.lambda_service import ENDPOINT_VARIABLE, AsyncConfig, LambdaEmulation
 from tributary.runtime.functions import FunctionConfig, LocalFunction, invocation_slot_if_free
-from tributary.runtime.lambda_emulation import (
-    ENDPOINT_VARIABLE,
-    AsyncConfig,
-    LambdaEmulation,
-    response_payload,
-)
+from tributary.runtime.invocation import InvocationResult
 
 FUNCTION_CODE = '''
 def handler(event, context):

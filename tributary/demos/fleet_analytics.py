@@ -12,9 +12,9 @@ from typing import Any
 
 from tributary.demos import DemoContext, DemoSection, read_stream
 from tributary.fleet_queries import fleet_minutes, format_fleet_table
+from tributary_shared.aggregator.readings import format_status_time
 from tributary_shared.kinesis_put import put_records
 from tributary_shared.payloads import decode_payload
-from tributary_shared.window_aggregates import format_status_time
 
 DEMO_UNICORNS = ("Starlight", "Moonbeam", "Thunderhoof", "Glimmer", "Nimbus")
 READINGS_PER_UNICORN = 12

@@ -34,11 +34,12 @@ from tributary.demos import (
     read_stream,
 )
 from tributary.producer import SCHEMAS, glue_encoder, json_bytes, payment_events, unicorn_statuses
-from tributary_shared.avro_codec import COMPRESSION_ZLIB, RegistryDeserializer
+from tributary.schema_registration import SchemaRegistration
+from tributary_shared.avro_codec import RegistryDeserializer
+from tributary_shared.avro_framing import COMPRESSION_ZLIB, GLUE_HEADER_VERSION
 from tributary_shared.errors import RecordError
 from tributary_shared.kinesis_batch import record_version
 from tributary_shared.kinesis_put import put_records
-from tributary_shared.payloads import GLUE_HEADER_VERSION
 from tributary_shared.schema_registry import GlueSchemaRegistry
 
 UNICORNS = ("Shadowfax", "Rocinante", "Bucephalus", "Pegasus", "Epona", "Artax")
@@ -66,7 +67,7 @@ def unicorn_records() -> list[tuple[str, bytes, str]]:
     return _with_poison([(status["Name"], json_bytes(status), "") for status in readings], UNICORN_POISON)
 
 
-def payment_records(registry: GlueSchemaRegistry) -> list[tuple[str, bytes, str]]:
+def payment_records(registry: SchemaRegistration) -> list[tuple[str, bytes, str]]:
     """Payments as v1 producers and then upgraded v2 producers write them, poison pills spread through."""
     _, encode_v1 = glue_encoder(registry, PAYMENT_SCHEMA, SCHEMAS / "payment_event_v1.avsc")
     # v2 is checked against v1 under the schema's own compatibility mode before it is registered.
@@ -80,9 +81,9 @@ def payment_records(registry: GlueSchemaRegistry) -> list[tuple[str, bytes, str]
     return _with_poison(encoded, PAYMENT_POISON)
 
 
-def schema_registry(ctx: DemoContext) -> GlueSchemaRegistry:
+def schema_registry(ctx: DemoContext) -> SchemaRegistration:
     registry_arn = ctx.physical_name("SchemaRegistry")  # Ref of AWS::Glue::Registry is its ARN
-    return GlueSchemaRegistry(registry_arn.rsplit("/", 1)[-1], ctx.client("glue"))
+    return SchemaRegistration(registry_arn.rsplit("/", 1)[-1], ctx.client("glue"))
 
 
 def _with_poison(records: list[tuple[str, bytes, str]], poison: Sequence[tuple[bytes, str]]) -> list:
@@ -267,7 +268,8 @@ def scan_items(
 
 def record_decoder(ctx: DemoContext) -> Callable[[bytes], Any]:
     """JSON, or Glue-framed Avro looked up in the template's registry (the demo's own, not the functions')."""
-    avro = RegistryDeserializer(schema_registry(ctx).schema_definition)
+    registry = schema_registry(ctx)
+    avro = RegistryDeserializer(GlueSchemaRegistry(registry.registry_name, registry.client).schema_definition)
     return lambda data: avro(data) if data[:1] == bytes([GLUE_HEADER_VERSION]) else json.loads(data)
 
 

@@ -4,7 +4,7 @@
 creates an event-source-mapping engine per `Kinesis`/`DynamoDB` event (and per
 AWS::Lambda::EventSourceMapping). `step()` polls every mapping and emulation once, on one thread,
 so function invocations never overlap; `drain()` steps until nothing is left to deliver.
-The Lambda emulation (lambda_emulation.py) serves the Invoke API to the functions and queues their
+The Lambda emulation (emulations/lambda_service.py) serves the Invoke API to the functions and queues their
 asynchronous invocations (and S3's) for `step()` to run.
 """
 
@@ -23,13 +23,16 @@ from typing import Any, TextIO
 import boto3
 
 from tributary.emulator import EmbeddedAws
-from tributary.runtime import emulations, esm
+from tributary.runtime import esm
+from tributary.runtime.emulations import Emulation
+from tributary.runtime.emulations.lambda_service import LambdaEmulation, async_configs
+from tributary.runtime.emulations.wiring import build_emulations
+from tributary.runtime.esm.filtering import FilterPatternError, parse_pattern
 from tributary.runtime.faults import FaultInjector, FaultPlan, injecting
-from tributary.runtime.filtering import FilterPatternError, parse_pattern
 from tributary.runtime.functions import LocalFunction, load_functions, route_function_output, unloadable_functions
-from tributary.runtime.lambda_emulation import LambdaEmulation, async_configs
 from tributary.runtime.resources import Deployment, deploy
 from tributary.runtime.template import Template, TemplateError
+from tributary.runtime.trace import TraceWriter
 
 _MAPPED_EVENT_TYPES = {"Kinesis", "DynamoDB"}
 
@@ -59,10 +62,10 @@ class Runtime:
         self.functions: dict[str, LocalFunction] = {}
         self.skipped_functions: dict[str, str] = {}  # logical id -> why it does not run locally
         self.mappings: dict[str, esm.EventSourceMapping] = {}
-        self.emulations: list[emulations.Emulation] = []
+        self.emulations: list[Emulation] = []
         self.lambda_service: LambdaEmulation | None = None
         self.unmapped_events: list[str] = []
-        self.trace = esm.TraceWriter(options.trace_path) if options.trace_path else None
+        self.trace = TraceWriter(options.trace_path) if options.trace_path else None
         self.faults = FaultInjector(options.faults, self.trace) if options.faults else None
         self._fault_scope = contextlib.ExitStack()
         self._saved_environment: dict[str, str] = {}
@@ -95,7 +98,7 @@ class Runtime:
             retry_delays_s=self.options.async_retry_delays_s,
         ).start()
         self.deployment.notes.append(f"Lambda Invoke API: emulation at {self.lambda_service.endpoint_url}")
-        built = emulations.build(
+        built = build_emulations(
             self.template, self.deployment, self.functions, self._function_by_name, self.lambda_service.invoke_async
         )
         # Last: what the others queue in a step (S3 events) runs in the same step.
@@ -131,7 +134,7 @@ class Runtime:
             spec_events = self._function_events(logical_id)
             for event_name, event in spec_events.items():
                 if event.get("Type") not in _MAPPED_EVENT_TYPES:
-                    if event.get("Type") != "S3":  # S3 events are an emulation, see emulations.py
+                    if event.get("Type") != "S3":  # S3 events are an emulation: emulations/s3_notifications.py
                         self.unmapped_events.append(f"{logical_id}.{event_name} ({event.get('Type')})")
                     continue
                 properties = event.get("Properties") or {}
@@ -290,7 +293,8 @@ def _flag(value: Any) -> bool:
 
 
 def _short_arn(arn: str) -> str:
-    return arn.rsplit(":", 1)[-1]
+    """The resource part (stream/NAME, stream/NAME/consumer/C:TIMESTAMP, table/T/stream/LABEL)."""
+    return arn.split(":", 5)[-1]
 
 
 def read_destination(arn: str, sns_deliveries: Sequence[dict] = ()) -> list[dict]:

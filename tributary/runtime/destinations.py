@@ -9,7 +9,7 @@ First/LastRecord, batchSize, streamArn). SQS and SNS get exactly that (no record
 carry ``payload``: the whole invocation event as a JSON string (the AWS example shows
 ``"payload": "<Whole Event>"``), under the key
 ``aws/lambda/<ESM-UUID>/<shardID>/YYYY/MM/DD/YYYY-MM-DDTHH.MM.SS-<Random UUID>``.
-The Lambda emulation (lambda_emulation.py) sends asynchronous invocation records through it too:
+The Lambda emulation (emulations/lambda_service.py) sends asynchronous invocation records through it too:
 no ``payload`` (the record carries ``requestPayload``), S3 key ``aws/lambda/async/<function-name>/...``.
 """
 

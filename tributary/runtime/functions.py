@@ -33,23 +33,29 @@ import threading
 import time
 import traceback
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import Any, Protocol, TextIO
 
-from tributary.runtime.esm import InvocationResult
+from tributary.runtime.invocation import InvocationResult
 from tributary.runtime.template import ACCOUNT_ID, REGION, FunctionSpec, Template, TemplateError
-
-if TYPE_CHECKING:  # faults.py imports this module to tell the functions' clients apart
-    from tributary.runtime.faults import FaultInjector
 
 _INVOCATION_LOCK = threading.RLock()
 _DEFAULT_ENVIRONMENT = {
     # No X-Ray daemon locally: tracing is off unless the template turns it on explicitly.
     "POWERTOOLS_TRACE_DISABLED": "true",
 }
+
+
+class InvocationFaults(Protocol):
+    """What `--faults` does to invocations (tributary.runtime.faults.FaultInjector, which imports this module
+    to tell the functions' clients apart: so it is named here by what it does)."""
+
+    def cold_start(self, function: str) -> bool: ...
+
+    def failure_after_handler(self, function: str, timeout_s: float) -> str | None: ...
 
 
 class LambdaContext:
@@ -200,7 +206,7 @@ def _stdout_routed() -> Iterator[None]:
 class LocalFunction:
     """One function of the template, invocable in-process; its invoker is what the ESM engine calls."""
 
-    def __init__(self, config: FunctionConfig, faults: FaultInjector | None = None) -> None:
+    def __init__(self, config: FunctionConfig, faults: InvocationFaults | None = None) -> None:
         self.config = config
         self.faults = faults
         self.invocations = 0
@@ -329,7 +335,11 @@ def _run_with_timeout(handler: Any, event: dict, context: LambdaContext, timeout
     return outcome
 
 
-def load_functions(template: Template, faults: FaultInjector | None = None) -> dict[str, LocalFunction]:
+FunctionLookup = Callable[[str], LocalFunction | None]
+"""A function the runtime runs, by name, full or partial ARN; None when it runs no such function."""
+
+
+def load_functions(template: Template, faults: InvocationFaults | None = None) -> dict[str, LocalFunction]:
     """Every AWS::Serverless::Function of the template this runtime can run, by logical id (`faults` for all)."""
     unloadable = unloadable_functions(template)
     return {

@@ -19,7 +19,7 @@ from typing import Any
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
-from tributary.runtime.sms_emulation import SmsEmulation
+from tributary.runtime.emulations.sms import SmsEmulation
 from tributary.runtime.template import Template, TemplateError
 
 
@@ -59,6 +59,9 @@ NOT_NEEDED_LOCALLY = {
     "AWS::Serverless::Function": "runs in-process",
     "AWS::Serverless::LayerVersion": "its ContentUri is on each function's import path",
     "AWS::Lambda::EventSourceMapping": "driven by the event-source-mapping engine",
+    "AWS::Logs::LogStream": "function output goes to the function log file (--logs, or .tributary/logs/)",
+    "AWS::CloudWatch::Alarm": "alarms are not evaluated locally",
+    "AWS::CloudWatch::Dashboard": "dashboards are not emulated",
 }
 
 
@@ -125,6 +128,22 @@ def _kinesis_stream(deployer: _Deployer, logical_id: str, properties: dict) -> N
         kinesis.increase_stream_retention_period(StreamName=name, RetentionPeriodHours=retention)
     arn = kinesis.describe_stream_summary(StreamName=name)["StreamDescriptionSummary"]["StreamARN"]
     deployer.record(logical_id, Ref=name, Arn=arn)
+
+
+def _kinesis_stream_consumer(deployer: _Deployer, logical_id: str, properties: dict) -> None:
+    # Ref is the consumer's ARN, as in CloudFormation; moto's ARN has no ":<creation time>" suffix.
+    consumer = deployer.client("kinesis").register_stream_consumer(
+        StreamARN=properties["StreamARN"], ConsumerName=deployer.template.physical_name(logical_id)
+    )["Consumer"]
+    deployer.record(
+        logical_id,
+        Ref=consumer["ConsumerARN"],
+        ConsumerARN=consumer["ConsumerARN"],
+        ConsumerName=consumer["ConsumerName"],
+        ConsumerStatus=consumer["ConsumerStatus"],
+        ConsumerCreationTimestamp=str(int(consumer["ConsumerCreationTimestamp"].timestamp())),
+        StreamARN=properties["StreamARN"],
+    )
 
 
 _GSI_KEYS = ("IndexName", "KeySchema", "Projection", "ProvisionedThroughput")
@@ -332,7 +351,7 @@ def _athena_named_query(deployer: _Deployer, logical_id: str, properties: dict) 
 
 
 def _sms_opt_out_list(deployer: _Deployer, logical_id: str, properties: dict) -> None:
-    # moto has no End User Messaging SMS: the runtime serves the SMS emulation (sms_emulation.py).
+    # moto has no End User Messaging SMS: the runtime serves the SMS emulation (emulations/sms.py).
     deployment = deployer.deployment
     if deployment.sms is None:
         deployment.sms = SmsEmulation().start()
@@ -343,6 +362,7 @@ def _sms_opt_out_list(deployer: _Deployer, logical_id: str, properties: dict) ->
 
 _CREATORS: dict[str, Creator] = {
     "AWS::Kinesis::Stream": _kinesis_stream,
+    "AWS::Kinesis::StreamConsumer": _kinesis_stream_consumer,
     "AWS::S3::Bucket": _s3_bucket,
     "AWS::SQS::Queue": _sqs_queue,
     "AWS::SNS::Topic": _sns_topic,
@@ -356,5 +376,6 @@ _CREATORS: dict[str, Creator] = {
     "AWS::Athena::NamedQuery": _athena_named_query,
     "AWS::SMSVOICE::OptOutList": _sms_opt_out_list,
 }
-# Referenced resources first: a table's Kinesis destination, a schema's registry, a table's database.
+# Referenced resources first: a consumer's stream, a table's Kinesis destination, a schema's registry, a table's
+# database.
 _ORDER = {resource_type: position for position, resource_type in enumerate(_CREATORS)}

@@ -28,17 +28,15 @@ A cancelled transaction is retried without its stale and invalid items; a reques
 as invalid (one bad item, or over 4 MB) is split in halves until the bad item stands alone.
 """
 
-import random
-import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from decimal import MAX_EMAX, MIN_EMIN, Context, Decimal, Rounded
 from typing import Any
 
-from boto3.dynamodb.types import DYNAMODB_CONTEXT, TypeSerializer
 from botocore.exceptions import BotoCoreError, ClientError
 
 from tributary_shared import aws_clients
+from tributary_shared.dynamo_items import SERIALIZATION_ERRORS, describe_unstorable, normalized_key, serialize_item
+from tributary_shared.retries import RetryPolicy
 
 MAX_BATCH_ITEMS = 25
 MAX_TRANSACTION_ITEMS = 100
@@ -53,8 +51,8 @@ GUARD_CONDITION = "attribute_not_exists(#version) OR NOT attribute_type(#version
 GUARD_CONDITION_EQUAL_PASSES = (
     "attribute_not_exists(#version) OR NOT attribute_type(#version, :string) OR #version <= :version"
 )
-BASE_BACKOFF_S = 0.05
-MAX_BACKOFF_S = 2.0
+# Until the deadline, the first retry after up to 50 ms.
+WRITE_RETRY = RetryPolicy(base_s=0.05, cap_s=2.0)
 # Errors a later attempt can get past.
 TRANSIENT_ERROR_CODES = frozenset(
     {
@@ -70,9 +68,6 @@ TRANSIENT_ERROR_CODES = frozenset(
 
 # Errors that mean an item itself cannot be stored; any other error is about the deployment.
 ITEM_ERROR_CODES = frozenset({"ValidationException", "ItemCollectionSizeLimitExceededException"})
-SERIALIZATION_ERRORS = (TypeError, ValueError, ArithmeticError, RecursionError)
-
-_serializer = TypeSerializer()
 
 # The writer builds every request from items it serialized itself, so botocore's parameter
 # validation (about a quarter of the CPU per record, measured) checks nothing new; and resolving
@@ -107,78 +102,8 @@ class WriteReport:
         return {**self.transient, **self.permanent}
 
 
-def to_dynamodb_value(value: Any) -> Any:
-    """Python value → a value TypeSerializer accepts: floats become Decimals, exactly as printed."""
-    if isinstance(value, float):
-        return Decimal(repr(value))
-    if isinstance(value, dict):
-        return {key: to_dynamodb_value(inner) for key, inner in value.items()}
-    if isinstance(value, list | tuple):
-        return [to_dynamodb_value(inner) for inner in value]
-    if hasattr(value, "isoformat"):
-        return value.isoformat()
-    return value
-
-
-def serialize_item(item: dict[str, Any]) -> dict[str, Any]:
-    """An item in DynamoDB's typed wire form (`{"S": ...}`, `{"N": ...}`).
-
-    Equal to boto3's TypeSerializer over `to_dynamodb_value(item)`, in one pass: the common types a
-    decoded record holds are typed here directly (numbers checked in boto3's own decimal context);
-    anything else (sets, bytes, Binary) goes to TypeSerializer. Per record this is a hot path.
-    """
-    return {name: _typed(value) for name, value in item.items()}
-
-
-def _typed(value: Any) -> dict[str, Any]:
-    kind = type(value)
-    if kind is str:
-        return {"S": value}
-    if kind is bool:
-        return {"BOOL": value}
-    if kind is int or kind is Decimal:
-        return {"N": _number(value)}
-    if kind is float:
-        return {"N": _number(Decimal(repr(value)))}
-    if value is None:
-        return {"NULL": True}
-    if kind is dict:
-        return {"M": {key: _typed(inner) for key, inner in value.items()}}
-    if kind is list or kind is tuple:
-        return {"L": [_typed(inner) for inner in value]}
-    return _serializer.serialize(to_dynamodb_value(value))
-
-
-def _number(value: int | Decimal) -> str:
-    # boto3's rule: exact in DynamoDB's context (38 digits, its exponent range), never NaN or Infinity;
-    # trailing zeros are not digits DynamoDB keeps (1.000...0 with 42 digits is 1), so they go first.
-    try:
-        number = str(DYNAMODB_CONTEXT.create_decimal(value))
-    except Rounded:
-        number = str(DYNAMODB_CONTEXT.create_decimal(_without_trailing_zeros(Decimal(value))))
-    if number in ("Infinity", "-Infinity", "NaN", "sNaN", "-NaN", "-sNaN"):
-        raise TypeError("Infinity and NaN not supported")
-    return number
-
-
-def _without_trailing_zeros(number: Decimal) -> Decimal:
-    """The same value with trailing zeros dropped, exactly (a context wide enough never to round)."""
-    digits = len(number.as_tuple().digits)
-    return number.normalize(Context(prec=max(digits, 1), Emax=MAX_EMAX, Emin=MIN_EMIN))
-
-
 def describe(error: ClientError) -> str:
     return f"{aws_clients.error_code(error)}: {error.response.get('Error', {}).get('Message', '')}"
-
-
-def describe_unstorable(error: Exception) -> str:
-    """Why an item cannot be serialized for DynamoDB, in words that name the problem."""
-    if isinstance(error, ArithmeticError):
-        # decimal's traps (Inexact, Rounded, Overflow, Underflow) say nothing a reader can use.
-        return "a number has more than 38 significant digits or is outside DynamoDB's range (1E-130 to 9.99E+125)"
-    if isinstance(error, RecursionError):
-        return "the item is nested too deeply"
-    return f"{type(error).__name__}: {error}"
 
 
 @dataclass(frozen=True)
@@ -193,15 +118,6 @@ class _StopWriting(Exception):
     """No further request may be sent: the deadline passed, or the deployment is broken (access denied)."""
 
 
-def normalized_key(typed_item: dict[str, Any], key_attributes: Sequence[str]) -> tuple[tuple[str, Any], ...]:
-    """A typed item's key, comparable however DynamoDB spells a number ("1.50" and "1.5" are one key)."""
-    parts = []
-    for name in key_attributes:
-        ((type_name, value),) = typed_item.get(name, {"NULL": True}).items()
-        parts.append((type_name, Decimal(value).normalize() if type_name == "N" else value))
-    return tuple(parts)
-
-
 class BatchWriter:
     """Writes PendingItems to one table; see the module docstring for the guarantees."""
 
@@ -211,10 +127,7 @@ class BatchWriter:
         key_attributes: Sequence[str],
         client: Any = None,
         *,
-        sleep: Callable[[float], None] = time.sleep,
-        clock: Callable[[], float] = time.monotonic,
-        rng: random.Random | None = None,
-        call_budget_s: float = aws_clients.CALL_BUDGET_S,
+        retry: RetryPolicy = WRITE_RETRY,
         version_attribute: str | None = None,
         equal_version_passes: bool = False,
     ) -> None:
@@ -223,10 +136,7 @@ class BatchWriter:
         self.version_attribute = version_attribute
         self._guard = GUARD_CONDITION_EQUAL_PASSES if equal_version_passes else GUARD_CONDITION
         self._client = client
-        self._call_budget_s = call_budget_s
-        self._sleep = sleep
-        self._clock = clock
-        self._rng = rng or random.Random()
+        self.retry = retry
 
     @property
     def client(self) -> Any:
@@ -312,7 +222,7 @@ class BatchWriter:
     def _write_chunk(self, chunk: list[_TypedItem], deadline: float, report: WriteReport) -> None:
         by_key = {item.key: item for item in chunk}
         pending = [{"PutRequest": {"Item": item.typed}} for item in chunk]
-        attempt = 0
+        calls = 0
         while pending:
             self._check_deadline(deadline)
             try:
@@ -332,15 +242,14 @@ class BatchWriter:
                 reason = "UnprocessedItems"
             left = set(self._keys(unprocessed))
             report.written += [by_key[key].ref for key in self._keys(pending) if key not in left]
-            pending = unprocessed
-            if pending and not self._backoff(attempt, deadline):
+            pending, calls = unprocessed, calls + 1
+            if pending and not self.retry.wait_before_retry(calls, deadline):
                 for key in left & by_key.keys():
                     report.transient[by_key[key].ref] = f"{reason}: not written before the deadline"
                 return
-            attempt += 1
 
     def _write_guarded_chunk(self, chunk: list[_TypedItem], deadline: float, report: WriteReport) -> None:
-        pending, attempt = chunk, 0
+        pending, calls = chunk, 0
         while pending:
             self._check_deadline(deadline)
             try:
@@ -366,11 +275,11 @@ class BatchWriter:
             else:
                 report.written += [item.ref for item in pending]
                 return
-            if pending and not self._backoff(attempt, deadline):
+            calls += 1  # the re-send at once above, without stale items, waited for nothing: not counted
+            if pending and not self.retry.wait_before_retry(calls, deadline):
                 for item in pending:
                     report.transient[item.ref] = f"{reason}: not written before the deadline"
                 return
-            attempt += 1
 
     def _guarded_put(self, item: _TypedItem) -> dict[str, Any]:
         return {
@@ -425,7 +334,7 @@ class BatchWriter:
             self._put_single(item, deadline, report)
 
     def _put_single(self, item: _TypedItem, deadline: float, report: WriteReport) -> None:
-        attempt = 0
+        calls = 0
         while True:
             self._check_deadline(deadline)
             try:
@@ -444,22 +353,15 @@ class BatchWriter:
             else:
                 report.written.append(item.ref)
                 return
-            if not self._backoff(attempt, deadline):
+            calls += 1
+            if not self.retry.wait_before_retry(calls, deadline):
                 report.transient[item.ref] = f"{reason}: not written before the deadline"
                 return
-            attempt += 1
 
     def _check_deadline(self, deadline: float) -> None:
         # A request started later could outlive the function: Lambda would time it out mid-batch.
-        if not aws_clients.leaves_time_for_a_call(self._clock(), deadline, budget_s=self._call_budget_s):
+        if not self.retry.call_fits(deadline):
             raise _StopWriting("not attempted: the invocation's deadline left no time for one more request")
-
-    def _backoff(self, attempt: int, deadline: float) -> bool:
-        """Sleep before the next attempt; False when the deadline leaves no time for one."""
-        return aws_clients.wait_before_retry(
-            attempt, deadline, clock=self._clock, sleep=self._sleep, rng=self._rng,
-            base_s=BASE_BACKOFF_S, cap_s=MAX_BACKOFF_S, budget_s=self._call_budget_s,
-        )  # fmt: skip
 
 
 def _cancellation_reasons(error: ClientError) -> list[tuple[str, str]]:

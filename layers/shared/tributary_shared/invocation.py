@@ -2,12 +2,11 @@
 
 import base64
 import binascii
-import os
 import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
 
-from tributary_shared.errors import ConfigurationError, PoisonRecordError
+from tributary_shared.errors import PoisonRecordError
 
 # Time kept back from the invocation's remaining time to log, publish metrics and return a response.
 DEADLINE_MARGIN_S = 1.5
@@ -17,11 +16,11 @@ class LambdaContextLike(Protocol):
     def get_remaining_time_in_millis(self) -> int: ...
 
 
-class MetricsLike(Protocol):
-    def add_metric(self, name: str, unit: str, value: float) -> None: ...
-
-
 class LoggerLike(Protocol):
+    """Powertools' `Logger`, or anything that logs the same way."""
+
+    def error(self, msg: object, *args: object, **kwargs: Any) -> None: ...
+
     def warning(self, msg: object, *args: object, **kwargs: Any) -> None: ...
 
     def info(self, msg: object, *args: object, **kwargs: Any) -> None: ...
@@ -55,25 +54,3 @@ def kinesis_data(record: Mapping[str, Any], max_bytes: int | None = None) -> byt
         return base64.b64decode(encoded, validate=True)
     except (KeyError, TypeError, ValueError, binascii.Error) as error:
         raise PoisonRecordError(f"record data is not valid base64: {error}") from error
-
-
-def required_env(component: str, *names: str, environ: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The named settings; a missing one fails the cold start with a message naming it."""
-    env = os.environ if environ is None else environ
-    missing = [name for name in names if not env.get(name)]
-    if missing:
-        raise ConfigurationError(f"{component} is not configured: set {', '.join(missing)}")
-    return {name: env[name] for name in names}
-
-
-def bounded_int_env(name: str, default: int, low: int, high: int, environ: Mapping[str, str] | None = None) -> int:
-    """An integer setting within [low, high]; anything else fails the cold start naming the setting."""
-    env = os.environ if environ is None else environ
-    raw = env.get(name) or str(default)
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigurationError(f"{name} must be an integer, got {raw!r}") from None
-    if not low <= value <= high:
-        raise ConfigurationError(f"{name} must be between {low} and {high}, got {value}")
-    return value

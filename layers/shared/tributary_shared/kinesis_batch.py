@@ -36,7 +36,6 @@ from tributary_shared.errors import ConfigurationError, RecordError, TransientEr
 from tributary_shared.invocation import (
     DEADLINE_MARGIN_S,
     LambdaContextLike,
-    MetricsLike,
     batch_item_failures,
     invocation_deadline,
     kinesis_data,
@@ -142,16 +141,14 @@ class BatchLedger:
     def response(self) -> dict[str, list[dict[str, str]]]:
         return {"batchItemFailures": batch_item_failures(self.failed_sequence_numbers)}
 
-    def publish_metrics(self, metrics: MetricsLike | None) -> None:
-        if metrics is None:
-            return
-        for name, value in (
-            ("RecordsIn", self.records_in),
-            ("FailedPermanent", len(self.failed_permanent)),
-            ("FailedTransient", len(self.failed_transient)),
-            ("RecordsDeferred", self.not_reached),
-        ):
-            metrics.add_metric(name=name, unit="Count", value=value)
+    def metrics(self) -> dict[str, int]:
+        """The counts every stream function publishes (`metrics.publish`), by metric name."""
+        return {
+            "RecordsIn": self.records_in,
+            "FailedPermanent": len(self.failed_permanent),
+            "FailedTransient": len(self.failed_transient),
+            "RecordsDeferred": self.not_reached,
+        }
 
 
 def as_record_error(error: Exception) -> RecordError:

@@ -3,8 +3,10 @@
 A PutRecords call can succeed for some records and fail for others (throttled shard, KMS
 throttling, internal failure). The response lists, in request order, a sequence number or an
 error code per record; resending the whole batch would duplicate the records that made it, so
-only the failed entries are resent, with exponential backoff and full jitter. Records that can
-never be accepted (over the size limit, bad partition key) are reported without being sent.
+only the failed entries are resent, through the toolkit's retry policy: a few attempts with
+exponential backoff and full jitter, and, given a deadline (a function's), no request that could
+not end before it. Records that can never be accepted (over the size limit, bad partition key)
+are reported without being sent.
 
 Kinesis keeps a partition key's records in the order they arrive. A request carrying two
 records of one key could land the second while the first fails and is resent after it, so a
@@ -12,7 +14,6 @@ request carries at most one record per partition key; a record whose key is alre
 request waits for the next one, which is sent only once this one's retries are over.
 """
 
-import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -21,12 +22,16 @@ from typing import Any
 from botocore.exceptions import ClientError, ReadTimeoutError
 from botocore.exceptions import ConnectionError as EndpointUnreachable
 
-from tributary_shared import aws_clients
+from tributary_shared.retries import NO_DEADLINE, RetryPolicy
 
 MAX_RECORDS_PER_REQUEST = 500
 MAX_BYTES_PER_REQUEST = 5 * 1024 * 1024
 MAX_RECORD_BYTES = 1024 * 1024
 MAX_PARTITION_KEY_CHARS = 256
+# Five sends of an entry in all, the first resend after up to 0.2 s.
+PUT_RETRY = RetryPolicy(base_s=0.2, cap_s=5.0, max_attempts=5)
+# Why an entry taken from the caller was not sent: the error code in its FailedEntry.
+NOT_SENT = "NotSent"
 
 # Per-record error codes a later attempt can clear; anything else (KMS key disabled, access
 # denied on the key) fails the same way every time.
@@ -87,11 +92,9 @@ def put_records(
     stream_name: str,
     entries: Iterable[tuple[str, bytes]],
     *,
-    max_attempts: int = 5,
-    base_delay: float = 0.1,
-    max_delay: float = 5.0,
+    retry: RetryPolicy = PUT_RETRY,
+    deadline: float = NO_DEADLINE,
     max_record_bytes: int = MAX_RECORD_BYTES,
-    sleep: Callable[[float], None] = time.sleep,
     on_progress: Callable[[PutReport], None] | None = None,
     into: PutReport | None = None,
 ) -> PutReport:
@@ -99,35 +102,62 @@ def put_records(
 
     Entries are consumed lazily in requests of at most 500 records and 5 MiB, one record per
     partition key (so a key's records land in order even when some are resent). A request whose
-    records partly fail is followed by resends of just the failed entries, up to `max_attempts`
-    sends per entry; `on_progress` is called with the running report after every request.
+    records partly fail is followed by resends of just the failed entries, as `retry` allows;
+    `on_progress` is called with the running report after every request. A request that could not
+    end by `deadline` is not sent: its entries and every later one count as failed (NotSent).
     `into` is a report to add to (a producer keeping one running total) instead of a new one.
     Errors that are not the stream's fault to retry (missing stream, access denied) propagate, as
     does KeyboardInterrupt; the report then already counts the entries taken but not confirmed
-    written as failed (error code NotSent), so a caller's totals stay right.
+    written as failed (NotSent), so a caller's totals stay right.
     """
-    if max_attempts < 1:
-        raise ValueError("max_attempts must be at least 1")
     report = PutReport() if into is None else into
     valid = _valid_entries(entries, report, max_record_bytes)
     waiting: deque[tuple[str, bytes]] = deque()  # entries read ahead, in their original order
     pending: list[tuple[str, bytes]] = []
     try:
         while pending := _next_request(valid, waiting):
-            for attempt in range(1, max_attempts + 1):
-                if attempt > 1:
-                    report.retried += len(pending)
-                    sleep(aws_clients.full_jitter_backoff(attempt - 1, base_delay, max_delay))
-                pending = _send(client, stream_name, pending, report, final=attempt == max_attempts)
-                if on_progress:
-                    on_progress(report)
-                if not pending:
-                    break
+            if not retry.call_fits(deadline):
+                reason = "not sent: the deadline left no time for another request"
+                unsent = [*pending, *waiting, *valid]
+                report.failed_entries += [FailedEntry(key, data, NOT_SENT, reason) for key, data in unsent]
+                return report
+            _put_with_retries(client, stream_name, pending, report, retry, deadline, on_progress)
     except BaseException as error:
         reason = f"not confirmed written: {type(error).__name__} stopped the put"
-        report.failed_entries += [FailedEntry(key, data, "NotSent", reason) for key, data in [*pending, *waiting]]
+        report.failed_entries += [FailedEntry(key, data, NOT_SENT, reason) for key, data in [*pending, *waiting]]
         raise
     return report
+
+
+def _put_with_retries(
+    client: Any,
+    stream_name: str,
+    batch: list[tuple[str, bytes]],
+    report: PutReport,
+    retry: RetryPolicy,
+    deadline: float,
+    on_progress: Callable[[PutReport], None] | None,
+) -> None:
+    """Send one request, then resend its retryable failures while `retry` and the deadline allow.
+
+    `batch` is emptied as its entries are settled, so an interrupted put knows what is left.
+    """
+    calls = 0
+    while batch:
+        retryable = _send(client, stream_name, batch, report)
+        calls += 1
+        if on_progress:
+            on_progress(report)
+        batch[:] = [(failure.partition_key, failure.data) for failure in retryable]
+        if not batch:
+            return
+        if not retry.wait_before_retry(calls, deadline):
+            report.failed_entries += retryable
+            batch.clear()
+            if on_progress:
+                on_progress(report)
+            return
+        report.retried += len(batch)
 
 
 def _next_request(valid: Iterator[tuple[str, bytes]], waiting: deque[tuple[str, bytes]]) -> list[tuple[str, bytes]]:
@@ -186,10 +216,8 @@ def _invalid(partition_key: str, data: bytes, max_record_bytes: int) -> tuple[st
     return None
 
 
-def _send(
-    client: Any, stream_name: str, batch: list[tuple[str, bytes]], report: PutReport, *, final: bool
-) -> list[tuple[str, bytes]]:
-    """One PutRecords call; returns the entries worth resending (none when `final`)."""
+def _send(client: Any, stream_name: str, batch: list[tuple[str, bytes]], report: PutReport) -> list[FailedEntry]:
+    """One PutRecords call; the entries that failed in a way worth resending, with their errors."""
     report.requests += 1
     try:
         response = client.put_records(
@@ -205,14 +233,15 @@ def _send(
         results = [{"ErrorCode": type(error).__name__, "ErrorMessage": str(error)}] * len(batch)
     else:
         results = response["Records"]
-    retry: list[tuple[str, bytes]] = []
+    retryable: list[FailedEntry] = []
     for (partition_key, data), result in zip(batch, results, strict=True):
         code = result.get("ErrorCode")
         if not code:
             report.sent += 1
-        elif code in RETRYABLE_RECORD_ERRORS | RETRYABLE_REQUEST_ERRORS and not final:
-            retry.append((partition_key, data))
+            continue
+        failure = FailedEntry(partition_key, data, code, result.get("ErrorMessage", ""))
+        if code in RETRYABLE_RECORD_ERRORS | RETRYABLE_REQUEST_ERRORS:
+            retryable.append(failure)
         else:
-            message = result.get("ErrorMessage", "")
-            report.failed_entries.append(FailedEntry(partition_key, data, code, message))
-    return retry
+            report.failed_entries.append(failure)
+    return retryable

@@ -1,31 +1,33 @@
-"""Schema registry clients: AWS Glue Schema Registry (primary) and a Confluent-compatible REST registry.
+"""Writer-schema lookups: the AWS Glue Schema Registry and a Confluent-compatible REST registry.
 
 Consumers look writer schemas up by the id a record's header carries: a Glue schema-version UUID
 or a Confluent integer id. A lookup that fails for a reason that may pass (throttling, an outage,
 a timeout, missing permissions) is retried a few times and then raised as `TransientError`, so
 the batch is retried rather than the record discarded; a version the registry does not know is
-a `PoisonRecordError`. Producers find or register their schema's version under a compatibility
-mode, checked on the client first with the Apache Avro library's compatibility checker, because
-a registry emulator does not enforce compatibility and a breaking change must not ship.
+a `PoisonRecordError`. Lookups are made from inside a record's decoding, where no deadline is at
+hand: they are bounded by their attempts, and each attempt by its client's timeouts.
 
-Lambda's consume path imports only the standard library from here; boto3 is imported when the
-Glue client is first needed, and the `avro` package only by the producer-side check.
+Registering schemas and checking their compatibility is the producer's, in the development package
+(`tributary.schema_registration`). Importing this module loads only the standard library: boto3 is
+imported when the Glue client is first needed, urllib when a Confluent registry is first asked.
 """
 
 import base64
 import json
-import time
-from collections.abc import Callable, Sequence
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NoReturn
 from urllib.parse import urlsplit
 from uuid import UUID
 
-from tributary_shared.errors import PoisonRecordError, TransientError
+from tributary_shared.errors import ConfigurationError, PoisonRecordError, TransientError
+from tributary_shared.retries import NO_DEADLINE, RetryPolicy
+from tributary_shared.settings import Environ, bounded_int_env, optional_env
 
 if TYPE_CHECKING:
     import urllib.error
 
-COMPATIBILITY_MODES = ("NONE", "DISABLED", "BACKWARD", "BACKWARD_ALL", "FORWARD", "FORWARD_ALL", "FULL", "FULL_ALL")
 GLUE_TRANSIENT_ERRORS = frozenset(
     {"ThrottlingException", "InternalServiceException", "ConcurrentModificationException", "ServiceUnavailable"}
 )
@@ -34,65 +36,71 @@ CONFLUENT_ACCEPT = "application/vnd.schemaregistry.v1+json, application/json"
 # The registry's error_code in a 404 body for "schema not found"; any other 404 (a wrong base
 # URL, a proxy's page) says nothing about the record, so it is retried rather than discarded.
 CONFLUENT_SCHEMA_NOT_FOUND = 40403
+CONFLUENT_TIMEOUT_S = 5.0
+DEFAULT_CACHE_SIZE = 1000
+# Three calls, the first retry after up to 0.2 s.
+LOOKUP_RETRY = RetryPolicy(base_s=0.2, cap_s=2.0, max_attempts=3)
 
-Sleep = Callable[[float], None]
-
-
-class SchemaRegistrationError(Exception):
-    """A producer's schema could not be found or registered; the message says why."""
-
-
-class IncompatibleSchemaError(SchemaRegistrationError):
-    """The new schema breaks the compatibility mode; `problems` name the offending fields."""
-
-    def __init__(self, message: str, problems: Sequence[str]) -> None:
-        super().__init__(message)
-        self.problems = list(problems)
+AuthProvider = Callable[[], tuple[str, str] | None]
 
 
-def _backoff(attempt: int, base: float = 0.1, cap: float = 2.0) -> float:
-    """Full-jitter exponential backoff before retry number `attempt` (1-based)."""
-    # Imported here: this module must not load boto3 before a registry is actually called.
-    from tributary_shared.aws_clients import full_jitter_backoff
+@dataclass(frozen=True)
+class RegistrySettings:
+    """Where writer schemas come from and how records are read; every variable is optional.
 
-    return full_jitter_backoff(attempt, base, cap)
+    GLUE_REGISTRY_NAME             only accept writer schemas from this Glue registry
+    CONFLUENT_REGISTRY_URL         base URL of a Confluent-compatible registry (for 0x00 records)
+    CONFLUENT_REGISTRY_AUTH_SECRET Secrets Manager secret id holding basic-auth credentials
+                                   ({"username": ..., "password": ...} or "user:password")
+    READER_SCHEMA                  Avro schema JSON to project every record onto
+    SCHEMA_CACHE_SIZE              writer schemas kept per framing (default 1000)
+
+    The URL and the reader schema are checked when the codec is built, at the first framed record,
+    so a function that only ever sees JSON never loads Avro.
+    """
+
+    glue_registry_name: str | None = None
+    confluent_url: str | None = None
+    confluent_auth_secret: str | None = None
+    reader_schema: str | None = None
+    cache_size: int = DEFAULT_CACHE_SIZE
+
+    @classmethod
+    def from_env(cls, environ: Environ | None = None) -> "RegistrySettings":
+        return cls(
+            glue_registry_name=optional_env("GLUE_REGISTRY_NAME", environ=environ),
+            confluent_url=optional_env("CONFLUENT_REGISTRY_URL", environ=environ),
+            confluent_auth_secret=optional_env("CONFLUENT_REGISTRY_AUTH_SECRET", environ=environ),
+            reader_schema=optional_env("READER_SCHEMA", environ=environ),
+            cache_size=bounded_int_env("SCHEMA_CACHE_SIZE", DEFAULT_CACHE_SIZE, 1, sys.maxsize, environ),
+        )
 
 
 # ------------------------------------------------------------------------------------------ Glue
 
 
 class GlueSchemaRegistry:
-    """One Glue registry: writer-schema lookups by version UUID, and producer registration.
+    """Writer-schema lookups by version UUID in Glue.
 
-    `registry_name` is the registry producers register in; for lookups it is also an allow-list
-    (a version id from another registry is refused). `client` defaults to a boto3 Glue client
-    whose own retries are off, so `attempts` alone bounds the time a lookup may take.
+    `registry_name`, when given, is an allow-list: a version id from another registry is refused.
+    `client` defaults to a toolkit Glue client, whose own retries are off, so `retry` alone bounds
+    the time a lookup may take.
     """
 
     def __init__(
-        self,
-        registry_name: str | None = None,
-        client: Any = None,
-        *,
-        attempts: int = 3,
-        sleep: Sleep = time.sleep,
-        pending_polls: int = 10,
+        self, registry_name: str | None = None, client: Any = None, *, retry: RetryPolicy = LOOKUP_RETRY
     ) -> None:
         self.registry_name = registry_name
         self._client = client
-        self.attempts = attempts
-        self.sleep = sleep
-        self.pending_polls = pending_polls
+        self.retry = retry
 
     @property
     def client(self) -> Any:
         if self._client is None:
-            from tributary_shared import aws_clients
+            from tributary_shared import aws_clients  # boto3, loaded by the first Glue lookup only
 
             self._client = aws_clients.client("glue")
         return self._client
-
-    # ------------------------------------------------------------------ consumers
 
     def schema_definition(self, version_id: UUID) -> str:
         """The Avro definition of schema version `version_id`; Poison/TransientError on failure."""
@@ -104,7 +112,7 @@ class GlueSchemaRegistry:
             raise PoisonRecordError(f"schema version {version_id} is {status}, not AVAILABLE")
         if response.get("DataFormat", "AVRO") != "AVRO":
             raise PoisonRecordError(f"schema version {version_id} is {response['DataFormat']}, not AVRO")
-        registry = _registry_of(response.get("SchemaArn", ""))
+        registry = registry_of(response.get("SchemaArn", ""))
         if self.registry_name and registry != self.registry_name:
             raise PoisonRecordError(
                 f"schema version {version_id} belongs to registry {registry!r}, not {self.registry_name!r}"
@@ -115,210 +123,32 @@ class GlueSchemaRegistry:
         """Call a Glue operation, retrying what may pass; map failures to the record error classes."""
         from botocore.exceptions import BotoCoreError, ClientError
 
-        for attempt in range(1, self.attempts + 1):
+        calls = 0
+        while True:
+            calls += 1
             try:
                 return dict(getattr(self.client, operation)(**params))
             except ClientError as error:
                 code = error.response.get("Error", {}).get("Code", "Unknown")
                 if code in GLUE_PERMANENT_ERRORS:
                     raise PoisonRecordError(f"registry has no {subject}: {code}") from error
-                if code not in GLUE_TRANSIENT_ERRORS or attempt == self.attempts:
-                    raise TransientError(f"registry lookup of {subject} failed: {code}") from error
+                failure, cause = TransientError(f"registry lookup of {subject} failed: {code}"), error
+                if code not in GLUE_TRANSIENT_ERRORS:
+                    raise failure from cause
             except BotoCoreError as error:
-                if attempt == self.attempts:
-                    raise TransientError(f"registry unreachable looking up {subject}: {error}") from error
-            self.sleep(_backoff(attempt))
-        raise AssertionError("unreachable: the loop returns or raises")
-
-    # ------------------------------------------------------------------ producers
-
-    def version_for(
-        self,
-        schema_name: str,
-        definition: str,
-        *,
-        compatibility: str = "BACKWARD",
-        auto_register: bool = True,
-    ) -> UUID:
-        """The version id of `definition` under `schema_name`, registering it if allowed.
-
-        A new schema is created under `compatibility`; a new version of an existing schema is
-        checked on the client against the schema's own compatibility mode before registration.
-        """
-        if compatibility not in COMPATIBILITY_MODES:
-            raise SchemaRegistrationError(f"compatibility must be one of {', '.join(COMPATIBILITY_MODES)}")
-        schema = self._existing_schema(schema_name)
-        if schema is None:
-            if not auto_register:
-                raise SchemaRegistrationError(
-                    f"schema {schema_name!r} is not in registry {self._registry()!r} and auto-registration is off"
-                )
-            return self._create_schema(schema_name, definition, compatibility)
-        found = self._version_by_definition(schema_name, definition)
-        if found:
-            return found
-        if not auto_register:
-            raise SchemaRegistrationError(
-                f"this definition is not a version of schema {schema_name!r} and auto-registration is off"
-            )
-        mode = str(schema.get("Compatibility", "NONE"))
-        previous = self._previous_definitions(schema_name, int(schema["LatestSchemaVersion"]), mode)
-        check_compatibility(definition, previous, mode)
-        return self._register_version(schema_name, definition)
-
-    def _registry(self) -> str:
-        if not self.registry_name:
-            raise SchemaRegistrationError("a registry name is needed to find or register schemas")
-        return self.registry_name
-
-    def _schema_id(self, schema_name: str) -> dict[str, str]:
-        return {"RegistryName": self._registry(), "SchemaName": schema_name}
-
-    def _producer_call(self, operation: str, **params: Any) -> dict[str, Any] | None:
-        """A Glue call for the producer; None when the entity does not exist."""
-        from botocore.exceptions import ClientError
-
-        try:
-            return dict(getattr(self.client, operation)(**params))
-        except ClientError as error:
-            if error.response.get("Error", {}).get("Code") == "EntityNotFoundException":
-                return None
-            raise SchemaRegistrationError(f"Glue {operation} failed: {error}") from error
-
-    def _existing_schema(self, schema_name: str) -> dict[str, Any] | None:
-        return self._producer_call("get_schema", SchemaId=self._schema_id(schema_name))
-
-    def _version_by_definition(self, schema_name: str, definition: str) -> UUID | None:
-        found = self._producer_call(
-            "get_schema_by_definition", SchemaId=self._schema_id(schema_name), SchemaDefinition=definition
-        )
-        if found and found.get("Status") == "AVAILABLE":
-            return UUID(found["SchemaVersionId"])
-        return None
-
-    def _previous_definitions(self, schema_name: str, latest: int, mode: str) -> list[str]:
-        """Definitions the new version must be compatible with: the latest, or all for *_ALL modes."""
-        if mode in ("NONE", "DISABLED"):
-            return []
-        numbers = range(1, latest + 1) if mode.endswith("_ALL") else [latest]
-        definitions = []
-        for number in numbers:
-            version = self._producer_call(
-                "get_schema_version",
-                SchemaId=self._schema_id(schema_name),
-                SchemaVersionNumber={"VersionNumber": number},
-            )
-            if version:
-                definitions.append(str(version["SchemaDefinition"]))
-        return definitions
-
-    def _create_schema(self, schema_name: str, definition: str, compatibility: str) -> UUID:
-        registry = self._registry()
-        if self._producer_call("get_registry", RegistryId={"RegistryName": registry}) is None:
-            self._producer_call("create_registry", RegistryName=registry)
-        created = self._producer_call(
-            "create_schema",
-            RegistryId={"RegistryName": registry},
-            SchemaName=schema_name,
-            DataFormat="AVRO",
-            Compatibility=compatibility,
-            SchemaDefinition=definition,
-        )
-        if created is None:
-            raise SchemaRegistrationError(f"registry {registry!r} vanished while creating {schema_name!r}")
-        return self._await_available(UUID(created["SchemaVersionId"]), str(created.get("SchemaVersionStatus")))
-
-    def _register_version(self, schema_name: str, definition: str) -> UUID:
-        registered = self._producer_call(
-            "register_schema_version", SchemaId=self._schema_id(schema_name), SchemaDefinition=definition
-        )
-        if registered is None:
-            raise SchemaRegistrationError(f"schema {schema_name!r} vanished while registering a version")
-        return self._await_available(UUID(registered["SchemaVersionId"]), str(registered.get("Status")))
-
-    def _await_available(self, version_id: UUID, status: str) -> UUID:
-        """Glue checks compatibility asynchronously: wait for the verdict on a new version."""
-        for attempt in range(self.pending_polls):
-            if status == "AVAILABLE":
-                return version_id
-            if status != "PENDING":
-                raise SchemaRegistrationError(f"registry refused schema version {version_id}: status {status}")
-            self.sleep(_backoff(attempt + 1, base=0.5))
-            response = self._producer_call("get_schema_version", SchemaVersionId=str(version_id))
-            status = str((response or {}).get("Status", "DELETED"))
-        raise SchemaRegistrationError(f"schema version {version_id} still {status} after {self.pending_polls} polls")
+                failure, cause = TransientError(f"registry unreachable looking up {subject}: {error}"), error
+            if not self.retry.wait_before_retry(calls, NO_DEADLINE):
+                raise failure from cause
 
 
-def _registry_of(schema_arn: str) -> str:
+def registry_of(schema_arn: str) -> str:
     """arn:aws:glue:region:account:schema/REGISTRY/SCHEMA -> REGISTRY."""
     resource = schema_arn.split(":", 5)[-1]
     parts = resource.split("/")
     return parts[1] if len(parts) == 3 else ""
 
 
-# ------------------------------------------------------------------------------- compatibility
-
-
-def check_compatibility(new_definition: str, previous: Sequence[str], mode: str) -> None:
-    """Refuse `new_definition` if it breaks `mode` against `previous` (oldest first).
-
-    BACKWARD: the new schema reads data written with the previous ones; FORWARD: the previous
-    schemas read data written with the new one; FULL: both. `previous` holds the latest version
-    for the plain modes and every version for the *_ALL modes. Uses the Apache Avro library's
-    ReaderWriterCompatibilityChecker; raises IncompatibleSchemaError naming each offending field.
-    """
-    if mode == "DISABLED":
-        raise SchemaRegistrationError("the schema's compatibility mode is DISABLED: no new versions may be added")
-    if mode == "NONE" or not previous:
-        return
-    import avro.schema
-    from avro.compatibility import ReaderWriterCompatibilityChecker, SchemaCompatibilityType
-
-    new = avro.schema.parse(new_definition)
-    problems: list[str] = []
-    for number, old_definition in enumerate(previous, start=1):
-        old = avro.schema.parse(old_definition)
-        directions = []
-        if mode.startswith(("BACKWARD", "FULL")):
-            directions.append(("new schema cannot read old data", new, old, json.loads(new_definition)))
-        if mode.startswith(("FORWARD", "FULL")):
-            directions.append(("old schema cannot read new data", old, new, json.loads(old_definition)))
-        for what, reader, writer, reader_json in directions:
-            result = ReaderWriterCompatibilityChecker().get_compatibility(reader, writer)
-            if result.compatibility is SchemaCompatibilityType.incompatible:
-                # The checker's merged result also carries the root "/" of its compatible parts.
-                located = [loc for loc in result.locations if loc != "/"] or ["/"]
-                fields = ", ".join(sorted({_field_path(reader_json, loc) for loc in located}))
-                kinds = ", ".join(sorted({kind.value for kind in result.incompatibilities}))
-                details = "; ".join(sorted(result.messages))
-                problems.append(f"{what} (vs previous #{number}) at field {fields}: {kinds} ({details})")
-    if problems:
-        raise IncompatibleSchemaError(f"schema is not {mode} compatible: " + " | ".join(problems), problems)
-
-
-def _field_path(schema: Any, location: str) -> str:
-    """Turn the checker's '/fields/3/type' location into the dotted field names it points at."""
-    names: list[str] = []
-    node = schema
-    tokens = [token for token in location.split("/") if token]
-    for index, token in enumerate(tokens):
-        if isinstance(node, dict) and token == "fields":
-            continue
-        if isinstance(node, dict) and isinstance(node.get("fields"), list) and token.isdigit():
-            node = node["fields"][int(token)]
-            names.append(str(node.get("name")))
-        elif isinstance(node, dict) and token in ("type", "items", "values"):
-            node = node.get(token)
-        elif isinstance(node, list) and token.isdigit() and int(token) < len(node):
-            node = node[int(token)]
-        elif index == len(tokens) - 1 and token in ("name", "size", "symbols"):
-            names.append(f"<{token}>")
-    return ".".join(names) or "<record>"
-
-
 # ----------------------------------------------------------------------------------- Confluent
-
-AuthProvider = Callable[[], tuple[str, str] | None]
 
 
 class ConfluentSchemaRegistry:
@@ -333,20 +163,31 @@ class ConfluentSchemaRegistry:
         base_url: str,
         *,
         auth: AuthProvider | None = None,
-        timeout: float = 5.0,
-        attempts: int = 3,
-        sleep: Sleep = time.sleep,
+        timeout: float = CONFLUENT_TIMEOUT_S,
+        retry: RetryPolicy = LOOKUP_RETRY,
     ) -> None:
         scheme = urlsplit(base_url).scheme
         if scheme not in ("http", "https"):
-            raise ValueError(f"Confluent registry URL must be http(s), got {base_url!r}")
+            raise ConfigurationError(f"Confluent registry URL must be http(s), got {base_url!r}")
+        if auth is not None and scheme == "http" and not _is_loopback_host(_connection_host(base_url)):
+            # Basic auth is the password itself, readable by anyone on the path: only TLS, or loopback, carries it.
+            raise ConfigurationError(
+                f"Confluent registry credentials go over https only (or to loopback): {base_url!r} is plain http"
+            )
         self.base_url = base_url.rstrip("/")
         self._auth = auth
         self._authorization: str | None = None
         self._auth_loaded = False
         self.timeout = timeout
-        self.attempts = attempts
-        self.sleep = sleep
+        self.retry = retry
+
+    @classmethod
+    def from_settings(cls, settings: RegistrySettings) -> "ConfluentSchemaRegistry":
+        """The registry at CONFLUENT_REGISTRY_URL, with the credentials of its secret, if one is named."""
+        if not settings.confluent_url:
+            raise ConfigurationError("no Confluent registry is configured: set CONFLUENT_REGISTRY_URL")
+        secret_id = settings.confluent_auth_secret
+        return cls(settings.confluent_url, auth=(lambda: secret_credentials(secret_id)) if secret_id else None)
 
     def schema_definition(self, schema_id: int) -> str:
         """GET /schemas/ids/{id} -> the Avro definition; Poison/TransientError on failure."""
@@ -381,23 +222,52 @@ class ConfluentSchemaRegistry:
         import urllib.request
 
         request = urllib.request.Request(self.base_url + path, headers=self._headers())
-        for attempt in range(1, self.attempts + 1):
+        calls = 0
+        while True:
+            calls += 1
             try:
                 with urllib.request.urlopen(request, timeout=self.timeout) as response:
                     return _json_object(response.read(), subject)
             except urllib.error.HTTPError as error:
-                retry = error.code == 429 or error.code >= 500
-                if not retry or attempt == self.attempts:
+                if not (error.code == 429 or error.code >= 500):
                     _raise_http_error(error, subject)
+                cause: Exception = error
             # URLError, timeouts and resets are OSErrors; a garbled or cut-off answer is an HTTPException.
             except (OSError, http.client.HTTPException) as error:
-                if attempt == self.attempts:
-                    raise TransientError(
-                        f"registry unreachable (or not answering HTTP) looking up {subject}: "
-                        f"{type(error).__name__}: {error}"
-                    ) from error
-            self.sleep(_backoff(attempt))
-        raise AssertionError("unreachable: the loop returns or raises")
+                cause = error
+            if not self.retry.wait_before_retry(calls, NO_DEADLINE):
+                if isinstance(cause, urllib.error.HTTPError):
+                    _raise_http_error(cause, subject)
+                raise TransientError(
+                    f"registry unreachable (or not answering HTTP) looking up {subject}: "
+                    f"{type(cause).__name__}: {cause}"
+                ) from cause
+
+
+def _connection_host(url: str) -> str:
+    """The host urllib will connect to for `url`, as urllib and http.client read it (never resolved)."""
+    import http.client  # here, not at the top: only a registry with credentials over plain http gets here
+    import urllib.request
+
+    try:
+        return http.client.HTTPConnection(urllib.request.Request(url).host).host
+    except (ValueError, http.client.InvalidURL) as error:  # say, a port that is not a number
+        raise ConfigurationError(f"Confluent registry URL {url!r} names no host to connect to: {error}") from error
+
+
+def _is_loopback_host(host: str) -> bool:
+    """`localhost` or a loopback IP literal (127.0.0.0/8, ::1); a name is never resolved here.
+
+    The development package's guard has the same rule; the deployed layer cannot import it.
+    """
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _json_object(raw: bytes, subject: str) -> dict[str, Any]:
@@ -439,14 +309,15 @@ def _confluent_error_code(error: "urllib.error.HTTPError") -> int | None:
 def secret_credentials(secret_id: str, client: Any = None) -> tuple[str, str]:
     """Basic-auth credentials from a Secrets Manager secret: JSON {"username","password"} or "user:pass"."""
     if client is None:
-        import boto3
+        from tributary_shared import aws_clients
 
-        client = boto3.client("secretsmanager")
+        # Fetched once per process, outside any retry loop of ours: botocore's own retries stay on.
+        client = aws_clients.client("secretsmanager", botocore_retries=True)
     secret = client.get_secret_value(SecretId=secret_id)["SecretString"]
     if secret.lstrip().startswith("{"):
         fields = json.loads(secret)
         return str(fields["username"]), str(fields["password"])
     user, separator, password = secret.partition(":")
     if not separator:
-        raise ValueError(f"secret {secret_id} must be JSON with username/password or 'user:password'")
+        raise ConfigurationError(f"secret {secret_id} must be JSON with username/password or 'user:password'")
     return user, password

@@ -1,0 +1,171 @@
+"""`tributary demo`: every demo plug-in's producer, one drain, every plug-in's report.
+
+With `--faults`, the report ends with what was injected (per kind), what the mappings did about it
+(records retried, bisections, records dead-lettered) and the verdict: the demo passes only if every
+plug-in's section holds, i.e. no record is lost and each key holds its newest record that was not
+dead-lettered.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+import traceback
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import boto3
+
+from tributary.commands.session import drain_timeout, print_now, print_start, started_runtime
+from tributary.demos import DemoPipeline, DemoSection, discover_pipelines
+from tributary.runtime.app import Runtime, RuntimeOptions
+from tributary.runtime.template import REGION, load_yaml, parse_parameter_overrides
+
+# The demo is a scripted, finite run: it retries and re-reads sooner than Lambda (1 s) to finish quickly;
+# the order and number of invocations are the same.
+DEMO_OPTIONS = RuntimeOptions(retry_delay_s=0.1, idle_read_interval_s=0.1)
+
+
+class RuntimeDemoContext:
+    """The `DemoContext` a running `Runtime` offers to demo plug-ins."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self.endpoint_url = runtime.aws.endpoint_url
+        self.region = REGION
+        self.parameters = {key: str(value) for key, value in runtime.template.parameters.items()}
+        self._on_failure: list[dict] | None = None
+
+    def client(self, service: str) -> Any:
+        # No explicit endpoint: AWS_ENDPOINT_URL (moto) and the emulations' service-specific variables apply.
+        return boto3.client(service, region_name=self.region)
+
+    def has_resource(self, logical_id: str) -> bool:
+        return logical_id in self.runtime.template.resources
+
+    def physical_name(self, logical_id: str) -> str:
+        return str(self.runtime.template.ref(logical_id))
+
+    def arn(self, logical_id: str) -> str:
+        return str(self.runtime.template.get_att(logical_id, "Arn"))
+
+    def mapping_stats(self) -> Mapping[str, Any]:
+        return {key: mapping.stats for key, mapping in self.runtime.mappings.items()}
+
+    def on_failure_records(self) -> Sequence[dict]:
+        if self._on_failure is None:
+            self._on_failure = self.runtime.on_failure_records()
+        return self._on_failure
+
+    def invocations(self, function_logical_id: str) -> int:
+        function = self.runtime.functions.get(function_logical_id)
+        return function.invocations if function else 0
+
+
+def demo_overrides(template_path: Any, pipelines: Sequence[DemoPipeline], user: Mapping[str, str]) -> dict[str, str]:
+    """Every pipeline's overrides the template can take, then the user's (which win)."""
+    declared = load_yaml(Path(template_path).read_text()).get("Parameters") or {}
+    overrides: dict[str, str] = {}
+    for pipeline in pipelines:
+        overrides.update({key: value for key, value in pipeline.parameter_overrides.items() if key in declared})
+    return {**overrides, **user}
+
+
+def run_demo(arguments: argparse.Namespace) -> int:
+    """`tributary demo` with its parsed arguments; 0 only if every section accounts for every record."""
+    started = time.monotonic()
+    pipelines = discover_pipelines()
+    overrides = demo_overrides(arguments.template, pipelines, parse_parameter_overrides(arguments.parameter_overrides))
+    with started_runtime(arguments, overrides, DEMO_OPTIONS) as runtime:
+        print_start(runtime)
+        context = RuntimeDemoContext(runtime)
+        active = [pipeline for pipeline in pipelines if _missing(context, pipeline) == []]
+        sections = [_skipped(pipeline, _missing(context, pipeline)) for pipeline in pipelines if pipeline not in active]
+        failed_producers = {pipeline.name: _produce(pipeline, context) for pipeline in active}
+        drained_problem = _drain(runtime, drain_timeout(arguments, runtime))
+        for pipeline in active:
+            section = _report(pipeline, context)
+            if failed_producers[pipeline.name]:
+                section.problems.append(failed_producers[pipeline.name])
+                section.accounted = False
+            sections.append(section)
+        fault_lines = describe_faults(runtime) if runtime.faults is not None else None
+    ok = _print_report(sections, drained_problem, active)
+    if fault_lines is not None:
+        _print_fault_verdict(fault_lines, ok)
+    print(f"\ndemo {'passed' if ok else 'FAILED'} in {time.monotonic() - started:.0f} s")
+    return 0 if ok else 1
+
+
+def _missing(context: RuntimeDemoContext, pipeline: DemoPipeline) -> list[str]:
+    return [logical_id for logical_id in pipeline.required_resources if not context.has_resource(logical_id)]
+
+
+def _skipped(pipeline: DemoPipeline, missing: list[str]) -> DemoSection:
+    return DemoSection(pipeline.name, [f"skipped: the template lacks {', '.join(missing)}"], accounted=True)
+
+
+def _produce(pipeline: DemoPipeline, context: RuntimeDemoContext) -> str:
+    try:
+        pipeline.produce(context)
+    except Exception:  # a broken plug-in fails its own section, not the whole demo's report
+        return f"produce failed:\n{traceback.format_exc()}"
+    return ""
+
+
+def _report(pipeline: DemoPipeline, context: RuntimeDemoContext) -> DemoSection:
+    try:
+        return pipeline.report(context)
+    except Exception:  # as in _produce
+        return DemoSection(pipeline.name, problems=[f"report failed:\n{traceback.format_exc()}"])
+
+
+def _drain(runtime: Runtime, timeout_s: float) -> str:
+    try:
+        runtime.drain(timeout_s, notify=print_now)
+    except TimeoutError as error:
+        return str(error)
+    return ""
+
+
+def describe_faults(runtime: Runtime) -> list[str]:
+    """What `--faults` injected and what the mappings did about it, in figures."""
+    assert runtime.faults is not None
+    injected = runtime.faults.injected
+    stats = [mapping.stats for mapping in runtime.mappings.values()]
+    kinds = ", ".join(f"{kind} {injected[kind]}" for kind in runtime.faults.plan.probabilities) or "none"
+    return [
+        f"plan: {runtime.faults.plan.describe()}",
+        f"injected: {sum(injected.values())} faults ({kinds})",
+        f"mappings: {sum(item.records_in for item in stats)} records in, "
+        f"{sum(item.function_errors for item in stats)} failed invocations, "
+        f"{sum(item.records_retried for item in stats)} records retried "
+        f"({sum(item.retries for item in stats)} retries, {sum(item.bisections for item in stats)} bisections), "
+        f"{sum(item.records_discarded for item in stats)} records dead-lettered "
+        f"({sum(item.records_to_destination for item in stats)} delivered to on-failure destinations)",
+    ]
+
+
+def _print_fault_verdict(lines: list[str], ok: bool) -> None:
+    print("\n## under injected faults")
+    for line in lines:
+        print(f"  {line}")
+    verdict = ("every record written or dead-lettered, and every key holds its newest record that was not "
+               "dead-lettered" if ok else "records lost or out of order, or not drained: see the problems above")
+    print(f"  verdict: {verdict}")
+
+
+def _print_report(sections: list[DemoSection], drained_problem: str, active: list[DemoPipeline]) -> bool:
+    print("\n================ tributary demo report ================")
+    for section in sections:
+        print(f"\n## {section.title}  [{'accounted' if section.accounted else 'NOT ACCOUNTED'}]")
+        for line in section.lines:
+            print(f"  {line}")
+        for problem in section.problems:
+            print(f"  problem: {problem}")
+    if drained_problem:
+        print(f"\nproblem: {drained_problem}")
+    if not active:
+        print("\nproblem: no demo pipeline could run against this template")
+    return bool(active) and not drained_problem and all(section.accounted for section in sections)

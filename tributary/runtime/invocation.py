@@ -1,0 +1,26 @@
+"""What one invocation of a local function returned: the one shape every caller of a function sees.
+
+The function host (functions.py) produces it; the event source mappings (esm/), the Lambda
+emulation and Firehose's transformation judge it. It lives here, apart from all of them, so that
+none imports it from another.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class InvocationResult:
+    """``function_error``: "Unhandled" when the handler raised or timed out, or a description of malformed
+    output; any non-None value is a function error (``error_message`` then says what happened)."""
+
+    response: Any = None
+    function_error: str | None = None
+    error_message: str | None = None
+
+
+Invoker = Callable[[dict], InvocationResult]
+"""Invokes a function with an event; reports the function's own failures in its result, never raises them."""
