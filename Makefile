@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export SAM_CLI_TELEMETRY := 0
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: setup demo test bench lint clean
+.PHONY: setup demo test test-fast bench lint clean
 
 setup: $(STAMP)
 
@@ -22,7 +22,30 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check .
+	$(MAKE) --no-print-directory checkov
 	$(VENV)/bin/pytest
+
+# Everyday: everything but the tests marked slow (end to end, sam build, fault injection); about 3 minutes.
+test-fast: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/pytest -m "not slow"
+
+# checkov pins old boto3/botocore, so it lives in a virtual environment of its own, never in .venv.
+CHECKOV_VENV := .venv-checkov
+CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
+
+$(CHECKOV_STAMP): requirements-checkov.txt
+	@test -n "$(PYTHON_313)" || { echo "python3.13 not found: install it (pyenv install 3.13) and retry" >&2; exit 1; }
+	$(PYTHON_313) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install --quiet --upgrade pip
+	$(CHECKOV_VENV)/bin/pip install --quiet -r requirements-checkov.txt
+	touch $(CHECKOV_STAMP)
+
+# The template's security scan: no failed check; each suppression is inline in template.yaml with its
+# reason. --skip-download keeps it offline (no guideline links from Prisma Cloud).
+.PHONY: checkov
+checkov: $(CHECKOV_STAMP)
+	$(CHECKOV_VENV)/bin/checkov --file template.yaml --framework cloudformation --compact --quiet --skip-download
 
 bench: $(STAMP)
 	$(VENV)/bin/python -m benchmarks
@@ -32,4 +55,4 @@ lint: $(STAMP)
 	$(VENV)/bin/sam validate --lint
 
 clean:
-	rm -rf $(VENV) .aws-sam .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) $(CHECKOV_VENV) .aws-sam .pytest_cache .ruff_cache .hypothesis
