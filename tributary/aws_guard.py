@@ -29,7 +29,6 @@ itself.
 """
 
 import http.client
-import ipaddress
 import os
 from typing import Any
 
@@ -37,6 +36,8 @@ import botocore.httpsession
 import urllib3.connection
 from botocore.exceptions import HTTPClientError
 from urllib3.util import parse_url
+
+from tributary_shared.loopback import is_loopback_host
 
 DUMMY_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "testing",
@@ -55,15 +56,6 @@ _ORIGIN_FORM_STARTS = ("/", "?", "*")
 class RealAwsRefused(RuntimeError):
     """Raised instead of connecting to anything but a loopback address, or through a proxy."""
 
-
-def is_loopback_host(host: str) -> bool:
-    """`localhost` or a loopback IP literal (127.0.0.0/8, ::1), exactly as a connection names it."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:  # a name (never resolved here) or a form socket accepts but ipaddress does not: refused
-        return False
 
 
 def is_loopback_url(url: str) -> bool:

@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 from uuid import UUID
 
 from tributary_shared.errors import ConfigurationError, PoisonRecordError, TransientError
+from tributary_shared.loopback import is_loopback_host
 from tributary_shared.retries import NO_DEADLINE, RetryPolicy
 from tributary_shared.settings import Environ, bounded_int_env, optional_env
 
@@ -169,7 +170,7 @@ class ConfluentSchemaRegistry:
         scheme = urlsplit(base_url).scheme
         if scheme not in ("http", "https"):
             raise ConfigurationError(f"Confluent registry URL must be http(s), got {base_url!r}")
-        if auth is not None and scheme == "http" and not _is_loopback_host(_connection_host(base_url)):
+        if auth is not None and scheme == "http" and not is_loopback_host(_connection_host(base_url)):
             # Basic auth is the password itself, readable by anyone on the path: only TLS, or loopback, carries it.
             raise ConfigurationError(
                 f"Confluent registry credentials go over https only (or to loopback): {base_url!r} is plain http"
@@ -254,20 +255,6 @@ def _connection_host(url: str) -> str:
     except (ValueError, http.client.InvalidURL) as error:  # say, a port that is not a number
         raise ConfigurationError(f"Confluent registry URL {url!r} names no host to connect to: {error}") from error
 
-
-def _is_loopback_host(host: str) -> bool:
-    """`localhost` or a loopback IP literal (127.0.0.0/8, ::1); a name is never resolved here.
-
-    The development package's guard has the same rule; the deployed layer cannot import it.
-    """
-    import ipaddress
-
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _json_object(raw: bytes, subject: str) -> dict[str, Any]:

@@ -6,9 +6,10 @@ start (100-200 ms). The template's `Tracing` parameter sets both Lambda's tracin
 `POWERTOOLS_TRACE_DISABLED`, so a function deployed without tracing never loads the SDK.
 """
 
-import os
 from collections.abc import Callable
 from typing import Any
+
+from tributary_shared.settings import optional_env
 
 Handler = Callable[[Any, Any], Any]
 DISABLED_VALUES = frozenset({"true", "1"})
@@ -16,7 +17,7 @@ DISABLED_VALUES = frozenset({"true", "1"})
 
 def tracing_enabled() -> bool:
     """Powertools' own switch: tracing is on unless POWERTOOLS_TRACE_DISABLED says otherwise."""
-    return os.environ.get("POWERTOOLS_TRACE_DISABLED", "false").strip().lower() not in DISABLED_VALUES
+    return optional_env("POWERTOOLS_TRACE_DISABLED", "false").strip().lower() not in DISABLED_VALUES
 
 
 def traced(handler: Handler) -> Handler:

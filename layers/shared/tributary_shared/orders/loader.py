@@ -28,10 +28,8 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from tributary_shared import aws_clients
 from tributary_shared.dynamo_writer import (
     MAX_BATCH_ITEMS,
-    WRITER_CLIENT_SETTINGS,
     BatchWriter,
     PendingItem,
     WriteReport,
@@ -65,14 +63,8 @@ MIN_WRITE_WINDOW_S = CALL_BUDGET_S + 0.5
 
 
 def order_table_writer(table_name: str) -> BatchWriter:
-    """The loader's writer to the OrderTransactions table.
-
-    Client-side parameter validation is off: it re-checks every attribute of every 25-item request
-    (about half of botocore's own time per BatchWriteItem, measured) for items this module built
-    itself, and DynamoDB validates each request anyway (a refused item is reported by its line).
-    """
-    client = aws_clients.client("dynamodb", **WRITER_CLIENT_SETTINGS)
-    return BatchWriter(table_name, KEY_COLUMNS, client=client)
+    """The loader's writer to the OrderTransactions table (its client: `BatchWriter`'s, created on first use)."""
+    return BatchWriter(table_name, KEY_COLUMNS)
 
 
 @dataclass
