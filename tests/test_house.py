@@ -17,7 +17,7 @@ from support import REPO_ROOT
 
 MAX_MODULE_LINES = 400
 LAYER = REPO_ROOT / "layers" / "shared"
-PIPELINES = ("stream_processor", "aggregator", "orders", "optin_updater")
+PIPELINES = ("stream_processor", "aggregator", "orders", "optin_updater", "redrive")
 # Each handler directory and the one pipeline package it may import.
 HANDLER_PIPELINES = {
     "stream_processor": "stream_processor",
@@ -25,6 +25,7 @@ HANDLER_PIPELINES = {
     "csv_loader": "orders",
     "firehose_transform": "orders",
     "optin_updater": "optin_updater",
+    "redrive": "redrive",
 }
 # Lowest first. A module may import its own rank or lower, never higher.
 DEVELOPMENT_RANKS = (

@@ -13,6 +13,10 @@ from samtranslator.translator.transform import transform
 from support import REPO_ROOT, RESOURCES, TEMPLATE, declared_mapping, environment
 
 STREAM_PROCESSORS = {"StreamProcessorFunction": "WildrydesStream", "PaymentProcessorFunction": "PaymentsStream"}
+LOG_DELIVERY_ACTIONS = {
+    "logs:CreateLogDelivery", "logs:GetLogDelivery", "logs:UpdateLogDelivery", "logs:DeleteLogDelivery",
+    "logs:ListLogDeliveries", "logs:PutResourcePolicy", "logs:DescribeResourcePolicies", "logs:DescribeLogGroups",
+}  # fmt: skip
 SAM = REPO_ROOT / ".venv" / "bin" / "sam"
 
 
@@ -125,6 +129,10 @@ def transformed_template() -> dict[str, Any]:
             resource["Properties"]["CodeUri"] = "s3://bucket/function.zip"
         elif resource["Type"] == "AWS::Serverless::LayerVersion":
             resource["Properties"]["ContentUri"] = "s3://bucket/layer.zip"
+        elif resource["Type"] == "AWS::Serverless::StateMachine":
+            # The definition itself, as `sam deploy` would upload it: its substitutions are transformed too.
+            path = REPO_ROOT / resource["Properties"].pop("DefinitionUri")
+            resource["Properties"]["Definition"] = json.loads(path.read_text())
     with environment(AWS_DEFAULT_REGION="us-east-1"):
         return transform(template, {}, NoManagedPolicies())
 
@@ -168,8 +176,11 @@ def test_every_role_names_its_resources():
             if "*" in as_list(statement["Resource"]):
                 actions = as_list(statement["Action"])
                 # X-Ray takes no resource ARNs; neither does a Glue schema lookup by version UUID (the
-                # Glue developer guide's deserializer policy grants glue:GetSchemaVersion on "*").
-                allowed = [a for a in actions if a.startswith("xray:") or a == "glue:GetSchemaVersion"]
+                # Glue developer guide's deserializer policy grants glue:GetSchemaVersion on "*"), nor
+                # CloudWatch Logs' vended log delivery a state machine's logging needs (Step Functions
+                # developer guide, "IAM policies for logging to CloudWatch Logs").
+                allowed = [a for a in actions
+                           if a.startswith("xray:") or a in {"glue:GetSchemaVersion", *LOG_DELIVERY_ACTIONS}]
                 assert allowed == actions, f"{name} grants {actions} on every resource"
 
 

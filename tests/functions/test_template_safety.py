@@ -22,6 +22,8 @@ ROLES_USING_THE_KEY = {
     "OptInUpdaterRole",
     "CsvLoaderRole",
     "OrdersDeliveryStreamRole",
+    "RedriveRole",
+    "RedriveStateMachineRole",
 }
 
 

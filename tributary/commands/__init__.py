@@ -3,6 +3,7 @@
 Commands sit above everything they drive; nothing below imports them:
 
     runtime_commands.py  `up`, `demo`, `run`, `query`: the local runtime's commands
+    redrive.py           `redrive`: the redrive state machine of a running `up`, and its summary
     session.py           starting a runtime for a command, live counters, shutdown
     demo.py              the demo runner: every demo plug-in (tributary.demos) on one runtime
     (tributary.producer, tributary.consumer)  `produce`, `consume`
@@ -19,6 +20,7 @@ SUBCOMMANDS = {
     "demo": (_RUNTIME_COMMANDS, "Scripted run of the main job with a report; exit 0 if nothing is lost"),
     "run": (_RUNTIME_COMMANDS, "Run any SAM template's Kinesis-triggered functions until drained"),
     "query": (_RUNTIME_COMMANDS, "Run SQL over the emulated data lake with DuckDB"),
+    "redrive": ("tributary.commands.redrive", "Redrive dead-lettered records of a running `up` (Step Functions)"),
     "produce": ("tributary.producer", "Put unicorn, payment or DMS records on a stream"),
     "consume": ("tributary.consumer", "Tail a stream and print one decoded JSON object per line"),
 }

@@ -1,14 +1,16 @@
-"""`tributary demo`: every demo plug-in's producer, one drain, every plug-in's report.
+"""`tributary demo`: every demo plug-in's producer, one drain, every plug-in's report, then the redrive step.
 
+The redrive step (tributary.demos.redrive) fixes the cause of some dead-lettered records, runs the
+redrive state machine and accounts for every dead-lettered record; its section is part of the verdict.
 With `--faults`, the report ends with what was injected (per kind), what the mappings did about it
 (records retried, bisections, records dead-lettered) and the verdict: the demo passes only if every
-plug-in's section holds, i.e. no record is lost and each key holds its newest record that was not
-dead-lettered.
+section holds, i.e. no record is lost and each key holds its newest record that was not dead-lettered.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import time
 import traceback
 from collections.abc import Mapping, Sequence
@@ -19,19 +21,23 @@ import boto3
 
 from tributary.commands.session import drain_timeout, print_now, print_start, started_runtime
 from tributary.demos import DemoPipeline, DemoSection, discover_pipelines
+from tributary.demos.redrive import STEP as REDRIVE_STEP
 from tributary.runtime.app import Runtime, RuntimeOptions
+from tributary.runtime.faults import FaultPlan
 from tributary.runtime.template import REGION, load_yaml, parse_parameter_overrides
 
 # The demo is a scripted, finite run: it retries and re-reads sooner than Lambda (1 s) to finish quickly;
-# the order and number of invocations are the same.
-DEMO_OPTIONS = RuntimeOptions(retry_delay_s=0.1, idle_read_interval_s=0.1)
+# the order and number of invocations are the same. Fault injection is on with nothing drawn (unless
+# `--faults` says otherwise), so the redrive step can inject its outage.
+DEMO_OPTIONS = RuntimeOptions(retry_delay_s=0.1, idle_read_interval_s=0.1, faults=FaultPlan({}, seed=1))
 
 
 class RuntimeDemoContext:
     """The `DemoContext` a running `Runtime` offers to demo plug-ins."""
 
-    def __init__(self, runtime: Runtime) -> None:
+    def __init__(self, runtime: Runtime, drain_timeout_s: float = 300.0) -> None:
         self.runtime = runtime
+        self.drain_timeout_s = drain_timeout_s
         self.endpoint_url = runtime.aws.endpoint_url
         self.region = REGION
         self.parameters = {key: str(value) for key, value in runtime.template.parameters.items()}
@@ -62,6 +68,16 @@ class RuntimeDemoContext:
         function = self.runtime.functions.get(function_logical_id)
         return function.invocations if function else 0
 
+    # What the redrive step needs besides (tributary.demos.redrive.RedriveStepContext).
+    def drain(self) -> None:
+        self.runtime.drain(self.drain_timeout_s, notify=print_now)
+
+    def outage(self, kind: str) -> contextlib.AbstractContextManager[None]:
+        return self.runtime.outage(kind)
+
+    def current_failure_records(self) -> Sequence[dict]:
+        return self.runtime.on_failure_records()
+
 
 def demo_overrides(template_path: Any, pipelines: Sequence[DemoPipeline], user: Mapping[str, str]) -> dict[str, str]:
     """Every pipeline's overrides the template can take, then the user's (which win)."""
@@ -79,7 +95,7 @@ def run_demo(arguments: argparse.Namespace) -> int:
     overrides = demo_overrides(arguments.template, pipelines, parse_parameter_overrides(arguments.parameter_overrides))
     with started_runtime(arguments, overrides, DEMO_OPTIONS) as runtime:
         print_start(runtime)
-        context = RuntimeDemoContext(runtime)
+        context = RuntimeDemoContext(runtime, drain_timeout(arguments, runtime))
         active = [pipeline for pipeline in pipelines if _missing(context, pipeline) == []]
         sections = [_skipped(pipeline, _missing(context, pipeline)) for pipeline in pipelines if pipeline not in active]
         failed_producers = {pipeline.name: _produce(pipeline, context) for pipeline in active}
@@ -90,7 +106,9 @@ def run_demo(arguments: argparse.Namespace) -> int:
                 section.problems.append(failed_producers[pipeline.name])
                 section.accounted = False
             sections.append(section)
-        fault_lines = describe_faults(runtime) if runtime.faults is not None else None
+        if not drained_problem:
+            sections.append(_redrive_step(context))
+        fault_lines = describe_faults(runtime) if arguments.faults is not None else None
     ok = _print_report(sections, drained_problem, active)
     if fault_lines is not None:
         _print_fault_verdict(fault_lines, ok)
@@ -119,6 +137,17 @@ def _report(pipeline: DemoPipeline, context: RuntimeDemoContext) -> DemoSection:
         return pipeline.report(context)
     except Exception:  # as in _produce
         return DemoSection(pipeline.name, problems=[f"report failed:\n{traceback.format_exc()}"])
+
+
+def _redrive_step(context: RuntimeDemoContext) -> DemoSection:
+    missing = [logical_id for logical_id in REDRIVE_STEP.required_resources if not context.has_resource(logical_id)]
+    if missing:
+        return DemoSection(REDRIVE_STEP.name, [f"skipped: the template lacks {', '.join(missing)}"], accounted=True)
+    print_now("redrive step: an outage, the fix, then the redrive state machine")
+    try:
+        return REDRIVE_STEP.run(context)
+    except Exception:  # as in _report: the step fails its own section
+        return DemoSection(REDRIVE_STEP.name, problems=[f"redrive step failed:\n{traceback.format_exc()}"])
 
 
 def _drain(runtime: Runtime, timeout_s: float) -> str:

@@ -63,8 +63,9 @@ def add_runtime_arguments(parser: argparse.ArgumentParser) -> None:
 @contextlib.contextmanager
 def started_runtime(arguments: argparse.Namespace, overrides: Mapping[str, str],
                     options: RuntimeOptions | None = None) -> Iterator[Runtime]:
-    """A started Runtime for the command's arguments; `options` gives defaults the arguments override."""
-    faults = fault_plan(arguments)
+    """A started Runtime for the command's arguments; `options` gives defaults the arguments override
+    (its `faults` only when `--faults` is not given)."""
+    faults = fault_plan(arguments) or (options.faults if options else None)
     with contextlib.ExitStack() as stack:
         log_path = arguments.logs or function_log_path(arguments.command)
         log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -118,7 +119,7 @@ def print_start(runtime: Runtime) -> None:
         print(f"  event not emulated: {name}")
     for emulation in runtime.emulations:
         print(f"  emulation: {emulation.name}")
-    if runtime.faults is not None:
+    if runtime.faults is not None and runtime.faults.plan.probabilities:
         print(f"  faults: {runtime.faults.plan.describe()}")
     for warning in [*runtime.template.warnings, *runtime.retry_forever_warnings()]:
         print(f"  warning: {warning}")

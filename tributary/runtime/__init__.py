@@ -6,7 +6,10 @@ Commands (tributary.commands) and demos (tributary.demos) drive it from above; n
     template/        the SAM template: YAML, parameters, conditions, intrinsics, names and ARNs
     resources.py     create what the template declares in the emulator (moto)
     functions.py     run each function in this process the way Lambda would
+    invocation_slot.py  one invocation at a time; a function's synchronous call runs nested in it
+    function_output.py  what functions print goes to the function log
     invocation.py    InvocationResult: what an invocation returned, for every caller of a function
+    executions.py    Step Functions executions: start one, wait for its end
     esm/             event source mappings (Kinesis, DynamoDB streams), one concept per module
     destinations.py  on-failure destinations and AWS's invocation record
     emulations/      EMULATIONS of the services and features moto lacks (Lambda, SMS, Firehose, ...)

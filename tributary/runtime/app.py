@@ -5,7 +5,9 @@ creates an event-source-mapping engine per `Kinesis`/`DynamoDB` event (and per
 AWS::Lambda::EventSourceMapping). `step()` polls every mapping and emulation once, on one thread,
 so function invocations never overlap; `drain()` steps until nothing is left to deliver.
 The Lambda emulation (emulations/lambda_service.py) serves the Invoke API to the functions and queues their
-asynchronous invocations (and S3's) for `step()` to run.
+asynchronous invocations (and S3's) for `step()` to run. State machines run in moto's ASL interpreter, their
+tasks wired to those functions and to the embedded AWS (emulations/stepfunctions.py); an execution runs
+on its own thread, its Lambda tasks taking the invocation slot like any other caller.
 """
 
 from __future__ import annotations
@@ -24,12 +26,13 @@ import boto3
 
 from tributary.emulator import EmbeddedAws
 from tributary.runtime import esm
-from tributary.runtime.emulations import Emulation
+from tributary.runtime.emulations import Emulation, stepfunctions
 from tributary.runtime.emulations.lambda_service import LambdaEmulation, async_configs
 from tributary.runtime.emulations.wiring import build_emulations
 from tributary.runtime.esm.filtering import FilterPatternError, parse_pattern
 from tributary.runtime.faults import FaultInjector, FaultPlan, injecting
-from tributary.runtime.functions import LocalFunction, load_functions, route_function_output, unloadable_functions
+from tributary.runtime.function_output import route_function_output
+from tributary.runtime.functions import LocalFunction, load_functions, unloadable_functions
 from tributary.runtime.resources import Deployment, deploy
 from tributary.runtime.template import Template, TemplateError
 from tributary.runtime.trace import TraceWriter
@@ -69,6 +72,7 @@ class Runtime:
         self.faults = FaultInjector(options.faults, self.trace) if options.faults else None
         self._fault_scope = contextlib.ExitStack()
         self._saved_environment: dict[str, str] = {}
+        self.runs_state_machines = False
 
     # ------------------------------------------------------------ lifecycle
 
@@ -85,7 +89,10 @@ class Runtime:
 
     def _start_in_emulator(self) -> None:
         route_function_output(self.options.function_log)
+        state_machines_refused = self._run_state_machines()
         self.deployment = deploy(self.template, boto3.session.Session())
+        if state_machines_refused:
+            self.deployment.notes.append(f"Step Functions: executions not run: {state_machines_refused}")
         if self.faults is not None:
             self._fault_scope.enter_context(injecting(self.faults))
         self.skipped_functions = unloadable_functions(self.template)
@@ -98,6 +105,11 @@ class Runtime:
             retry_delays_s=self.options.async_retry_delays_s,
         ).start()
         self.deployment.notes.append(f"Lambda Invoke API: emulation at {self.lambda_service.endpoint_url}")
+        for function in self.functions.values():
+            function.caller_endpoint = self.lambda_service.caller_endpoint(function)
+        if self.runs_state_machines:
+            stepfunctions.route_tasks(self.aws.endpoint_url, self.lambda_service.endpoint_url)
+            self.deployment.notes.append("Step Functions: executions run by moto's interpreter, tasks wired here")
         built = build_emulations(
             self.template, self.deployment, self.functions, self._function_by_name, self.lambda_service.invoke_async
         )
@@ -106,7 +118,27 @@ class Runtime:
         for mapping in self.mappings.values():
             mapping.start()  # LATEST means from now: before anything is produced
 
+    def _run_state_machines(self) -> str | None:
+        """Turn moto's interpreter on when the template has state machines; why not, if this moto is refused."""
+        types = {"AWS::Serverless::StateMachine", "AWS::StepFunctions::StateMachine"}
+        if not any(resource.type in types for resource in self.template.resources.values()):
+            return None
+        refused = stepfunctions.refusal()
+        if refused is None:
+            stepfunctions.run_executions()
+            self.runs_state_machines = True
+        return refused
+
+    def outage(self, kind: str) -> contextlib.AbstractContextManager[None]:
+        """Every request (or invocation) of fault `kind` fails while the block runs (tributary.runtime.faults)."""
+        if self.faults is None:
+            raise RuntimeError("outages need fault injection: start the runtime with a FaultPlan (it may be empty)")
+        return self.faults.outage(kind)
+
     def stop(self) -> None:
+        if self.runs_state_machines:
+            stepfunctions.stop()
+            self.runs_state_machines = False
         for mapping in self.mappings.values():
             mapping.close()
         self._fault_scope.close()
@@ -329,7 +361,8 @@ def _read_queue(queue_name: str) -> list[dict]:
 def _read_bucket(bucket: str) -> list[dict]:
     s3 = boto3.client("s3")
     records = []
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+    # Lambda writes under aws/lambda/; the redrive keeps quarantine/ and redriven/ in the same bucket.
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix="aws/lambda/"):
         for item in page.get("Contents", []):
             records.append(json.loads(s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read()))
     return records

@@ -1,8 +1,10 @@
 """Fault injection (`--faults`): AWS misbehaving towards the functions under test, as it does in production.
 
 `tributary run|up|demo --faults dynamodb.throttle=0.1,lambda.crash=0.05 [--fault-seed N]` gives each
-kind of fault a probability. A request a function makes meets at most one fault: the kinds that apply
-to it are drawn in the order of `FAULTS`, and the first drawn happens (a kind left out takes no draws).
+kind of fault a probability (`FaultInjector.outage(kind)` makes one certain for a while, drawing nothing:
+the demo's redrive step takes the schema registry down so). A request a function makes meets at most one
+fault: the kinds that apply to it are drawn in the order of `FAULTS`, and the first drawn happens (a kind
+left out takes no draws).
 The draws come from one generator seeded with the fault seed, so a run repeats the same faults as long
 as requests come in the same order; requests that race (a function's own thread pool, batches timed
 by the clock) may take the draws in another order. Each fault is presented exactly as AWS presents it
@@ -31,7 +33,7 @@ to an SDK client, so the code under test takes its real error paths:
 
 Only the functions' own requests are faulted, never the runtime's (mapping polling, deployment,
 on-failure destinations, emulations, the demo's producers and reports). A client is the function's
-when function code creates it, on a function's thread (`functions.current_function_name`): while an
+when function code creates it, on a function's thread (`function_output.current_function_name`): while an
 injector is active (`injecting`), every botocore client creation is watched, and a function's
 clients get a `before-send` handler (threads the function starts itself use the same clients).
 That event runs for every attempt, botocore's own retries included, after the request is signed;
@@ -59,7 +61,7 @@ from botocore.awsrequest import AWSPreparedRequest, AWSResponse
 from botocore.exceptions import EndpointConnectionError, ReadTimeoutError
 from botocore.httpsession import URLLib3Session
 
-from tributary.runtime.functions import current_function_name
+from tributary.runtime.function_output import current_function_name
 from tributary.runtime.template import ACCOUNT_ID
 from tributary.runtime.trace import TraceWriter
 
@@ -163,6 +165,18 @@ class FaultInjector:
         self._rng = random.Random(self.plan.seed)
         self._lock = threading.Lock()
         self._http = URLLib3Session(timeout=FORWARD_TIMEOUT_S)
+        self._outages: set[str] = set()
+
+    @contextlib.contextmanager
+    def outage(self, kind: str) -> Iterator[None]:
+        """`kind` meets every request (or invocation) it applies to while the block runs, with no draw taken."""
+        if kind not in FAULTS:
+            raise _spec_error(f"unknown fault {kind!r}")
+        self._outages.add(kind)  # one set operation: atomic
+        try:
+            yield
+        finally:
+            self._outages.discard(kind)
 
     def close(self) -> None:
         self._http.close()
@@ -317,6 +331,8 @@ class FaultInjector:
     # ------------------------------------------------------------ draws and records
 
     def _drawn(self, kind: str) -> bool:
+        if kind in self._outages:
+            return True
         probability = self.plan.probabilities.get(kind, 0.0)
         if probability <= 0:
             return False  # no draw: a kind left out does not shift the others' draws

@@ -16,16 +16,17 @@ Functions it cannot run this way (a Runtime other than python3.x, InlineCode, a 
 local CodeUri directory) are named by `unloadable_functions` with the reason and left out; the rest
 of the template still runs.
 
-Invocations are serialised by one lock because environment variables and `sys.modules` are
-process-wide. What function threads print (Powertools logs) goes to the function log
-(`route_function_output`), never to the runtime's own output.
+Invocations are serialised (`invocation_slot`) because environment variables and `sys.modules` are
+process-wide; a function's synchronous Invoke of another runs nested in its slot
+(`invoke_nested`), reached through its own Lambda endpoint (`caller_endpoint`), which names it. What
+function threads print (Powertools logs) goes to the function log (`function_output`), never to the
+runtime's own output.
 """
 
 from __future__ import annotations
 
 import contextlib
 import importlib
-import io
 import json
 import os
 import sys
@@ -37,12 +38,16 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Protocol, TextIO
+from typing import Any, Protocol
 
-from tributary.runtime.invocation import InvocationResult
+from tributary.runtime import invocation_slot
+from tributary.runtime.function_output import function_thread, stdout_routed
+from tributary.runtime.function_output import route_function_output as route_function_output
+from tributary.runtime.invocation import ClientContext, InvocationResult
 from tributary.runtime.template import ACCOUNT_ID, REGION, FunctionSpec, Template, TemplateError
 
-_INVOCATION_LOCK = threading.RLock()
+# For callers on other threads that must not wait behind an invocation (invocation_slot.slot_if_free).
+invocation_slot_if_free = invocation_slot.slot_if_free
 _DEFAULT_ENVIRONMENT = {
     # No X-Ray daemon locally: tracing is off unless the template turns it on explicitly.
     "POWERTOOLS_TRACE_DISABLED": "true",
@@ -61,7 +66,7 @@ class InvocationFaults(Protocol):
 class LambdaContext:
     """The attributes and method of Lambda's Python context object that handlers use."""
 
-    def __init__(self, function: FunctionConfig, deadline: float) -> None:
+    def __init__(self, function: FunctionConfig, deadline: float, client_context: ClientContext | None = None) -> None:
         self.function_name = function.name
         self.function_version = "$LATEST"
         self.invoked_function_arn = function.arn
@@ -70,7 +75,7 @@ class LambdaContext:
         self.log_group_name = f"/aws/lambda/{function.name}"
         self.log_stream_name = f"{time.strftime('%Y/%m/%d')}/[$LATEST]{uuid.uuid4().hex}"
         self.identity = None
-        self.client_context = None
+        self.client_context = client_context
         self._deadline = deadline
 
     def get_remaining_time_in_millis(self) -> int:
@@ -125,103 +130,37 @@ def _env_string(value: Any) -> str:
     return str(value)
 
 
-@contextlib.contextmanager
-def invocation_slot_if_free() -> Iterator[bool]:
-    """Hold the in-process invocation slot if no invocation is running now; yields whether it is held.
-
-    For callers on other threads (the Lambda emulation's RequestResponse) that must not wait behind
-    an invocation that may itself be waiting for them.
-    """
-    held = _INVOCATION_LOCK.acquire(blocking=False)
-    try:
-        yield held
-    finally:
-        if held:
-            _INVOCATION_LOCK.release()
-
-
-_function_threads: dict[int, str] = {}  # thread ident -> name of the function whose code it runs
-_function_log: TextIO | None = None
-
-
-@contextlib.contextmanager
-def _function_thread(function_name: str) -> Iterator[None]:
-    """Mark this thread as running `function_name`'s code while the block runs."""
-    ident = threading.get_ident()
-    _function_threads[ident] = function_name
-    try:
-        yield
-    finally:
-        _function_threads.pop(ident, None)
-
-
-def current_function_name() -> str | None:
-    """The function whose code this thread is running (its import or its handler), or None for the runtime's own."""
-    return _function_threads.get(threading.get_ident())
-
-
-class _ThreadRoutedStream(io.TextIOBase):
-    """stdout stand-in: writes from function threads go to the function log, others pass through.
-
-    A function's logger may keep the instance it saw at import for good, so routing is decided by
-    module-level state at each write, not by the instance.
-    """
-
-    def __init__(self, passthrough: TextIO) -> None:
-        self.passthrough = passthrough
-
-    def write(self, text: str) -> int:
-        if threading.get_ident() in _function_threads:
-            if _function_log is not None:
-                _function_log.write(text)
-            return len(text)
-        return self.passthrough.write(text)
-
-    def flush(self) -> None:
-        if _function_log is not None:
-            _function_log.flush()
-        self.passthrough.flush()
-
-    def isatty(self) -> bool:
-        return self.passthrough.isatty()
-
-
-def route_function_output(function_log: TextIO | None) -> None:
-    """Send what functions print to `function_log` (None discards it); other threads print as before."""
-    global _function_log
-    _function_log = function_log
-
-
-@contextlib.contextmanager
-def _stdout_routed() -> Iterator[None]:
-    previous = sys.stdout
-    if not isinstance(previous, _ThreadRoutedStream):
-        sys.stdout = _ThreadRoutedStream(previous)
-    try:
-        yield
-    finally:
-        sys.stdout = previous
-
-
 class LocalFunction:
     """One function of the template, invocable in-process; its invoker is what the ESM engine calls."""
 
     def __init__(self, config: FunctionConfig, faults: InvocationFaults | None = None) -> None:
         self.config = config
         self.faults = faults
+        # AWS_ENDPOINT_URL_LAMBDA in its environment: the Lambda emulation, told this function is calling.
+        self.caller_endpoint: str | None = None
         self.invocations = 0
         self.errors = 0
         self._own_modules: dict[str, ModuleType] = {}
         self._handler: Any = None
         self._top_level_names = _top_level_module_names(config.code_dir)
 
-    def invoke(self, event: dict) -> InvocationResult:
-        """Invoke with `event` as Lambda does; never raises for a function's own failure."""
+    def invoke(self, event: dict, client_context: ClientContext | None = None) -> InvocationResult:
+        """Invoke with `event` as Lambda does, once the slot is free; never raises for a function's own failure."""
+        with invocation_slot.top_level(self.config.name):
+            return self._invoke(event, client_context)
+
+    def invoke_nested(self, event: dict, caller: str, client_context: ClientContext | None = None
+                      ) -> InvocationResult | None:  # fmt: skip
+        """Invoke nested in `caller`'s invocation, which waits for the answer; None if `caller` is not the
+        innermost invocation running (then it is not waiting for this one)."""
+        with invocation_slot.nested_in(caller, self.config.name) as admitted:
+            return self._invoke(event, client_context) if admitted else None
+
+    def _invoke(self, event: dict, client_context: ClientContext | None) -> InvocationResult:
         payload = json.loads(json.dumps(event))  # what crosses Lambda's API is JSON, nothing else
-        with _INVOCATION_LOCK:
-            if self.faults is not None and self.faults.cold_start(self.config.name):
-                self._own_modules, self._handler = {}, None  # a new execution environment imports afresh
-            outcome = self._run(payload)
+        if self.faults is not None and self.faults.cold_start(self.config.name):
+            self._own_modules, self._handler = {}, None  # a new execution environment imports afresh
+        outcome = self._run(payload, client_context)
         if outcome.error is None and self.faults is not None:
             outcome.error = self.faults.failure_after_handler(self.config.name, self.config.timeout_s)
         if outcome.error is not None:
@@ -232,18 +171,24 @@ class LocalFunction:
             return self._failed(f"Runtime.MarshalError: unable to marshal response: {error}")
         return InvocationResult(response=response)
 
-    def _run(self, payload: Any) -> _Outcome:
-        """The handler's outcome in this function's process state; the caller holds the invocation lock."""
-        with self._lambda_process(), _stdout_routed():
-            self.invocations += 1
-            deadline = time.monotonic() + self.config.timeout_s
+    def _run(self, payload: Any, client_context: ClientContext | None = None) -> _Outcome:
+        """The handler's outcome in this function's process state; the caller holds the invocation slot."""
+        with self._lambda_process(), stdout_routed():
             try:
-                with _function_thread(self.config.name):
-                    handler = self._load_handler()
-            except Exception as error:  # an import error is an init failure: Runtime error, like Lambda
-                return _Outcome(error=f"Runtime.ImportModuleError: {type(error).__name__}: {error}")
-            context = LambdaContext(self.config, deadline)
-            return _run_with_timeout(handler, payload, context, max(0.0, deadline - time.monotonic()))
+                return self._run_handler(payload, client_context)
+            finally:
+                invocation_slot.wait_for_nested(self.config.name)  # before the process state is restored
+
+    def _run_handler(self, payload: Any, client_context: ClientContext | None) -> _Outcome:
+        self.invocations += 1
+        deadline = time.monotonic() + self.config.timeout_s
+        try:
+            with function_thread(self.config.name):
+                handler = self._load_handler()
+        except Exception as error:  # an import error is an init failure: Runtime error, like Lambda
+            return _Outcome(error=f"Runtime.ImportModuleError: {type(error).__name__}: {error}")
+        context = LambdaContext(self.config, deadline, client_context)
+        return _run_with_timeout(handler, payload, context, max(0.0, deadline - time.monotonic()))
 
     def _failed(self, message: str) -> InvocationResult:
         self.errors += 1
@@ -283,6 +228,8 @@ class LocalFunction:
             "LAMBDA_TASK_ROOT": str(config.code_dir),
             "_HANDLER": config.handler,
         }
+        if self.caller_endpoint is not None:
+            lambda_variables["AWS_ENDPOINT_URL_LAMBDA"] = self.caller_endpoint
         return {**_DEFAULT_ENVIRONMENT, **lambda_variables, **config.environment}
 
     def _is_own(self, module_name: str) -> bool:
@@ -320,7 +267,7 @@ def _run_with_timeout(handler: Any, event: dict, context: LambdaContext, timeout
     outcome = _Outcome()
 
     def target() -> None:
-        with _function_thread(context.function_name):
+        with function_thread(context.function_name):
             try:
                 outcome.value = handler(event, context)
             except Exception as error:

@@ -2,12 +2,13 @@
 
 The function host (functions.py) produces it; the event source mappings (esm/), the Lambda
 emulation and Firehose's transformation judge it. It lives here, apart from all of them, so that
-none imports it from another.
+none imports it from another. So does what a caller may hand the function beside its event: Invoke's
+`ClientContext`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,3 +25,13 @@ class InvocationResult:
 
 Invoker = Callable[[dict], InvocationResult]
 """Invokes a function with an event; reports the function's own failures in its result, never raises them."""
+
+
+@dataclass(frozen=True)
+class ClientContext:
+    """Invoke's ClientContext as Lambda's Python runtime hands it to the handler (`context.client_context`):
+    the caller's `custom` and `env` objects and `client` (what AWS's mobile SDKs say about the app)."""
+
+    custom: Mapping[str, Any] | None = None
+    env: Mapping[str, Any] | None = None
+    client: Any = None

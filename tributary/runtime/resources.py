@@ -20,6 +20,7 @@ import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
 from tributary.runtime.emulations.sms import SmsEmulation
+from tributary.runtime.emulations.stepfunctions import create_state_machine
 from tributary.runtime.template import Template, TemplateError
 
 
@@ -62,6 +63,7 @@ NOT_NEEDED_LOCALLY = {
     "AWS::Logs::LogStream": "function output goes to the function log file (--logs, or .tributary/logs/)",
     "AWS::CloudWatch::Alarm": "alarms are not evaluated locally",
     "AWS::CloudWatch::Dashboard": "dashboards are not emulated",
+    "AWS::Events::Rule": "EventBridge rules and schedules are not emulated (start executions by hand)",
 }
 
 
@@ -375,6 +377,8 @@ _CREATORS: dict[str, Creator] = {
     "AWS::KinesisFirehose::DeliveryStream": _firehose,
     "AWS::Athena::NamedQuery": _athena_named_query,
     "AWS::SMSVOICE::OptOutList": _sms_opt_out_list,
+    "AWS::Serverless::StateMachine": create_state_machine,
+    "AWS::StepFunctions::StateMachine": create_state_machine,
 }
 # Referenced resources first: a consumer's stream, a table's Kinesis destination, a schema's registry, a table's
 # database.

@@ -15,6 +15,8 @@ each says so in its docstring (what it emulates, what it does not):
                              transformation Lambda, dynamic partitioning, error output
     firehose_parquet.py      Firehose's record format conversion to Parquet with a Glue table's schema
     firehose_prefixes.py     Firehose's custom S3 prefix expressions
+    stepfunctions.py         AWS Step Functions: moto's ASL interpreter, its tasks wired to the runtime's
+                             functions (Lambda) and to the embedded AWS (SDK integrations)
     loopback.py              what the services served on loopback share: the server, the endpoint
                              variable botocore reads, one `ServiceError`
     wiring.py                which emulations a deployed template needs

@@ -1,16 +1,24 @@
 """EMULATION of Lambda's Invoke operation on the wire (REST-JSON, API version 2015-03-31).
 
 `POST /2015-03-31/functions/{FunctionName}/invocations` with `X-Amz-Invocation-Type` Event,
-RequestResponse (the default) or DryRun, and an optional `Qualifier`; payloads over Lambda's limits
+RequestResponse (the default) or DryRun, an optional `Qualifier` and, for a synchronous invocation, an
+optional `X-Amz-Client-Context` (base64 JSON, at most 3,583 bytes, handed to the handler as
+`context.client_context`); payloads over Lambda's limits
 (6 MB synchronous, 1 MB asynchronous) are refused with RequestTooLargeException, a body that is not
 JSON with InvalidRequestContentException. Errors carry Lambda's error shape (`Type`, `Message`) and
 the `x-amzn-ErrorType` header; a function error answers 200 with the Python runtime's error object
 and `X-Amz-Function-Error`. Every other operation or method: UnsupportedOperationException.
 What an invocation does is the service's (lambda_service.py).
+
+A path may start with `/caller/<function name>`: the endpoint the runtime gives each of its functions
+(`AWS_ENDPOINT_URL_LAMBDA`), so that a function's synchronous call to another can run nested in its
+invocation. Nothing in AWS's API; botocore keeps an endpoint's path in front of the operation's.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import re
 import uuid
@@ -21,13 +29,15 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from tributary.runtime.emulations.loopback import LoopbackRequestHandler, ServiceError
 from tributary.runtime.functions import LocalFunction
-from tributary.runtime.invocation import InvocationResult
+from tributary.runtime.invocation import ClientContext, InvocationResult
 from tributary.runtime.template import ACCOUNT_ID, REGION
 
-INVOKE_PATH = re.compile(r"^/2015-03-31/functions/(?P<function>[^/]+)/invocations$")
+INVOKE_PATH = re.compile(r"^(/caller/(?P<caller>[^/]+))?/2015-03-31/functions/(?P<function>[^/]+)/invocations$")
+CALLER_PREFIX = "/caller/"
 INVOCATION_TYPES = ("Event", "RequestResponse", "DryRun")
 MAX_SYNC_PAYLOAD_BYTES = 6 * 1024 * 1024
 MAX_ASYNC_PAYLOAD_BYTES = 1024 * 1024
+MAX_CLIENT_CONTEXT_BYTES = 3583
 
 
 class InvokeTarget(Protocol):
@@ -37,7 +47,8 @@ class InvokeTarget(Protocol):
 
     def invoke_async(self, function: LocalFunction, payload: Any) -> str: ...
 
-    def invoke_sync(self, function: LocalFunction, payload: Any) -> InvocationResult: ...
+    def invoke_sync(self, function: LocalFunction, payload: Any, caller: str | None = None,
+                    client_context: ClientContext | None = None) -> InvocationResult: ...  # fmt: skip
 
 
 def function_not_found(name: str) -> ServiceError:
@@ -92,7 +103,9 @@ def handler_for(service: InvokeTarget) -> type[LoopbackRequestHandler]:
             elif invocation_type == "Event":
                 self._reply(HTTPStatus.ACCEPTED, b"", service.invoke_async(function, payload))
             else:
-                result = service.invoke_sync(function, payload)
+                caller = unquote(match["caller"]) if match["caller"] else None
+                client_context = parse_client_context(self.headers.get("X-Amz-Client-Context"))
+                result = service.invoke_sync(function, payload, caller, client_context)
                 body = json.dumps(response_payload(result, request_id)).encode()
                 headers = {"X-Amz-Executed-Version": "$LATEST"}
                 if result.function_error:
@@ -125,6 +138,24 @@ def handler_for(service: InvokeTarget) -> type[LoopbackRequestHandler]:
             self.send_body(status, body, content_type="application/json", request_id=request_id, headers=headers)
 
     return Handler
+
+
+def parse_client_context(header: str | None) -> ClientContext | None:
+    """Invoke's ClientContext header as the handler's `context.client_context`; 400 if it is not base64 JSON."""
+    if not header:
+        return None
+    if len(header) > MAX_CLIENT_CONTEXT_BYTES:
+        raise ServiceError(HTTPStatus.BAD_REQUEST, "InvalidParameterValueException",
+                           f"Client context must be at most {MAX_CLIENT_CONTEXT_BYTES} bytes")
+    try:
+        document = json.loads(base64.b64decode(header, validate=True))
+    except (ValueError, binascii.Error) as error:
+        raise ServiceError(HTTPStatus.BAD_REQUEST, "InvalidRequestContentException",
+                           f"Client context must be a valid Base64-encoded JSON object: {error}") from error
+    if not isinstance(document, dict):
+        raise ServiceError(HTTPStatus.BAD_REQUEST, "InvalidRequestContentException",
+                           "Client context must be a valid Base64-encoded JSON object")
+    return ClientContext(custom=document.get("custom"), env=document.get("env"), client=document.get("client"))
 
 
 def _unsupported(method: str, path: str) -> ServiceError:

@@ -17,12 +17,14 @@ ARN (qualifier `$LATEST` or none):
   goes to the OnFailure destination (SQS, SNS, S3 under `aws/lambda/async/<function>/...`, or a
   Lambda function); a success goes to OnSuccess if set. EventBridge destinations are not emulated.
 - `RequestResponse`: runs the function and answers its response, or its error payload with the
-  `X-Amz-Function-Error: Unhandled` header. Invocations are serialised in-process, so while one
-  runs (e.g. a function invoking another synchronously) the answer is 429 TooManyRequestsException
-  (botocore retries it): the local runtime's concurrency is one.
+  `X-Amz-Function-Error: Unhandled` header. Invocations are serialised in-process: a call from a
+  function that is waiting for the answer (it comes through that function's own endpoint,
+  `caller_endpoint`) runs nested in its invocation (tributary.runtime.invocation_slot); any other
+  call while one runs is answered 429 TooManyRequestsException (botocore retries it): the local
+  runtime's concurrency is one.
 - `DryRun`: 204. An unknown function: 404 ResourceNotFoundException in Lambda's error shape.
 
-Not emulated: other Lambda operations, ClientContext, log tails (X-Amz-Log-Result), versions and
+Not emulated: other Lambda operations, log tails (X-Amz-Log-Result), versions and
 aliases, throttling and system-error retries, reserved concurrency, recursive loop detection.
 The runtime's functions reach it unchanged through botocore's service-specific endpoint variable
 AWS_ENDPOINT_URL_LAMBDA (service id "Lambda"), which `start()` sets.
@@ -43,10 +45,15 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from tributary.runtime.destinations import OnFailureDestination, iso_millis
-from tributary.runtime.emulations.lambda_invoke_api import function_not_found, handler_for, response_payload
+from tributary.runtime.emulations.lambda_invoke_api import (
+    CALLER_PREFIX,
+    function_not_found,
+    handler_for,
+    response_payload,
+)
 from tributary.runtime.emulations.loopback import LoopbackRequestHandler, LoopbackService, ServiceError
 from tributary.runtime.functions import FunctionLookup, LocalFunction, invocation_slot_if_free
-from tributary.runtime.invocation import InvocationResult
+from tributary.runtime.invocation import ClientContext, InvocationResult
 from tributary.runtime.template import Template
 
 ENDPOINT_VARIABLE = "AWS_ENDPOINT_URL_LAMBDA"
@@ -173,8 +180,16 @@ class LambdaEmulation(LoopbackService):
             self.stats.queued += 1
         return event.request_id
 
-    def invoke_sync(self, function: LocalFunction, payload: Any) -> InvocationResult:
-        """Run now (RequestResponse) if no other invocation is running; 429 otherwise."""
+    def caller_endpoint(self, function: LocalFunction) -> str:
+        """The endpoint `function`'s own clients use: its synchronous calls then run nested in its invocation."""
+        return f"{self.endpoint_url}{CALLER_PREFIX}{function.config.name}"
+
+    def invoke_sync(self, function: LocalFunction, payload: Any, caller: str | None = None,
+                    client_context: ClientContext | None = None) -> InvocationResult:  # fmt: skip
+        """Run now (RequestResponse): nested in `caller`'s invocation if it is waiting for this one, else
+        if no other invocation is running; 429 otherwise."""
+        if caller is not None and (result := function.invoke_nested(payload, caller, client_context)) is not None:
+            return result
         with invocation_slot_if_free() as free:
             if not free:
                 raise ServiceError(
@@ -183,7 +198,7 @@ class LambdaEmulation(LoopbackService):
                     "Rate Exceeded. (local runtime: one invocation at a time; another is running)",
                     Reason="ConcurrentInvocationLimitExceeded",
                 )
-            return function.invoke(payload)
+            return function.invoke(payload, client_context)
 
     # ------------------------------------------------------------------ the asynchronous queue
     def poll(self) -> bool:
