@@ -22,6 +22,7 @@ import boto3
 from tributary.commands.session import drain_timeout, print_now, print_start, started_runtime
 from tributary.demos import DemoPipeline, DemoSection, discover_pipelines
 from tributary.demos.redrive import STEP as REDRIVE_STEP
+from tributary.runtime.alarms import summary_line
 from tributary.runtime.app import Runtime, RuntimeOptions
 from tributary.runtime.faults import FaultPlan
 from tributary.runtime.template import REGION, load_yaml, parse_parameter_overrides
@@ -109,7 +110,10 @@ def run_demo(arguments: argparse.Namespace) -> int:
         if not drained_problem:
             sections.append(_redrive_step(context))
         fault_lines = describe_faults(runtime) if arguments.faults is not None else None
+        alarms = summary_line(runtime.alarms.evaluate().summary()) if runtime.alarms is not None else ""
     ok = _print_report(sections, drained_problem, active)
+    if alarms:  # the template's alarms as CloudWatch would show them now (poison pills fill the on-failure queue)
+        print(f"\n{alarms}")
     if fault_lines is not None:
         _print_fault_verdict(fault_lines, ok)
     print(f"\ndemo {'passed' if ok else 'FAILED'} in {time.monotonic() - started:.0f} s")

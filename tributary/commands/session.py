@@ -18,6 +18,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Protocol, TextIO
 
+from tributary.runtime.alarms import summary_line
 from tributary.runtime.app import Runtime, RuntimeOptions
 from tributary.runtime.faults import FAULTS, FaultPlan, FaultSpecError, parse_faults
 from tributary.stop_signals import StopRequest, stop_on_signals
@@ -121,6 +122,10 @@ def print_start(runtime: Runtime) -> None:
         print(f"  emulation: {emulation.name}")
     if runtime.faults is not None and runtime.faults.plan.probabilities:
         print(f"  faults: {runtime.faults.plan.describe()}")
+    if runtime.alarms is not None:
+        print(f"  alarms: {len(runtime.alarms.specs)} evaluated over what the runtime observes")
+        for name, reason in runtime.alarms.not_evaluated.items():
+            print(f"  alarm not evaluated locally: {name}: {reason}")
     for warning in [*runtime.template.warnings, *runtime.retry_forever_warnings()]:
         print(f"  warning: {warning}")
 
@@ -141,6 +146,8 @@ def counter_lines(counters: Mapping[str, Any]) -> list[str]:
     if counters.get("faults"):
         injected = " ".join(f"{kind}={count}" for kind, count in counters["faults"].items())
         lines.append(f"{'faults injected':<40} {injected}")
+    if counters.get("alarms"):
+        lines.append(summary_line(counters["alarms"]))
     return lines
 
 

@@ -26,12 +26,13 @@ import boto3
 
 from tributary.emulator import EmbeddedAws
 from tributary.runtime import esm
+from tributary.runtime.alarms import AlarmBoard, sqs_queue_depth, template_alarms
 from tributary.runtime.emulations import Emulation, stepfunctions
 from tributary.runtime.emulations.lambda_service import LambdaEmulation, async_configs
 from tributary.runtime.emulations.wiring import build_emulations
 from tributary.runtime.esm.filtering import FilterPatternError, parse_pattern
 from tributary.runtime.faults import FaultInjector, FaultPlan, injecting
-from tributary.runtime.function_output import route_function_output
+from tributary.runtime.function_output import listen_to_function_lines, route_function_output
 from tributary.runtime.functions import LocalFunction, load_functions, unloadable_functions
 from tributary.runtime.resources import Deployment, deploy
 from tributary.runtime.template import Template, TemplateError
@@ -73,6 +74,7 @@ class Runtime:
         self._fault_scope = contextlib.ExitStack()
         self._saved_environment: dict[str, str] = {}
         self.runs_state_machines = False
+        self.alarms: AlarmBoard | None = None
 
     # ------------------------------------------------------------ lifecycle
 
@@ -97,6 +99,7 @@ class Runtime:
             self._fault_scope.enter_context(injecting(self.faults))
         self.skipped_functions = unloadable_functions(self.template)
         self.functions = load_functions(self.template, self.faults)
+        self._watch_alarms()
         self._create_mappings()
         self._name_events_of_skipped_functions()
         self.lambda_service = LambdaEmulation(
@@ -117,6 +120,15 @@ class Runtime:
         self.emulations = [*built, self.lambda_service]
         for mapping in self.mappings.values():
             mapping.start()  # LATEST means from now: before anything is produced
+
+    def _watch_alarms(self) -> None:
+        """Evaluate the template's alarms over what the functions emit and what the runtime sees (alarms.py)."""
+        specs, refused = template_alarms(self.template)
+        self.alarms = AlarmBoard(specs, refused, local_functions=[f.config.name for f in self.functions.values()],
+                                 queue_depth=sqs_queue_depth(boto3.client("sqs")))  # fmt: skip
+        listen_to_function_lines(self.alarms.observe_output_line)
+        for function in self.functions.values():
+            function.on_invoked = self.alarms.observe_invocation
 
     def _run_state_machines(self) -> str | None:
         """Turn moto's interpreter on when the template has state machines; why not, if this moto is refused."""
@@ -145,6 +157,7 @@ class Runtime:
         if self.trace is not None:
             self.trace.close()
         route_function_output(None)  # the log file closes with the runtime
+        listen_to_function_lines(None)
         if self.deployment.sms is not None:
             self.deployment.sms.stop()
         if self.lambda_service is not None:
@@ -258,6 +271,7 @@ class Runtime:
             "mappings": mappings,
             "emulations": {item.name: item.counters() for item in self.emulations},
             "faults": dict(self.faults.injected) if self.faults else {},
+            "alarms": self.alarms.evaluate().summary() if self.alarms else None,
         }
 
     def on_failure_records(self) -> list[dict]:

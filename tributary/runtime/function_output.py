@@ -12,11 +12,14 @@ import contextlib
 import io
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TextIO
 
 _function_threads: dict[int, str] = {}  # thread ident -> name of the function whose code it runs
 _function_log: TextIO | None = None
+# Hears each whole line a function writes (function name, line): how the runtime reads their EMF metrics.
+_line_listener: Callable[[str, str], None] | None = None
+_partial_lines: dict[int, str] = {}  # thread ident -> what it wrote after its last newline
 
 
 @contextlib.contextmanager
@@ -28,6 +31,9 @@ def function_thread(function_name: str) -> Iterator[None]:
         yield
     finally:
         _function_threads.pop(ident, None)
+        rest = _partial_lines.pop(ident, "")
+        if rest and _line_listener is not None:
+            _line_listener(function_name, rest)
 
 
 def current_function_name() -> str | None:
@@ -46,9 +52,12 @@ class _ThreadRoutedStream(io.TextIOBase):
         self.passthrough = passthrough
 
     def write(self, text: str) -> int:
-        if threading.get_ident() in _function_threads:
+        ident = threading.get_ident()
+        if ident in _function_threads:
             if _function_log is not None:
                 _function_log.write(text)
+            if _line_listener is not None:
+                _hear_lines(ident, text)
             return len(text)
         return self.passthrough.write(text)
 
@@ -60,6 +69,25 @@ class _ThreadRoutedStream(io.TextIOBase):
 
     def isatty(self) -> bool:
         return self.passthrough.isatty()
+
+
+def _hear_lines(ident: int, text: str) -> None:
+    # print() writes a line and its newline in two calls: only whole lines are handed on.
+    *lines, rest = (_partial_lines.pop(ident, "") + text).split("\n")
+    if rest:
+        _partial_lines[ident] = rest
+    listener, function_name = _line_listener, _function_threads.get(ident)
+    if listener is None or function_name is None:
+        return
+    for line in lines:
+        listener(function_name, line)
+
+
+def listen_to_function_lines(listener: Callable[[str, str], None] | None) -> None:
+    """Hand every whole line a function writes to `listener` (function name, line); None stops it."""
+    global _line_listener
+    _line_listener = listener
+    _partial_lines.clear()
 
 
 def route_function_output(function_log: TextIO | None) -> None:

@@ -138,6 +138,8 @@ class LocalFunction:
         self.faults = faults
         # AWS_ENDPOINT_URL_LAMBDA in its environment: the Lambda emulation, told this function is calling.
         self.caller_endpoint: str | None = None
+        # Hears every invocation's event and result (function name first): Lambda's metrics (alarms.py).
+        self.on_invoked: Callable[[str, dict, InvocationResult], None] | None = None
         self.invocations = 0
         self.errors = 0
         self._own_modules: dict[str, ModuleType] = {}
@@ -157,6 +159,12 @@ class LocalFunction:
             return self._invoke(event, client_context) if admitted else None
 
     def _invoke(self, event: dict, client_context: ClientContext | None) -> InvocationResult:
+        result = self._invoke_once(event, client_context)
+        if self.on_invoked is not None:
+            self.on_invoked(self.config.name, event, result)
+        return result
+
+    def _invoke_once(self, event: dict, client_context: ClientContext | None) -> InvocationResult:
         payload = json.loads(json.dumps(event))  # what crosses Lambda's API is JSON, nothing else
         if self.faults is not None and self.faults.cold_start(self.config.name):
             self._own_modules, self._handler = {}, None  # a new execution environment imports afresh

@@ -61,10 +61,13 @@ NOT_NEEDED_LOCALLY = {
     "AWS::Serverless::LayerVersion": "its ContentUri is on each function's import path",
     "AWS::Lambda::EventSourceMapping": "driven by the event-source-mapping engine",
     "AWS::Logs::LogStream": "function output goes to the function log file (--logs, or .tributary/logs/)",
-    "AWS::CloudWatch::Alarm": "alarms are not evaluated locally",
+    "AWS::CloudWatch::Alarm": "evaluated by the runtime over what it observes (alarms.py); its actions are not run",
     "AWS::CloudWatch::Dashboard": "dashboards are not emulated",
     "AWS::Events::Rule": "EventBridge rules and schedules are not emulated (start executions by hand)",
 }
+
+# Named at start-up by what runs them: functions as functions, alarms with what is evaluated.
+_LISTED_ELSEWHERE = {"AWS::Serverless::Function", "AWS::Serverless::LayerVersion", "AWS::CloudWatch::Alarm"}
 
 
 class _Deployer:
@@ -90,7 +93,7 @@ class _Deployer:
             creator = _CREATORS.get(resource.type)
             if creator is None:
                 reason = NOT_NEEDED_LOCALLY.get(resource.type, f"{resource.type} is not supported by the local runtime")
-                if resource.type not in {"AWS::Serverless::Function", "AWS::Serverless::LayerVersion"}:
+                if resource.type not in _LISTED_ELSEWHERE:
                     self.deployment.skipped.append((resource.logical_id, reason))
                 continue
             try:
