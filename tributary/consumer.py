@@ -7,9 +7,14 @@ up in the registry. A record that does not decode is reported on stderr and the 
 itself at its tip, MillisBehindLatest 0, and nothing new came). Each shard is read at most five
 times a second (its GetRecords limit), throttling backs off, and after a reshard a child shard is
 read only once its parents are read to their end, so a partition key's records print in order.
+KPL aggregated records are opened as the functions open them (`tributary_shared.kinesis_aggregation`):
+each user record prints on its own line. `--raw` prints the Kinesis records as stored instead, one
+JSON object per record with its metadata, its data in base64 and, for an aggregate, how many user
+records it holds.
 """
 
 import argparse
+import base64
 import json
 import os
 import sys
@@ -23,6 +28,7 @@ from typing import Any
 from tributary.producer import aws_client, json_default
 from tributary.stop_signals import StopRequest, stop_on_signals
 from tributary_shared.errors import RecordError
+from tributary_shared.kinesis_aggregation import AGGREGATE_MAGIC, Aggregate, open_aggregate
 from tributary_shared.payloads import Decoder, PayloadDecoder
 from tributary_shared.retries import NO_DEADLINE, RetryPolicy, full_jitter_backoff
 from tributary_shared.schema_registry import RegistrySettings
@@ -213,20 +219,70 @@ class StreamTail:
                 self.sleep(poll_interval)
 
 
+def user_records(record: dict[str, Any]) -> list[dict[str, Any]]:
+    """A GetRecords record as its user records: itself, or each user record of a KPL aggregate.
+
+    A user record looks like a GetRecords record with its own `Data` and `PartitionKey`, plus its
+    `SubSequenceNumber`, `ExplicitHashKey` and, if it cannot be used, the `Problem`. A record that
+    starts with the magic bytes but is no valid aggregate stays whole, with a `Note` saying why.
+    """
+    data = record["Data"]
+    if not data.startswith(AGGREGATE_MAGIC):
+        return [record]
+    opened = open_aggregate(data)
+    if not isinstance(opened, Aggregate):
+        return [{**record, "Note": opened.note}]
+    return [
+        {
+            **record,
+            "Data": user_record.data,
+            "PartitionKey": user_record.partition_key,
+            "SubSequenceNumber": user_record.subsequence_number,
+            "ExplicitHashKey": user_record.explicit_hash_key,
+            "Problem": user_record.problem,
+        }
+        for user_record in opened
+    ]
+
+
 def decoded_line(record: dict[str, Any], decode: Decoder) -> tuple[str | None, str | None]:
     """(JSON line for stdout, None) or (None, error line for stderr)."""
     try:
+        if record.get("Problem"):
+            raise RecordError(record["Problem"])
         value = decode(record["Data"])
     except RecordError as error:
         problem = {
-            "error": error.reason,
+            "error": error.reason if "Note" not in record else f"{error.reason} ({record['Note']})",
             "permanent": error.permanent,
             "shardId": record["shardId"],
             "sequenceNumber": record["SequenceNumber"],
             "partitionKey": record["PartitionKey"],
         }
+        if "SubSequenceNumber" in record:
+            problem["subsequenceNumber"] = record["SubSequenceNumber"]
         return None, json.dumps(problem)
     return json.dumps(value, default=json_default, ensure_ascii=False), None
+
+
+def raw_line(record: dict[str, Any]) -> str:
+    """A GetRecords record as stored: its metadata, its data in base64, and an aggregate's user record count."""
+    data = record["Data"]
+    arrival = record.get("ApproximateArrivalTimestamp")
+    line: dict[str, Any] = {
+        "shardId": record["shardId"],
+        "sequenceNumber": record["SequenceNumber"],
+        "partitionKey": record["PartitionKey"],
+        "approximateArrivalTimestamp": arrival.isoformat() if isinstance(arrival, datetime) else arrival,
+        "bytes": len(data),
+        "data": base64.b64encode(data).decode(),
+    }
+    opened = open_aggregate(data) if data.startswith(AGGREGATE_MAGIC) else None
+    if isinstance(opened, Aggregate):
+        line["kplUserRecords"] = len(opened)
+    elif opened is not None:
+        line["kplNote"] = opened.note
+    return json.dumps(line)
 
 
 def record_decoder(args: argparse.Namespace) -> Decoder:
@@ -253,6 +309,10 @@ def parse_arguments(command: str, argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--registry", help="only accept writer schemas from this Glue registry")
     parser.add_argument("--confluent-url", help="Confluent-compatible registry for 0x00-framed records")
     parser.add_argument("--reader-schema", type=Path, help="an .avsc to project Avro records onto")
+    parser.add_argument(
+        "--raw", action="store_true",
+        help="print Kinesis records as stored (metadata, base64 data), KPL aggregates unopened",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     if args.start is None:
         args.start = "AT_TIMESTAMP" if args.timestamp else "LATEST"
@@ -276,11 +336,17 @@ def main(command: str, argv: list[str]) -> int:
 
 
 def print_until_done(tail: StreamTail, args: argparse.Namespace, stop: StopRequest, decode: Decoder) -> None:
-    """Print records until --max-records, --idle-exit or a stop request (checked once a round)."""
+    """Print records until --max-records, --idle-exit or a stop request (checked once a round).
+
+    --max-records counts what is printed: user records, or with --raw Kinesis records.
+    """
     seen, last_busy_at = 0, time.monotonic()
     for result in tail.rounds(args.poll_interval):
-        for record in result.records:
-            line, problem = decoded_line(record, decode)
+        if args.raw:
+            printed = ((raw_line(record), None) for record in result.records)
+        else:
+            printed = (decoded_line(each, decode) for record in result.records for each in user_records(record))
+        for line, problem in printed:
             if line is not None:
                 print(line, flush=True)
             else:

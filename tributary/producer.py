@@ -3,8 +3,11 @@
 Each mode is a record source: it adds its options and turns them into an iterator of
 (partition key, bytes) entries, endless or finite. The command paces the entries (`--rate`),
 stops after `--msgs`, sends them with PutRecords (only failed entries retried) and prints a
-progress bar on stderr and the final sent/retried/failed counts. Against the local emulator,
-pass `--endpoint-url` or set AWS_ENDPOINT_URL; the region comes from the usual AWS variables.
+progress bar on stderr and the final sent/retried/failed counts. With `--aggregate` each paced
+chunk's records are packed KPL-style, one partition key per aggregate (`tributary.kpl_aggregation`),
+and the counts say how many user records went in how many Kinesis records and PutRecords calls.
+Against the local emulator, pass `--endpoint-url` or set AWS_ENDPOINT_URL; the region comes from
+the usual AWS variables.
 
 The record generators (`unicorn_statuses`, `payment_events`, in `tributary.sample_records`) are
 plain functions so the demo and the benchmark reuse them.
@@ -29,15 +32,18 @@ from uuid import UUID
 from botocore.exceptions import ClientError
 
 from tributary.aws_guard import is_loopback_url
+from tributary.kpl_aggregation import KeyAggregator, user_records_in
 from tributary.sample_records import PAYMENT_LIFECYCLES as PAYMENT_LIFECYCLES  # re-exported: tests read it here
 from tributary.sample_records import payment_events, unicorn_statuses
 from tributary.schema_registration import COMPATIBILITY_MODES, SchemaRegistration
 from tributary.stop_signals import stop_on_signals
-from tributary_shared.kinesis_put import NOT_SENT, FailedEntry, PutReport, put_records
+from tributary_shared.kinesis_put import MAX_RECORDS_PER_REQUEST, NOT_SENT, FailedEntry, PutReport, put_records
 
 SCHEMAS = Path(__file__).resolve().parent.parent / "schemas"
 DEFAULT_UNICORNS = ("Shadowfax",)
 POISON_EVERY = 10
+# User records packed per chunk with --aggregate: a few MiB of small records, enough to fill aggregates.
+AGGREGATED_CHUNK_RECORDS = 10_000
 Entry = tuple[str, bytes]
 
 # ------------------------------------------------------------------------------------ encoders
@@ -191,18 +197,19 @@ MODES: dict[str, Mode] = {
 
 
 def paced(entries: Iterable[Entry], rate: float, *, clock: Callable[[], float] = time.monotonic,
-          sleep: Callable[[float], None] = time.sleep) -> Iterator[list[Entry]]:
-    """Chunks of entries released at `rate` per second (0: as fast as PutRecords takes them)."""
+          sleep: Callable[[float], None] = time.sleep,
+          chunk_records: int = MAX_RECORDS_PER_REQUEST) -> Iterator[list[Entry]]:
+    """Chunks of at most `chunk_records` entries released at `rate` per second (0: as fast as PutRecords takes them)."""
     iterator = iter(entries)
     if rate <= 0:
-        while chunk := list(itertools.islice(iterator, 500)):
+        while chunk := list(itertools.islice(iterator, chunk_records)):
             yield chunk
         return
     tick = max(1.0, 1.0 / rate)
     started, released = clock(), 0
     while True:
         due = math.floor((clock() - started) * rate) + 1 - released
-        chunk = list(itertools.islice(iterator, min(500, max(1, due))))
+        chunk = list(itertools.islice(iterator, min(chunk_records, max(1, due))))
         if not chunk:
             return
         released += len(chunk)
@@ -272,6 +279,10 @@ def parse_arguments(command: str, argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--msgs", type=int, help="records to send (default: until interrupted)")
     parser.add_argument("--rate", type=float, help="records per second in total (0: as fast as possible)")
     parser.add_argument("--endpoint-url", help="e.g. the local emulator's; default AWS_ENDPOINT_URL")
+    parser.add_argument(
+        "--aggregate", action="store_true",
+        help="pack each partition key's records into KPL aggregated records of up to 1 MiB",
+    )  # fmt: skip
     mode.add_options(parser)
     args = parser.parse_args(argv)
     if args.msgs is not None and args.msgs < 0:
@@ -291,14 +302,22 @@ def main(command: str, argv: list[str]) -> int:
         return 2
     if args.msgs is not None:
         entries = itertools.islice(entries, args.msgs)
-    progress = Progress(args.msgs)
+    # With --aggregate the bar counts Kinesis records, which --msgs does not give the number of.
+    progress = Progress(None if args.aggregate else args.msgs)
+    aggregator = KeyAggregator() if args.aggregate else None
+    chunk_records = AGGREGATED_CHUNK_RECORDS if aggregator else MAX_RECORDS_PER_REQUEST
     total = PutReport()
+    user_records_taken = 0
     stopped_by: ClientError | None = None
     try:
         with stop_on_signals() as stop:
-            for chunk in paced(entries, args.rate, sleep=stop.sleep):
+            for chunk in paced(entries, args.rate, sleep=stop.sleep, chunk_records=chunk_records):
                 if stop.requested:  # checked here, not after the put: Ctrl-C during a pacing pause counts too
                     break
+                user_records = len(chunk)
+                if aggregator:
+                    chunk = [(packed.partition_key, packed.data) for packed in aggregator.pack(chunk)]
+                user_records_taken += user_records  # from here on, a record not sent is in total's failures
                 send_chunk(kinesis, args.stream, chunk, total, progress)
     except KeyboardInterrupt:  # a second Ctrl-C, mid-put
         pass
@@ -306,10 +325,21 @@ def main(command: str, argv: list[str]) -> int:
         stopped_by = error
     finally:  # an aborted run still reports what it sent, and what it took but did not send as failed
         progress.finish(total)
+        if aggregator:
+            print(aggregated_summary(user_records_taken, total), file=progress.stream)
     if stopped_by is not None:
         print(f"tributary {command}: {stopped_by}", file=sys.stderr)
         return 2
     return 1 if total.failed else 0
+
+
+def aggregated_summary(user_records_taken: int, total: PutReport) -> str:
+    """What --aggregate did: user records sent, in how many Kinesis records and PutRecords calls."""
+    failed = sum(user_records_in(entry.data) for entry in total.failed_entries)
+    return (
+        f"user records sent {user_records_taken - failed}, failed {failed}; "
+        f"Kinesis records put {total.sent}; PutRecords calls {total.requests}"
+    )
 
 
 def send_chunk(kinesis: Any, stream: str, chunk: list[Entry], total: PutReport, progress: Progress) -> None:

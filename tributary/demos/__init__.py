@@ -14,7 +14,7 @@ object that satisfies `DemoPipeline`. `tributary demo` then:
 
 `ctx` (a `DemoContext`) is all a pipeline needs: boto3 clients already pointed at the emulator,
 physical names and ARNs by logical id, the runtime's per-mapping counters and every invocation
-record delivered to an on-failure destination. The helpers below (`read_stream`,
+record delivered to an on-failure destination. The helpers below (`read_stream`, `user_records_of`,
 `batches_of_stream`, `in_failure_batches`, `function_mapping_stats`) are what several reports share.
 """
 
@@ -26,6 +26,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
+
+from tributary_shared.kinesis_aggregation import Aggregate, open_aggregate
+from tributary_shared.kinesis_batch import record_version
 
 
 @dataclass
@@ -132,6 +135,41 @@ def read_stream(kinesis: Any, stream_name: str) -> list[RecordOnStream]:
                 break
             iterator = response.get("NextShardIterator")
     return records
+
+
+@dataclass(frozen=True)
+class UserRecordOnStream:
+    """One user record as the functions see it: a plain Kinesis record, or one user record of a KPL aggregate."""
+
+    record: RecordOnStream
+    """The Kinesis record holding it: its sequence number is all an on-failure batch can name."""
+    subsequence_number: int
+    data: bytes
+    aggregated: bool
+
+    @property
+    def version(self) -> str:
+        """The `recordVersion` a write of this user record carries (its stream position)."""
+        return record_version(self.record.sequence_number, self.subsequence_number)
+
+    @property
+    def position(self) -> str:
+        """Where it is, for a report: shard and sequence number, and subsequence number inside an aggregate."""
+        where = f"{self.record.shard_id} {self.record.sequence_number}"
+        return f"{where}:{self.subsequence_number}" if self.aggregated else where
+
+
+def user_records_of(records: Sequence[RecordOnStream]) -> list[UserRecordOnStream]:
+    """The user records of `records`, in stream order: a KPL aggregate opened by the layer's own rules
+    (`kinesis_aggregation`, what every function uses), any other record as itself."""
+    opened: list[UserRecordOnStream] = []
+    for record in records:
+        aggregate = open_aggregate(record.data)
+        if isinstance(aggregate, Aggregate):
+            opened += [UserRecordOnStream(record, user.subsequence_number, user.data, True) for user in aggregate]
+        else:
+            opened.append(UserRecordOnStream(record, 0, record.data, False))
+    return opened
 
 
 def batches_of_stream(failures: Sequence[Mapping[str, Any]], stream_name: str) -> list[Mapping[str, Any]]:

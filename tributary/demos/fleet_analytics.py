@@ -76,8 +76,9 @@ class FleetAnalyticsDemo:
         stats = ctx.mapping_stats().get(MAPPING)
         if stats is not None:
             section.lines.append(
-                f"{MAPPING}: {stats.records_in} records in, {stats.invocations} invocations, "
-                f"{stats.records_to_destination} records to the on-failure destination"
+                f"{MAPPING}: {stats.records_in} Kinesis records in (a KPL aggregate is one), "
+                f"{stats.invocations} invocations, {stats.records_to_destination} Kinesis records to the "
+                "on-failure destination"
             )
         section.accounted = not section.problems
         return section

@@ -2,13 +2,18 @@
 
 Produces a small fleet of unicorns (JSON) on the wildrydes stream and payment state changes on the
 payments stream (the producer's generators, `tributary produce` uses the same), each with a few
-labelled poison pills (not JSON, missing key, key of the wrong type). Payments are Avro framed for
+labelled poison pills (not JSON, missing key, key of the wrong type). The unicorns' producer
+aggregates as the KPL does (`tributary produce --aggregate`, `tributary.kpl_aggregation`): each
+unicorn's readings go in one aggregated Kinesis record, which reaches the functions unchanged and is
+opened by them; the poison pills, each under a key of its own, go plain. Payments are Avro framed for
 the Glue Schema Registry the template declares: the first half written with schema version 1, the
 rest with version 2 (registered before anything is put, zlib-compressed), as producers upgraded
 mid-stream would.
-The report reads both streams back and accounts for every record: its sequence number lies in a
-batch delivered to the on-failure destination, or its key's item holds its version (`recordVersion`,
-the stream position of the record that wrote it) or a newer one. Per key, the item must hold the
+The report reads both streams back, opens every aggregate on them as the functions do, and accounts
+for every user record: its Kinesis record's sequence number lies in a batch delivered to the
+on-failure destination (an aggregate is dead-lettered whole), or its key's item holds its version
+(`recordVersion`, the stream position of the user record that wrote it: sequence and subsequence
+number) or a newer one. Per key, the item must hold the
 newest record that was not dead-lettered (or a newer, dead-lettered one the function had applied
 before failing): an older one means the key went back in time, whatever faults were injected.
 (Payments repeat a paymentId through its lifecycle.)
@@ -28,18 +33,20 @@ from tributary.demos import (
     DemoContext,
     DemoSection,
     RecordOnStream,
+    UserRecordOnStream,
     batches_of_stream,
     function_mapping_stats,
     in_failure_batches,
     read_stream,
+    user_records_of,
 )
+from tributary.kpl_aggregation import KeyAggregator
 from tributary.producer import SCHEMAS, glue_encoder, json_bytes, payment_events, unicorn_statuses
 from tributary.schema_registration import SchemaRegistration
 from tributary_shared.avro_codec import RegistryDeserializer
 from tributary_shared.avro_framing import COMPRESSION_ZLIB, GLUE_HEADER_VERSION
 from tributary_shared.errors import RecordError
-from tributary_shared.kinesis_batch import record_version
-from tributary_shared.kinesis_put import put_records
+from tributary_shared.kinesis_put import PutReport, put_records
 from tributary_shared.schema_registry import GlueSchemaRegistry
 
 UNICORNS = ("Shadowfax", "Rocinante", "Bucephalus", "Pegasus", "Epona", "Artax")
@@ -100,7 +107,12 @@ class StreamPlan:
     table: str
     function: str
     key_attributes: tuple[str, ...]
+    aggregate: bool = False
+    """Whether its producer packs each key's records into KPL aggregates."""
     records: list[tuple[str, bytes, str]] = field(default_factory=list)
+    """(partition key, data, poison reason or ""): the user records, as the producer means them."""
+    put: PutReport = field(default_factory=PutReport)
+    """What the put took: Kinesis records and PutRecords calls."""
 
 
 class StreamProcessorDemo:
@@ -111,7 +123,8 @@ class StreamProcessorDemo:
 
     def __init__(self) -> None:
         self.plans = [
-            StreamPlan("WildrydesStream", "UnicornSensorDataTable", "StreamProcessorFunction", ("Name", "StatusTime")),
+            StreamPlan("WildrydesStream", "UnicornSensorDataTable", "StreamProcessorFunction", ("Name", "StatusTime"),
+                       aggregate=True),
             StreamPlan("PaymentsStream", "PaymentsTable", "PaymentProcessorFunction", ("paymentId",)),
         ]
 
@@ -121,9 +134,11 @@ class StreamProcessorDemo:
         kinesis = ctx.client("kinesis")
         for plan in self.plans:
             entries = [(key, data) for key, data, _ in plan.records]
-            report = put_records(kinesis, ctx.physical_name(plan.stream), entries)
-            if report.failed_entries:
-                raise RuntimeError(f"{plan.stream}: {len(report.failed_entries)} records not put")
+            if plan.aggregate:
+                entries = [(packed.partition_key, packed.data) for packed in KeyAggregator().pack(entries)]
+            plan.put = put_records(kinesis, ctx.physical_name(plan.stream), entries)
+            if plan.put.failed_entries:
+                raise RuntimeError(f"{plan.stream}: {len(plan.put.failed_entries)} Kinesis records not put")
 
     def report(self, ctx: DemoContext) -> DemoSection:
         section = DemoSection(self.name, accounted=True)
@@ -139,19 +154,21 @@ class StreamProcessorDemo:
 
 @dataclass
 class StreamAccount:
-    """Where every record on one stream ended up: its item in the table, or an on-failure batch."""
+    """Where every user record on one stream ended up: its item in the table, or an on-failure batch."""
 
     stream_name: str
     table_name: str
     on_stream: list[RecordOnStream]
+    user_records: list[UserRecordOnStream]
+    """The user records of `on_stream`: each aggregate opened, every other record as itself."""
     items: int
     batches: list[Mapping[str, Any]]
     written: int = 0
     in_failure: int = 0
     lost: list[str] = field(default_factory=list)
-    """Records neither dead-lettered nor written: no item for their key."""
+    """User records neither dead-lettered nor written: no item for their key."""
     missing: int = 0
-    """Records this demo put that are not on the stream."""
+    """User records this demo put that are not on the stream."""
     stale: list[str] = field(default_factory=list)
     """Keys whose item is older than their newest record that was not dead-lettered: order went back."""
     unknown: list[str] = field(default_factory=list)
@@ -160,6 +177,8 @@ class StreamAccount:
     """Items holding their key's newest record that was not dead-lettered."""
     newer_dead_lettered: int = 0
     """Items holding a dead-lettered record newer than every other: applied, then the invocation failed."""
+    aggregated_written: int = 0
+    """Of `written`, user records of KPL aggregates: the functions opened them (dead-lettered whole, they are not)."""
 
 
 def account_stream(ctx: DemoContext, plan: StreamPlan, failures: Sequence[Mapping[str, Any]]) -> StreamAccount:
@@ -173,22 +192,23 @@ def account_stream(ctx: DemoContext, plan: StreamPlan, failures: Sequence[Mappin
         for batch in batches_of_stream(failures, stream_name)
         if batch["requestContext"]["functionArn"] == function_arn
     ]
-    account = StreamAccount(stream_name, table_name, on_stream, len(items), batches)
+    account = StreamAccount(stream_name, table_name, on_stream, user_records_of(on_stream), len(items), batches)
     decode = record_decoder(ctx)
     newest_live: dict[tuple[str, ...], str] = {}
     versions: dict[tuple[str, ...], set[str]] = {}
-    # Other demos may share the stream: the processor must account for every record on it.
-    for record in on_stream:
-        key, _ = _decoded_key(decode, record.data, plan.key_attributes)
-        version = record_version(record.sequence_number)
+    # Other demos may share the stream: the processor must account for every user record on it.
+    for user_record in account.user_records:
+        key, _ = _decoded_key(decode, user_record.data, plan.key_attributes)
+        version = user_record.version
         if key is not None:
             versions.setdefault(key, set()).add(version)
-        if in_failure_batches(record, batches):
+        if in_failure_batches(user_record.record, batches):
             account.in_failure += 1
         elif key not in items:
-            account.lost.append(f"{record.shard_id} {record.sequence_number}")
+            account.lost.append(user_record.position)
         else:  # its key's item must hold it or a newer record: checked below, per key
             account.written += 1
+            account.aggregated_written += user_record.aggregated
             newest_live[key] = max(newest_live.get(key, version), version)
     for key, newest in newest_live.items():
         held = items[key] or ""
@@ -201,35 +221,54 @@ def account_stream(ctx: DemoContext, plan: StreamPlan, failures: Sequence[Mappin
         else:
             account.unknown.append(" ".join(key))
     put_by_demo = Counter(data for _, data, _ in plan.records)
-    account.missing = len(put_by_demo - Counter(record.data for record in on_stream))
+    account.missing = (put_by_demo - Counter(user_record.data for user_record in account.user_records)).total()
     return account
 
 
 def describe_account(account: StreamAccount, plan: StreamPlan, mapping: Any | None) -> list[str]:
     poison_by_data = {data: reason for _, data, reason in plan.records if reason}
+    user_records, kinesis_records = len(account.user_records), len(account.on_stream)
+    on_stream = f"{user_records} on the stream"
+    if user_records != kinesis_records:
+        on_stream = f"{user_records} user records on the stream in {kinesis_records} Kinesis records"
     lines = [
         f"{account.stream_name}: {len(plan.records)} records put by this demo ({len(poison_by_data)} poison), "
-        f"{len(account.on_stream)} on the stream; {account.table_name}: {account.items} items"
+        f"{on_stream}; {account.table_name}: {account.items} items"
     ]
-    if mapping is not None:
+    if plan.aggregate:
+        lines.append(_describe_aggregation(account, plan))
+    if mapping is not None:  # the mapping sees Kinesis records; an aggregate is one
         lines.append(
-            f"  {plan.function}: {mapping.records_in} records in, {mapping.invocations} invocations, "
+            f"  {plan.function}: {mapping.records_in} Kinesis records in, {mapping.invocations} invocations, "
             f"{mapping.retries} retries, {mapping.function_errors} function errors, "
-            f"{mapping.records_to_destination} records on-failure"
+            f"{mapping.records_to_destination} Kinesis records on-failure"
         )
     if framed := [data for _, data, _ in plan.records if data[:1] == bytes([GLUE_HEADER_VERSION])]:
         compressed = sum(data[1] == COMPRESSION_ZLIB for data in framed)
         lines.append(f"  {len(framed)} records are Glue-framed Avro ({compressed} zlib-compressed)")
-    lines += [f"  on-failure: {_describe_batch(batch, account.on_stream, poison_by_data)}" for batch in account.batches]
+    lines += [f"  on-failure: {_describe_batch(batch, account.user_records, poison_by_data)}"
+              for batch in account.batches]  # fmt: skip
     lines.append(
         f"  order per key: {account.current} of {account.items} items hold their key's newest record that was "
         f"not dead-lettered, {account.newer_dead_lettered} a newer dead-lettered one, {len(account.stale)} an older one"
     )
     lines.append(
         f"  accounted: {account.written} written + {account.in_failure} in on-failure batches "
-        f"of {len(account.on_stream)}, {len(account.lost)} lost"
+        f"of {len(account.user_records)}, {len(account.lost)} lost"
     )
     return lines
+
+
+def _describe_aggregation(account: StreamAccount, plan: StreamPlan) -> str:
+    aggregates = {user_record.record for user_record in account.user_records if user_record.aggregated}
+    in_aggregates = sum(user_record.aggregated for user_record in account.user_records)
+    calls = plan.put.requests
+    return (
+        f"  KPL-aggregated, one partition key per aggregate: {len(plan.records)} user records in "
+        f"{plan.put.sent} Kinesis records ({calls} PutRecords call{'' if calls == 1 else 's'}); "
+        f"on the stream {len(aggregates)} aggregates hold {in_aggregates} user records, "
+        f"{account.aggregated_written} of them written"
+    )
 
 
 def account_problems(account: StreamAccount) -> list[str]:
@@ -285,11 +324,15 @@ def _decoded_key(
     return (key, value) if all(isinstance(part, str) for part in key) else (None, {})
 
 
-def _describe_batch(batch: Mapping[str, Any], on_stream: Sequence[RecordOnStream], poison: Mapping[bytes, str]) -> str:
+def _describe_batch(
+    batch: Mapping[str, Any], user_records: Sequence[UserRecordOnStream], poison: Mapping[bytes, str]
+) -> str:
     info = batch["KinesisBatchInfo"]
-    reasons = sorted(
-        {poison.get(record.data, "a valid record") for record in on_stream if in_failure_batches(record, [batch])}
-    )
+    reasons = sorted({
+        poison.get(user_record.data, "a valid record")
+        for user_record in user_records
+        if in_failure_batches(user_record.record, [batch])
+    })  # fmt: skip
     condition = batch.get("requestContext", {}).get("condition")
     return (
         f"{condition} after {batch.get('requestContext', {}).get('approximateInvokeCount')} invocations: "

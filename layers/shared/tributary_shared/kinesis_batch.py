@@ -22,17 +22,33 @@ records after a poison record are applied in the same invocation (so a poison re
 valid ones hostage, whatever AWS does with a partial response naming a batch's first record), and
 no delivery order can make a key go back in time. A transient failure still stops the batch where
 it happened: it would hit the records after it too, and the retry starts there.
+
+KPL aggregated records. A Kinesis record packed by the KPL (or `tributary produce --aggregate`)
+carries many user records; Lambda delivers it as one. The skeleton opens it (`kinesis_aggregation`,
+loaded only when a record's data starts with the aggregation magic bytes) and walks its user
+records in order, each a `KinesisRecord` of its own: its partition key and explicit hash key, the
+aggregate's sequence number with its subsequence number, the aggregate's arrival time. A user
+record fails alone like any record, but a partial batch response can name only the aggregate's
+sequence number, so the mapping retries the whole aggregate from there: the user records before
+the failed one come again, with the same version (`record_version(sequence, subsequence)`), and are
+superseded by what they wrote the first time; each pipeline keeps that rule (the aggregator's
+high-water mark and the opt-in updater's version table compare (sequence, subsequence) too).
+Failures are kept per user record (`KinesisRecord.record_id`, "<sequence>:<subsequence>" inside
+an aggregate) and reported by their aggregate's sequence number. A record whose data starts with
+the magic bytes but is not a valid aggregate (MD5 mismatch, protobuf that does not parse, over
+1 MiB) is a plain record, as the KCL has it; if it then fails, its reason says why it was not
+opened.
 """
 
 import logging
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from tributary_shared.errors import ConfigurationError, RecordError, TransientError
+from tributary_shared.errors import ConfigurationError, PoisonRecordError, RecordError, TransientError
 from tributary_shared.invocation import (
     DEADLINE_MARGIN_S,
     LambdaContextLike,
@@ -40,11 +56,21 @@ from tributary_shared.invocation import (
     invocation_deadline,
     kinesis_data,
 )
+from tributary_shared.kinesis_aggregation import (
+    Aggregate,
+    NotAnAggregate,
+    UnusableUserRecord,
+    may_be_aggregate,
+    open_encoded,
+)
+from tributary_shared.record_report import record_report, report_requested
 
 # Kinesis' API pattern for a sequence number: 0|([1-9]\d{0,128}).
 MAX_SEQUENCE_DIGITS = 129
-# A KPL aggregate holds at most 1 MiB of user records of at least 2 bytes each.
+# A KPL aggregate holds at most 1 MiB of user records of at least 6 bytes each (174,762 of them).
 MAX_SUBSEQUENCE = 999_999
+# Between an aggregate's sequence number and a user record's subsequence number in `record_id`.
+RECORD_ID_SEPARATOR = ":"
 
 _log = logging.getLogger(__name__)
 
@@ -65,6 +91,11 @@ def record_version(sequence_number: str, subsequence: int = 0) -> str:
     return f"{len(sequence_number):03d}:{sequence_number}:{subsequence:06d}"
 
 
+def sequence_of(record_id: str) -> str:
+    """The sequence number a record's id names: what a partial batch response can report for it."""
+    return record_id.partition(RECORD_ID_SEPARATOR)[0]
+
+
 def validated_sequence_number(record: Any, position: int) -> str:
     kinesis = record.get("kinesis") if isinstance(record, Mapping) else None
     sequence = kinesis.get("sequenceNumber") if isinstance(kinesis, Mapping) else None
@@ -80,20 +111,65 @@ def validated_sequence_number(record: Any, position: int) -> str:
     return sequence
 
 
-@dataclass(frozen=True, slots=True)
-class KinesisRecord:
-    """One record of a Kinesis event, identified by its stream position."""
+class KinesisRecord(NamedTuple):
+    """One record of a Kinesis event, or one user record of a KPL aggregate, identified by its stream position.
+
+    `event_record` is the event's record (the aggregate, for a user record). A user record is a
+    view of its opened `aggregate` at `subsequence_number`, read only when asked for: walking an
+    aggregate builds one small tuple per user record. `note` says why a record whose data starts
+    with the aggregation magic bytes was not opened: it is added to the reason if the record fails.
+    A NamedTuple, built per record: 0.4 µs on Python 3.13, a frozen dataclass of five fields 1.1 µs.
+    """
 
     sequence_number: str
     event_record: Mapping[str, Any]
     subsequence_number: int = 0
+    aggregate: Aggregate | None = None
+    note: str | None = None
+
+    @property
+    def aggregated(self) -> bool:
+        """True for a user record of a KPL aggregate."""
+        return self.aggregate is not None
+
+    @property
+    def record_id(self) -> str:
+        """What the ledger keys the record by: its sequence number, and its subsequence number inside an aggregate."""
+        if self.aggregate is None:
+            return self.sequence_number
+        return f"{self.sequence_number}{RECORD_ID_SEPARATOR}{self.subsequence_number}"
 
     @property
     def version(self) -> str:
         return record_version(self.sequence_number, self.subsequence_number)
 
+    @property
+    def partition_key(self) -> str | None:
+        if self.aggregate is not None:
+            return self.aggregate[self.subsequence_number].partition_key
+        return self.event_record["kinesis"].get("partitionKey")
+
+    @property
+    def explicit_hash_key(self) -> str | None:
+        """A user record's own explicit hash key, if its producer gave one (Lambda's records carry none)."""
+        return None if self.aggregate is None else self.aggregate[self.subsequence_number].explicit_hash_key
+
+    @property
+    def approximate_arrival_timestamp(self) -> Any:
+        """When Kinesis took the record (the aggregate, for a user record), in epoch seconds as Lambda sends it."""
+        return self.event_record["kinesis"].get("approximateArrivalTimestamp")
+
     def data(self, max_bytes: int | None = None) -> bytes:
-        return kinesis_data(self.event_record, max_bytes)
+        aggregate = self.aggregate
+        if aggregate is None:
+            return kinesis_data(self.event_record, max_bytes)
+        try:
+            data = aggregate.data_of(self.subsequence_number)
+        except UnusableUserRecord as error:
+            raise PoisonRecordError(str(error)) from None
+        if max_bytes is not None and len(data) > max_bytes:
+            raise PoisonRecordError(f"record is larger than {max_bytes} bytes")
+        return data
 
 
 def ordered_records(event: Any) -> list[Mapping[str, Any]]:
@@ -116,35 +192,94 @@ def ordered_records(event: Any) -> list[Mapping[str, Any]]:
     return raw if in_order else sorted(raw, key=lambda record: int(record["kinesis"]["sequenceNumber"]))
 
 
-def _record(event_record: Mapping[str, Any]) -> KinesisRecord:
-    return KinesisRecord(event_record["kinesis"]["sequenceNumber"], event_record)
+class UserRecords:
+    """An opened aggregate's user records as `KinesisRecord`s, each built when it is reached.
+
+    `reached` counts the user records handed out so far, so a walk that stops knows what is left.
+    """
+
+    def __init__(self, sequence_number: str, event_record: Mapping[str, Any], aggregate: Aggregate) -> None:
+        self.sequence_number = sequence_number
+        self.event_record = event_record
+        self.aggregate = aggregate
+        self.reached = 0
+
+    def __len__(self) -> int:
+        return len(self.aggregate)
+
+    def __iter__(self) -> Iterator[KinesisRecord]:
+        sequence, event_record, aggregate = self.sequence_number, self.event_record, self.aggregate
+        for subsequence in range(len(aggregate)):
+            self.reached = subsequence + 1
+            yield KinesisRecord(sequence, event_record, subsequence, aggregate)
+
+
+def opened_records(event_record: Mapping[str, Any]) -> tuple[KinesisRecord] | UserRecords:
+    """The records an event record holds: itself, or its user records when it is a KPL aggregate.
+
+    A plain record costs a prefix check of its base64 text: nothing is decoded here, and the KPL
+    code and protobuf are imported only once a record starts with the magic bytes.
+    """
+    kinesis = event_record["kinesis"]
+    sequence = kinesis["sequenceNumber"]
+    encoded = kinesis.get("data")
+    if not may_be_aggregate(encoded):
+        return (KinesisRecord(sequence, event_record),)
+    try:
+        opened = open_encoded(encoded)
+    except MemoryError:
+        raise
+    except Exception as error:  # a bug reached by hostile input: the record fails alone, as a plain record
+        _log.error("unexpected error opening a KPL aggregate", exc_info=error)
+        not_opened = NotAnAggregate(f"opening it failed: {type(error).__name__}")
+        return (KinesisRecord(sequence, event_record, note=not_opened.note),)
+    if isinstance(opened, Aggregate):
+        return UserRecords(sequence, event_record, opened)
+    return (KinesisRecord(sequence, event_record, note=opened.note),)
 
 
 @dataclass
 class BatchLedger:
-    """Every record of one invocation: done, failed (with why), or not reached."""
+    """Every record of one invocation: done, failed (with why), or not reached.
+
+    Counts are of user records: a plain record is one, an opened KPL aggregate each of its user records
+    (`aggregated_in` counts aggregates); a record never reached counts as one. Failures by `record_id`.
+    """
 
     records_in: int = 0
+    aggregated_in: int = 0
     done: int = 0
     failed_permanent: dict[str, str] = field(default_factory=dict)
     failed_transient: dict[str, str] = field(default_factory=dict)
     not_reached: int = 0
+    superseded_ids: list[str] = field(default_factory=list)  # for the record report (record_report.py)
+    report_requested: bool = False
 
     def fail(self, record: KinesisRecord, error: RecordError) -> None:
         failures = self.failed_permanent if error.permanent else self.failed_transient
-        failures.setdefault(record.sequence_number, error.reason)
+        reason = error.reason if record.note is None else f"{error.reason} ({record.note})"
+        failures.setdefault(record.record_id, reason)
+
+    def opened(self, records: tuple[KinesisRecord] | UserRecords) -> None:
+        """Count an event record's user records once it is opened."""
+        if isinstance(records, UserRecords):
+            self.records_in += len(records) - 1
+            self.aggregated_in += 1
 
     @property
     def failed_sequence_numbers(self) -> list[str]:
-        return [*self.failed_permanent, *self.failed_transient]
+        """The sequence numbers of the failed records (an aggregate's once per failed user record)."""
+        return [sequence_of(record_id) for record_id in (*self.failed_permanent, *self.failed_transient)]
 
-    def response(self) -> dict[str, list[dict[str, str]]]:
-        return {"batchItemFailures": batch_item_failures(self.failed_sequence_numbers)}
+    def response(self) -> dict[str, Any]:
+        response: dict[str, Any] = {"batchItemFailures": batch_item_failures(self.failed_sequence_numbers)}
+        return response | record_report(self) if self.report_requested else response  # the mappings never ask
 
     def metrics(self) -> dict[str, int]:
         """The counts every stream function publishes (`metrics.publish`), by metric name."""
         return {
             "RecordsIn": self.records_in,
+            "AggregatedRecordsIn": self.aggregated_in,
             "FailedPermanent": len(self.failed_permanent),
             "FailedTransient": len(self.failed_transient),
             "RecordsDeferred": self.not_reached,
@@ -181,11 +316,19 @@ class KinesisBatch[Ledger: BatchLedger]:
         self.clock = clock
         self.ledger: Ledger = ledger_type(records_in=len(event_records))
         self._position = -1
+        self._opened: tuple[KinesisRecord] | UserRecords = ()
+        self._all_records: list[KinesisRecord] | None = None
 
     @property
     def records(self) -> list[KinesisRecord]:
-        """Every record at once, for a pipeline that must see the whole batch before acting."""
-        return [_record(event_record) for event_record in self.event_records]
+        """Every record at once (aggregates opened), for a pipeline that must see the whole batch before acting."""
+        if self._all_records is None:
+            self._all_records = []
+            for event_record in self.event_records:
+                opened = opened_records(event_record)
+                self.ledger.opened(opened)
+                self._all_records.extend(opened)
+        return self._all_records
 
     @classmethod
     def of_invocation(
@@ -198,8 +341,9 @@ class KinesisBatch[Ledger: BatchLedger]:
         margin_s: float = DEADLINE_MARGIN_S,
     ) -> "KinesisBatch[Ledger]":
         """The batch Lambda invoked the function with, and the deadline its context leaves."""
-        deadline = invocation_deadline(context, clock, margin_s)
-        return cls(ordered_records(event), deadline, ledger_type, clock=clock)
+        batch = cls(ordered_records(event), invocation_deadline(context, clock, margin_s), ledger_type, clock=clock)
+        batch.ledger.report_requested = report_requested(context)
+        return batch
 
     @classmethod
     def of_records(
@@ -218,31 +362,38 @@ class KinesisBatch[Ledger: BatchLedger]:
 
         A permanent failure skips its record; a transient one, or the deadline, stops the walk and
         counts the rest as not reached (they come back with the retry). Records are built one at a
-        time, so a caller that consumes them as they come holds only its own chunk.
+        time, and an aggregate's user records as they are reached, so a caller that consumes them
+        as they come holds only its own chunk.
         """
         for position, event_record in enumerate(self.event_records):
             self._position = position
-            record = _record(event_record)
-            if self.clock() >= self.deadline:
-                self._stop(record, TransientError("not reached before the invocation's deadline"))
-                return
-            try:
-                result = handle(record)
-            except (MemoryError, ConfigurationError):
-                raise  # not the record's fault: the invocation fails and Lambda retries the batch
-            except Exception as error:
-                record_error = as_record_error(error)
-                if not record_error.permanent:
-                    self._stop(record, record_error)
+            self._opened = records = opened_records(event_record)
+            if isinstance(records, UserRecords):  # a plain record pays for this check only
+                self.ledger.opened(records)
+            for record in records:
+                if self.clock() >= self.deadline:
+                    self._stop(record, TransientError("not reached before the invocation's deadline"))
                     return
-                self.ledger.fail(record, record_error)
-                continue
-            yield record, result
+                try:
+                    result = handle(record)
+                except (MemoryError, ConfigurationError):
+                    raise  # not the record's fault: the invocation fails and Lambda retries the batch
+                except Exception as error:
+                    record_error = as_record_error(error)
+                    if not record_error.permanent:
+                        self._stop(record, record_error)
+                        return
+                    self.ledger.fail(record, record_error)
+                    continue
+                yield record, result
 
     @property
     def records_not_walked(self) -> int:
-        """How many records `each` has not reached yet (all of them before it starts)."""
-        return len(self.event_records) - self._position - 1
+        """How many records `each` has not reached yet (all of them before it starts): the current
+        aggregate's user records after the last one reached, and one per record not opened yet."""
+        opened = self._opened
+        left_in_aggregate = len(opened) - opened.reached if isinstance(opened, UserRecords) else 0
+        return len(self.event_records) - self._position - 1 + left_in_aggregate
 
     def _stop(self, record: KinesisRecord, error: RecordError) -> None:
         self.ledger.fail(record, error)

@@ -13,6 +13,7 @@ from tributary_shared.aggregator.settings import AggregatorSettings
 from tributary_shared.aggregator.sink import QUARANTINE_NAME, AggregationSink, QuarantineReport
 from tributary_shared.aggregator.window_handler import FoldOutcome, InvocationReport, Sink, handle_window_event
 from tributary_shared.invocation import LambdaContextLike, LoggerLike, invocation_deadline
+from tributary_shared.kinesis_batch import sequence_of
 from tributary_shared.metrics import MetricsLike, MetricUnit, publish
 from tributary_shared.payloads import Decoder, PayloadDecoder
 
@@ -51,6 +52,9 @@ def record_invocation(report: InvocationReport, logger: LoggerLike | None, metri
     publish(
         metrics,
         {
+            # User records (a KPL aggregate counts each of its own), and aggregates apart.
+            "RecordsIn": fold.records_in,
+            "AggregatedRecordsIn": fold.aggregated_in,
             "RecordsFolded": fold.folded,
             "RecordsRedelivered": fold.redelivered,
             "PoisonRecords": fold.new_poison,
@@ -128,10 +132,19 @@ def _log_quarantine(logger: LoggerLike, message: str, quarantine: QuarantineRepo
 
 
 def _log_failures(logger: LoggerLike, fold: FoldOutcome, context: dict[str, Any]) -> None:
-    for sequence, reason in list(fold.poison.items())[:MAX_LOGGED_SEQUENCES]:
-        logger.warning(f"poison record not folded: {reason}", extra={**context, "sequenceNumber": sequence})
+    # `record` is the record's id: "<sequence>:<subsequence>" for a user record of a KPL aggregate.
+    for record_id, reason in list(fold.poison.items())[:MAX_LOGGED_SEQUENCES]:
+        logger.warning(
+            f"poison record not folded: {reason}",
+            extra={**context, "sequenceNumber": sequence_of(record_id), "record": record_id},
+        )
     if fold.transient_sequence:
         logger.warning(
             f"transient failure, batch reported for retry from here: {fold.transient_reason}",
-            extra={**context, "sequenceNumber": fold.transient_sequence, "notReached": fold.not_reached},
+            extra={
+                **context,
+                "sequenceNumber": sequence_of(fold.transient_sequence),
+                "record": fold.transient_sequence,
+                "notReached": fold.not_reached,
+            },
         )

@@ -6,7 +6,8 @@ state:
 - items are keyed `name` + `windowStart` = "<window start>#<shardId>#<segment>", so a retry
   overwrites the same items with the same figures. Lambda keeps windows per shard, and a window it
   ends early continues with a fresh state, so the shard id and the segment (the first sequence
-  number folded into the state) keep the parts of one unicorn-minute apart; `combine_items`
+  number folded into the state, with its subsequence number when it is a user record of a KPL
+  aggregate: "<sequence>:<subsequence>") keep the parts of one unicorn-minute apart; `combine_items`
   (and `tributary.fleet_queries`) add them up again. Each item's `recordVersion` is
   `kinesis_batch.record_version` of the state's high-water mark: the last record folded into it;
 - summary records carry `SummaryId`, a hash of the same key, so a consumer drops repeats.
@@ -47,7 +48,6 @@ from tributary_shared.aggregator.readings import (
 from tributary_shared.aggregator.window_state import STATE_VERSION, SetAsideRow, UnreadableState, WindowState
 from tributary_shared.dynamo_writer import BatchWriter, PendingItem
 from tributary_shared.errors import TransientError
-from tributary_shared.kinesis_batch import record_version
 from tributary_shared.kinesis_put import put_records
 
 KEY_ATTRIBUTES = ("name", "windowStart")
@@ -76,7 +76,7 @@ class WindowKey:
             raise ValueError(f"tumbling-window event has no usable shardId: {describe_value(shard_id)}")
         return cls(normalize_window_time(start), normalize_window_time(end), shard_id)
 
-    def sort_key(self, segment: int) -> str:
+    def sort_key(self, segment: int | str) -> str:
         return KEY_SEPARATOR.join((self.start, self.shard_id, str(segment)))
 
     def quarantine_sort_key(self, what: str, part: int) -> str:
@@ -99,25 +99,25 @@ def normalize_window_time(value: Any) -> str:
     return moment.strftime(WINDOW_TIME_FORMAT)
 
 
-def summary_id(name: str, key: WindowKey, segment: int) -> str:
+def summary_id(name: str, key: WindowKey, segment: int | str) -> str:
     """The same for every retry of one unicorn's part of one window; distinct for every other part."""
     identity = "\x1f".join((name, key.start, key.shard_id, str(segment)))
     return hashlib.sha256(identity.encode("utf-8")).hexdigest()[:32]
 
 
 def _state_version(state: WindowState) -> str:
-    if state.last_sequence is None:
+    if state.version is None:
         raise ValueError("a window state holding rows has a high-water mark")
-    return record_version(str(state.last_sequence))
+    return state.version
 
 
 def aggregation_items(
     key: WindowKey, state: WindowState, figures: Mapping[str, UnicornFigures], *, partial: bool
 ) -> list[PendingItem]:
     """One item per unicorn of `figures` (storable rows of `state`), keyed by the state's segment."""
-    if state.first_sequence is None or not figures:
+    if state.segment is None or not figures:
         return []
-    segment, version = state.first_sequence, _state_version(state)
+    segment, version = state.segment, _state_version(state)
     return [
         PendingItem(
             ref=name,
@@ -126,7 +126,7 @@ def aggregation_items(
                 "windowStart": key.sort_key(segment),
                 "windowEnd": key.end,
                 "shardId": key.shard_id,
-                "segment": str(segment),
+                "segment": segment,
                 "partial": partial,
                 "statusTime": key.flink_status_time,
                 "count": unicorn.count,
@@ -144,7 +144,7 @@ def aggregation_items(
     ]
 
 
-def summary_record(name: str, figures: UnicornFigures, key: WindowKey, segment: int, *, partial: bool) -> dict:
+def summary_record(name: str, figures: UnicornFigures, key: WindowKey, segment: str, *, partial: bool) -> dict:
     return {
         "Name": name,
         "StatusTime": key.flink_status_time,
@@ -166,9 +166,9 @@ def summary_entries(
     key: WindowKey, state: WindowState, figures: Mapping[str, UnicornFigures], *, partial: bool
 ) -> list[tuple[str, bytes]]:
     """(partition key, data) per unicorn: keyed by Name, like the input stream, so order holds per unicorn."""
-    if state.first_sequence is None:
+    segment = state.segment
+    if segment is None:
         return []
-    segment = state.first_sequence
     return [
         (name, json.dumps(summary_record(name, unicorn, key, segment, partial=partial)).encode("utf-8"))
         for name, unicorn in sorted(figures.items())
@@ -196,7 +196,7 @@ class QuarantineReport:
 
 
 def quarantine_items(
-    key: WindowKey, what: str, text: str, reason: str, high_water_mark: int | None
+    key: WindowKey, what: str, text: str, reason: str, version: str | None
 ) -> tuple[list[PendingItem], QuarantineReport]:
     """`text` split into quarantined items of `key`'s window (see the module docstring)."""
     kept = text[: QUARANTINE_PART_CHARS * MAX_QUARANTINE_PARTS]
@@ -215,7 +215,6 @@ def quarantine_items(
         "sha256": hashlib.sha256(text.encode("ascii")).hexdigest(),
         "truncated": len(kept) < len(text),
     }
-    version = None if high_water_mark is None else record_version(str(high_water_mark))
     if version is not None:
         common["recordVersion"] = version
     items = [
@@ -284,29 +283,29 @@ class AggregationSink:
     def _store_set_aside_rows(
         self, key: WindowKey, state: WindowState, rows: Sequence[SetAsideRow], deadline: float
     ) -> tuple[QuarantineReport, int]:
-        segment = "none" if state.first_sequence is None else str(state.first_sequence)
+        segment = state.segment or "none"
         payload = {
             "v": STATE_VERSION,
             "segment": segment,
-            "highWaterMark": None if state.last_sequence is None else str(state.last_sequence),
+            "highWaterMark": state.high_water_mark,
             "rows": [row.to_json() for row in rows],
         }
         reason = f"{len(rows)} unicorn rows could not be stored; the first: {rows[0].reason}"
-        return self._store_quarantined(key, f"rows-{segment}", payload, reason, state.last_sequence, deadline)
+        return self._store_quarantined(key, f"rows-{segment}", payload, reason, state.version, deadline)
 
     def quarantine_state(self, key: WindowKey, unreadable: UnreadableState, deadline: float) -> QuarantineReport:
         """Store a state the function cannot read, raw; TransientError if it could not be stored yet."""
         text = quarantine_text(unreadable.raw)
         what = f"state-{hashlib.sha256(text.encode('ascii')).hexdigest()[:16]}"
         report, _ = self._store_quarantined(
-            key, what, unreadable.raw, unreadable.reason, unreadable.fresh.last_sequence, deadline
+            key, what, unreadable.raw, unreadable.reason, unreadable.fresh.version, deadline
         )
         return report
 
     def _store_quarantined(
-        self, key: WindowKey, what: str, value: Any, reason: str, high_water_mark: int | None, deadline: float
+        self, key: WindowKey, what: str, value: Any, reason: str, version: str | None, deadline: float
     ) -> tuple[QuarantineReport, int]:
-        items, report = quarantine_items(key, what, quarantine_text(value), reason, high_water_mark)
+        items, report = quarantine_items(key, what, quarantine_text(value), reason, version)
         written = self.writer.write(items, deadline)
         if written.permanent:
             # ASCII text in parts well under the item limit: a refusal is the table's or the deployment's.

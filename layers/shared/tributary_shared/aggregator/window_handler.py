@@ -13,7 +13,10 @@ Contract with Lambda's tumbling windows (Kinesis, TumblingWindowInSeconds, Repor
   folding: the rest of the batch is left for the retry;
 - `last` in the state is a high-water mark: a re-delivered batch starts with records at or below
   it, which are skipped (but decoded again, so a poison record among them is reported again until
-  the mapping gives up on it). In sequence order, every record below the mark is at the start;
+  the mapping gives up on it). In sequence order, every record below the mark is at the start.
+  User records of a KPL aggregate are folded one by one, and the mark holds a user record's
+  subsequence number too: a failure inside an aggregate makes the mapping deliver the whole
+  aggregate again, and the user records already folded are skipped, never counted twice;
 - a failed invocation (an exception) is retried by Lambda with the state from before it, so
   nothing half-done is ever kept: the state is only what the last successful response returned;
 - on the final invocation of a window (`isFinalInvokeForWindow`), or when Lambda ends it early
@@ -51,7 +54,7 @@ from tributary_shared.aggregator.sink import PublishReport, QuarantineReport, Wi
 from tributary_shared.aggregator.window_state import UnreadableState, WindowState, read_state, state_size_bytes
 from tributary_shared.errors import TransientError
 from tributary_shared.invocation import batch_item_failures, lowest_sequence
-from tributary_shared.kinesis_batch import BatchLedger, KinesisBatch, KinesisRecord
+from tributary_shared.kinesis_batch import RECORD_ID_SEPARATOR, BatchLedger, KinesisBatch, KinesisRecord, sequence_of
 from tributary_shared.payloads import Decoder, decode_payload
 
 # Past this the state is stored as a partial segment: well below Lambda's 1 MB, with room for a batch.
@@ -102,7 +105,10 @@ def parse_window_event(event: Any) -> WindowEvent:
 
 @dataclass
 class FoldOutcome:
-    """What became of each record of the batch."""
+    """What became of each record of the batch (user records of KPL aggregates counted one by one).
+
+    `poison` and `transient_sequence` name records by `KinesisRecord.record_id`.
+    """
 
     folded: int = 0
     redelivered: int = 0
@@ -111,11 +117,14 @@ class FoldOutcome:
     transient_sequence: str | None = None
     transient_reason: str | None = None
     not_reached: int = 0
+    records_in: int = 0
+    aggregated_in: int = 0
 
     @property
     def failed_sequence(self) -> str | None:
-        """The lowest failed record: where the mapping checkpoints and retries from."""
-        return lowest_sequence([*self.poison, *([self.transient_sequence] if self.transient_sequence else [])])
+        """The lowest failed record's sequence number: where the mapping checkpoints and retries from."""
+        failed = [*self.poison, *([self.transient_sequence] if self.transient_sequence else [])]
+        return lowest_sequence(sequence_of(record_id) for record_id in failed)
 
 
 class BatchFold:
@@ -126,32 +135,40 @@ class BatchFold:
         self.decode = decode
         self.outcome = FoldOutcome()
 
-    def fold_reading(self, sequence_text: str, payload: Mapping[str, Any]) -> None:
+    def fold_reading(self, payload: Mapping[str, Any], sequence: int, subsequence: int | None = None) -> None:
         """Fold one decoded reading, or count it re-delivered; PoisonRecordError says why it cannot be.
 
         In sequence order, records at or below the high-water mark are the re-delivered start of a
-        retried batch: the state already holds them.
+        retried batch: the state already holds them. `subsequence`: a KPL user record's place in
+        its aggregate (None for a plain record).
         """
         reading = parse_reading(payload)
-        sequence = int(sequence_text)
-        if self.state.already_folded(sequence):
+        if self.state.already_folded(sequence, subsequence):
             self.outcome.redelivered += 1
             return
-        self.state.fold(reading, sequence)
+        self.state.fold(reading, sequence, subsequence)
         self.outcome.folded += 1
 
     def fold_record(self, record: KinesisRecord) -> None:
-        self.fold_reading(record.sequence_number, self.decode(record.data()))
+        subsequence = record.subsequence_number if record.aggregated else None
+        self.fold_reading(self.decode(record.data()), int(record.sequence_number), subsequence)
 
     def settle(self, ledger: BatchLedger) -> FoldOutcome:
         """Take the failures the batch skeleton recorded (in sequence order) into the outcome."""
-        for sequence_text, reason in ledger.failed_permanent.items():
-            self.outcome.poison[sequence_text] = reason
-            self.outcome.new_poison += int(self.state.count_poison(int(sequence_text)))
-        for sequence_text, reason in ledger.failed_transient.items():
-            self.outcome.transient_sequence, self.outcome.transient_reason = sequence_text, reason
+        for record_id, reason in ledger.failed_permanent.items():
+            self.outcome.poison[record_id] = reason
+            self.outcome.new_poison += int(self.state.count_poison(*_position(record_id)))
+        for record_id, reason in ledger.failed_transient.items():
+            self.outcome.transient_sequence, self.outcome.transient_reason = record_id, reason
         self.outcome.not_reached = ledger.not_reached
+        self.outcome.records_in, self.outcome.aggregated_in = ledger.records_in, ledger.aggregated_in
         return self.outcome
+
+
+def _position(record_id: str) -> tuple[int, int | None]:
+    """(sequence, subsequence) of a record's id; the subsequence is None for a plain record."""
+    sequence, separator, subsequence = record_id.partition(RECORD_ID_SEPARATOR)
+    return int(sequence), int(subsequence) if separator else None
 
 
 def fold_batch(

@@ -6,7 +6,8 @@ of a verbose object (version 2):
 
     {"v": 2, "first": "<seq>", "last": "<seq>", "poison": [<count>, "<seq>"],
      "u": {"Shadowfax": [count, distance, minMagic, maxMagic, minHealth, maxHealth, firstMs, lastMs]},
-     "x": [["<name>", <row as it was found>, "<why it was set aside>"]]}
+     "x": [["<name>", <row as it was found>, "<why it was set aside>"]],
+     "firstSub": <n>, "lastSub": <n>, "poisonSub": <n>}
 
 A row takes about 90 bytes with 16-character names and float distances (over 10,000 unicorns per
 shard fit) and about 210 at worst (64-character names, every figure a 17-digit float: 5,000 fit).
@@ -29,6 +30,14 @@ the first time, so a record at or below it is a re-delivery and is skipped rathe
 twice. `first` (the lowest sequence number folded) names the state's segment: a window stored in
 segments (by the function past 800 KB, or by Lambda's early end) goes on with a fresh state, and
 each segment is stored under its own key.
+
+User records of a KPL aggregate share their aggregate's sequence number, and a failure among them
+makes the mapping deliver the whole aggregate again: so a mark that falls inside an aggregate
+carries the user record's subsequence number too (`firstSub`, `lastSub`, `poisonSub`, written only
+then), and records compare by (sequence, subsequence). A mark without one covers its whole record:
+a plain record has no other user record, and a state written before aggregates were opened (when
+an aggregate was one poison record) reads as it always did. The fields are optional, so the state
+stays version 2: a function of the previous release reads these states too.
 """
 
 import contextlib
@@ -40,6 +49,7 @@ from typing import Any, NamedTuple
 from tributary_shared.aggregator.figures import UnicornFigures, is_int, storable_figures
 from tributary_shared.aggregator.readings import Reading, describe_value, dynamodb_number_problem
 from tributary_shared.errors import PoisonRecordError
+from tributary_shared.kinesis_batch import MAX_SUBSEQUENCE, RECORD_ID_SEPARATOR, record_version
 
 STATE_VERSION = 2
 # Written by the aggregator before rows were validated at fold time: same layout, no "x".
@@ -83,6 +93,26 @@ class WindowState:
     poison_count: int = 0
     last_poison_sequence: int | None = None
     set_aside: list[SetAsideRow] = field(default_factory=list)
+    # Subsequence numbers of marks inside a KPL aggregate; None: the mark covers its whole record.
+    first_subsequence: int | None = None
+    last_subsequence: int | None = None
+    last_poison_subsequence: int | None = None
+
+    @property
+    def segment(self) -> str | None:
+        """What names the state's segment in its items' keys: the first record folded."""
+        return _position_text(self.first_sequence, self.first_subsequence)
+
+    @property
+    def high_water_mark(self) -> str | None:
+        return _position_text(self.last_sequence, self.last_subsequence)
+
+    @property
+    def version(self) -> str | None:
+        """`record_version` of the high-water mark: the last record folded into the state."""
+        if self.last_sequence is None:
+            return None
+        return record_version(str(self.last_sequence), self.last_subsequence or 0)
 
     @property
     def unicorns(self) -> dict[str, UnicornFigures]:
@@ -100,11 +130,14 @@ class WindowState:
                 set_aside.append(SetAsideRow(name, row, str(error)))
         return ClosingFigures(figures, set_aside)
 
-    def already_folded(self, sequence: int) -> bool:
-        """True for a re-delivered record: the shard's records come in sequence order first time."""
-        return self.last_sequence is not None and sequence <= self.last_sequence
+    def already_folded(self, sequence: int, subsequence: int | None = None) -> bool:
+        """True for a re-delivered record: the shard's records come in sequence order first time.
 
-    def fold(self, reading: Reading, sequence: int) -> None:
+        `subsequence`: a user record's place in its KPL aggregate (None for a plain record).
+        """
+        return _at_or_below(sequence, subsequence, self.last_sequence, self.last_subsequence)
+
+    def fold(self, reading: Reading, sequence: int, subsequence: int | None = None) -> None:
         """Add a reading to its unicorn's row; PoisonRecordError if the row could not store the result."""
         figures = UnicornFigures.of(reading)
         current = self._current_figures(reading.name)
@@ -118,8 +151,8 @@ class WindowState:
                 )
         self.rows[reading.name] = figures.to_row()
         if self.first_sequence is None:
-            self.first_sequence = sequence
-        self.last_sequence = sequence
+            self.first_sequence, self.first_subsequence = sequence, subsequence
+        self.last_sequence, self.last_subsequence = sequence, subsequence
 
     def _current_figures(self, name: str) -> UnicornFigures | None:
         """The unicorn's figures so far; a malformed row is set aside and the unicorn starts afresh."""
@@ -138,24 +171,37 @@ class WindowState:
             last_sequence=self.last_sequence,
             poison_count=self.poison_count,
             last_poison_sequence=self.last_poison_sequence,
+            last_subsequence=self.last_subsequence,
+            last_poison_subsequence=self.last_poison_subsequence,
         )
 
-    def count_poison(self, sequence: int) -> bool:
+    def count_poison(self, sequence: int, subsequence: int | None = None) -> bool:
         """Count a poison record once, however often the ESM re-delivers it; True if it was new."""
-        if self.last_poison_sequence is not None and sequence <= self.last_poison_sequence:
+        if _at_or_below(sequence, subsequence, self.last_poison_sequence, self.last_poison_subsequence):
             return False
         self.poison_count += 1
-        self.last_poison_sequence = sequence
+        self.last_poison_sequence, self.last_poison_subsequence = sequence, subsequence
         return True
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        state: dict[str, Any] = {
             "v": STATE_VERSION,
             "first": _optional_sequence(self.first_sequence),
             "last": _optional_sequence(self.last_sequence),
             "poison": [self.poison_count, _optional_sequence(self.last_poison_sequence)],
             "u": self.rows,
             "x": [entry.to_json() for entry in self.set_aside],
+        }
+        for name, subsequence in self._subsequences().items():
+            if subsequence is not None:
+                state[name] = subsequence
+        return state
+
+    def _subsequences(self) -> dict[str, int | None]:
+        return {
+            "firstSub": self.first_subsequence,
+            "lastSub": self.last_subsequence,
+            "poisonSub": self.last_poison_subsequence,
         }
 
     @classmethod
@@ -191,18 +237,26 @@ class WindowState:
             poison_count=poison_count,
             last_poison_sequence=last_poison,
             set_aside=set_aside,
+            first_subsequence=_parse_subsequence(state, "firstSub"),
+            last_subsequence=_parse_subsequence(state, "lastSub"),
+            last_poison_subsequence=_parse_subsequence(state, "poisonSub"),
         )
         read._check_marks()
         return read
 
     def _check_marks(self) -> None:
+        marks = {"firstSub": self.first_sequence, "lastSub": self.last_sequence, "poisonSub": self.last_poison_sequence}
+        for name, subsequence in self._subsequences().items():
+            if subsequence is not None and marks[name] is None:
+                raise ValueError(f"window state has {name} without the sequence number it belongs to")
         holds_rows = bool(self.rows or self.set_aside)
         if holds_rows and (self.first_sequence is None or self.last_sequence is None):
             raise ValueError("window state holds rows but not the sequence numbers folded into them")
-        if self.first_sequence is not None and (self.last_sequence is None or self.first_sequence > self.last_sequence):
-            raise ValueError(
-                f"window state's first sequence number {self.first_sequence} is above its last {self.last_sequence}"
-            )
+        if self.first_sequence is not None and (
+            self.last_sequence is None
+            or not _at_or_below(self.first_sequence, self.first_subsequence, self.last_sequence, self.last_subsequence)
+        ):
+            raise ValueError(f"window state's first record {self.segment} is above its last {self.high_water_mark}")
 
     def _with_unstorable_rows_set_aside(self) -> "WindowState":
         for name, row in list(self.rows.items()):
@@ -236,6 +290,9 @@ def _recoverable_marks(raw: Any) -> WindowState:
     if not isinstance(raw, dict):
         return WindowState()
     fresh = WindowState(last_sequence=_sequence_or_none(raw.get("last")))
+    with contextlib.suppress(ValueError):
+        # Without its subsequence a mark covers its whole record: re-delivered user records are skipped.
+        fresh.last_subsequence = _parse_subsequence(raw, "lastSub") if fresh.last_sequence is not None else None
     # The poison count only feeds a log line: when it cannot be read, starting it again loses nothing.
     with contextlib.suppress(ValueError):
         fresh.poison_count, fresh.last_poison_sequence = _parse_poison(raw.get("poison"))
@@ -265,6 +322,32 @@ def _parse_set_aside(entries: Any) -> list[SetAsideRow]:
 
 def _is_set_aside_entry(entry: Any) -> bool:
     return isinstance(entry, list) and len(entry) == 3 and isinstance(entry[0], str) and isinstance(entry[2], str)
+
+
+def _parse_subsequence(state: dict[str, Any], name: str) -> int | None:
+    value = state.get(name)
+    if value is None:
+        return None
+    if not is_int(value) or not 0 <= value <= MAX_SUBSEQUENCE:
+        raise ValueError(
+            f"window state's {name} must be a subsequence number 0..{MAX_SUBSEQUENCE}, got {describe_value(value)}"
+        )
+    return value
+
+
+def _at_or_below(sequence: int, subsequence: int | None, mark: int | None, mark_subsequence: int | None) -> bool:
+    """Whether a record is at or below a mark. A mark without a subsequence covers its whole record,
+    and so does a plain record's position (a sequence number is either plain or an aggregate)."""
+    if mark is None or sequence != mark:
+        return mark is not None and sequence < mark
+    return mark_subsequence is None or subsequence is None or subsequence <= mark_subsequence
+
+
+def _position_text(sequence: int | None, subsequence: int | None) -> str | None:
+    """A position as `KinesisRecord.record_id` writes it: "<sequence>", or "<sequence>:<subsequence>"."""
+    if sequence is None:
+        return None
+    return str(sequence) if subsequence is None else f"{sequence}{RECORD_ID_SEPARATOR}{subsequence}"
 
 
 def _optional_sequence(sequence: int | None) -> str | None:

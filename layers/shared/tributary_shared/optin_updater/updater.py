@@ -150,12 +150,12 @@ class OptInUpdater:
         guard = BatchOrderGuard(self.versions, _guarded_changes(parsed), batch.deadline)
         for index, (record, change) in enumerate(parsed):
             try:
-                self._process_change(change, index, record.sequence_number, batch.deadline, state, guard, outcome)
+                self._process_change(change, index, record.record_id, batch.deadline, state, guard, outcome)
             except (MemoryError, ConfigurationError):
                 raise  # as in the skeleton: the invocation fails, the batch is retried
             except Exception as error:
                 record_error = as_record_error(error)
-                self._fail(record.sequence_number, record_error, outcome)
+                self._fail(record, record_error, outcome)
                 state.failed(change, record_error)
         outcome.version_table_requests = guard.requests
         return outcome
@@ -170,7 +170,7 @@ class OptInUpdater:
         self,
         change: ParsedRecord,
         index: int,
-        sequence: str,
+        record_id: str,
         deadline: float,
         batch: "_BatchState",
         guard: BatchOrderGuard,
@@ -180,47 +180,46 @@ class OptInUpdater:
             raise change
         if isinstance(change, SkippedRecord):
             outcome.counts["Ignored"] += 1
-            self._log_info("skipped DMS record", sequence=sequence, reason=change.reason)
+            self._log_info("skipped DMS record", record=record_id, reason=change.reason)
             return
         superseded = guard.verdict(index, deadline, waiting_numbers=batch.waiting_numbers)
         if change.numbers and superseded.issuperset(change.numbers):
             outcome.counts["Superseded"] += 1
-            self._log_info("change superseded: a newer change of its numbers came first", sequence=sequence)
+            outcome.superseded_ids.append(record_id)
+            self._log_info("change superseded: a newer change of its numbers came first", record=record_id)
             return
         wait_reason = batch.wait_reason(change, index)
         batch.touched(change)
         if wait_reason:
             batch.hold_back(change)
-            outcome.held_back.append(sequence)
-            self._log_info("change waits for the redelivery", sequence=sequence, reason=wait_reason)
+            outcome.held_back.append(record_id)
+            self._log_info("change waits for the redelivery", record=record_id, reason=wait_reason)
             return
         for applied in self.opt_out_list.apply(change, deadline, superseded=superseded):
-            self._count(applied, change, sequence, outcome)
+            self._count(applied, change, record_id, outcome)
 
-    def _count(self, applied: Applied, change: OptInChange, sequence: str, outcome: BatchOutcome) -> None:
+    def _count(self, applied: Applied, change: OptInChange, record_id: str, outcome: BatchOutcome) -> None:
         metric = METRIC_BY_OUTCOME.get(applied.outcome)
         if metric:
             outcome.counts[metric] += 1
         if applied.outcome is Outcome.SUPERSEDED:
-            self._log_info("number left to a newer change", sequence=sequence, phone=applied.phone)
+            self._log_info("number left to a newer change", record=record_id, phone=applied.phone)
         elif applied.reason:
             self._log_warning(
                 "change not applied as asked",
-                sequence=sequence,
+                record=record_id,
                 user_id=change.user_id,
                 phone=applied.phone,
                 outcome=str(applied.outcome),
                 reason=applied.reason,
             )
 
-    def _fail(self, sequence: str, error: RecordError, outcome: BatchOutcome) -> None:
+    def _fail(self, record: KinesisRecord, error: RecordError, outcome: BatchOutcome) -> None:
+        outcome.fail(record, error)
         if error.permanent:
-            outcome.failed_permanent[sequence] = error.reason
             outcome.counts["Refused" if isinstance(error, OptOutRefused) else "Invalid"] += 1
-        else:
-            outcome.failed_transient[sequence] = error.reason
         kind = "permanent" if error.permanent else "transient"
-        self._log_warning(f"{kind} failure", sequence=sequence, reason=error.reason)
+        self._log_warning(f"{kind} failure", record=record.record_id, reason=error.reason)
 
     def _publish(self, outcome: BatchOutcome) -> None:
         publish(

@@ -21,7 +21,10 @@ application has been *started*. It is an intent, written before the change is ap
   off the list costs no second deletion (a number can be deleted only once every 30 days).
 
 Hence, whatever the delivery order, the operations each number receives never go back in stream
-order, and only the newest started change of a number is ever applied again.
+order, and only the newest started change of a number is ever applied again. The changes packed in
+one KPL aggregate share its sequence number: their versions carry their subsequence numbers, so
+they are ordered too, and when one of them fails the whole aggregate comes again, its changes
+before the failed one at their recorded versions (applied again, harmlessly) or superseded.
 
 Reading and writing in batches. The batch's numbers are read with one consistent BatchGetItem per
 100 (a stale read could miss the intent of the previous invocation and take a redelivery for a

@@ -18,13 +18,14 @@ Permanent and transient failures are counted and logged apart; both are reported
 dropped, and no record is reported as done unless it was written or a newer version was.
 """
 
+import gc
 import itertools
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
-from tributary_shared.dynamo_writer import MAX_TRANSACTION_ITEMS, BatchWriter, PendingItem, WriteReport
+from tributary_shared.dynamo_writer import MAX_TRANSACTION_ITEMS, BatchWriter, PreparedItem, WriteReport
 from tributary_shared.errors import PoisonRecordError
 from tributary_shared.invocation import LambdaContextLike, LoggerLike
 from tributary_shared.kinesis_batch import BatchLedger, KinesisBatch, KinesisRecord
@@ -47,22 +48,25 @@ class BatchOutcome(BatchLedger):
     def add(self, report: WriteReport) -> None:
         self.written += len(report.written)
         self.superseded += len(report.superseded)
+        self.superseded_ids += report.superseded
         self.failed_permanent.update(report.permanent)
         self.failed_transient.update(report.transient)
         self.requests += report.requests
 
 
 def nesting_depth(value: Any) -> int:
-    """Depth of nested maps and lists, without recursion: a hostile record cannot blow the stack."""
-    deepest, stack = 0, [(value, 0)]
-    while stack:
-        node, depth = stack.pop()
-        if isinstance(node, dict | list):
-            deepest = max(deepest, depth + 1)
-            if depth + 1 > MAX_NESTING_DEPTH:
-                break
-            stack.extend((child, depth + 1) for child in (node.values() if isinstance(node, dict) else node))
-    return deepest
+    """Depth of nested maps and lists (counted past the limit at most by one), level by level without
+    recursion, so a hostile record cannot blow the stack; only containers are visited twice."""
+    depth, level = 0, [value] if isinstance(value, dict | list) else []
+    while level and depth <= MAX_NESTING_DEPTH:
+        depth += 1
+        level = [
+            child
+            for node in level
+            for child in (node.values() if isinstance(node, dict) else node)
+            if isinstance(child, dict | list)
+        ]
+    return depth
 
 
 def validate_item(item: dict[str, Any], key_attributes: Sequence[str]) -> None:
@@ -83,6 +87,17 @@ def validate_keys(item: dict[str, Any], key_attributes: Sequence[str]) -> None:
             raise PoisonRecordError(f"key attribute {name!r} is empty")
 
 
+class HasDecode(Protocol):
+    decode: Decoder
+
+
+@dataclass(frozen=True)
+class _Given:
+    """A decoder given to the processor (a test's, a tool's), as it is."""
+
+    decode: Decoder
+
+
 class StreamProcessor:
     """One function's work: settings built at cold start; the writer and the decoder from them unless given."""
 
@@ -100,7 +115,8 @@ class StreamProcessor:
         self.writer = writer or BatchWriter(
             settings.table_name, settings.key_attributes, version_attribute=settings.version_attribute
         )
-        self.decode = decode or PayloadDecoder(registry=settings.registry).decode
+        # Its `decode` is looked up per record: a PayloadDecoder's entry point changes once it meets Avro.
+        self.decoder: HasDecode = PayloadDecoder(registry=settings.registry) if decode is None else _Given(decode)
         self.logger = logger
         self.metrics = metrics
         self.clock = clock
@@ -113,13 +129,19 @@ class StreamProcessor:
     def process(self, batch: KinesisBatch[BatchOutcome]) -> BatchOutcome:
         """Decode, validate and write one transaction's worth of records at a time.
 
-        Memory stays flat in the batch's size: only one chunk's items exist at once. A key repeated
-        across chunks is written once per chunk, in order, under the version guard.
+        Memory stays flat in the batch's size: each record is decoded and prepared for its request
+        alone, and only one transaction's prepared items exist at once. A key repeated across
+        chunks is written once per chunk, in order, under the version guard.
         """
         outcome = batch.ledger
-        for chunk in itertools.batched(batch.each(self.item_of), MAX_TRANSACTION_ITEMS, strict=False):
-            pending = [PendingItem(record.sequence_number, item, record.version) for record, item in chunk]
-            report = self.writer.write(pending, batch.deadline)
+        prepared = (item for _record, item in batch.each(self.prepared_item))
+        for chunk in itertools.batched(prepared, MAX_TRANSACTION_ITEMS, strict=False):
+            report = self.writer.write_prepared(chunk, batch.deadline)
+            # Each request leaves reference cycles behind in botocore (endpoint resolution's jmespath
+            # interpreter, response parsing): without this they pile up to the collector's threshold,
+            # more memory than a chunk (measured: peak 0.31 MiB at 10,000 records against 0.22 at
+            # 1,000). The youngest generation is all they are in; collecting it takes ~5 µs.
+            gc.collect(0)
             outcome.add(report)
             if report.transient:
                 # The mapping retries from the lowest failed record: what is not decoded yet comes back with it.
@@ -127,10 +149,11 @@ class StreamProcessor:
                 break
         return outcome
 
-    def item_of(self, record: KinesisRecord) -> dict[str, Any]:
-        item = self.decode(record.data(self.settings.max_record_bytes))
+    def prepared_item(self, record: KinesisRecord) -> PreparedItem:
+        """The record decoded, validated and ready for its request; the decoded item is not kept."""
+        item = self.decoder.decode(record.data(self.settings.max_record_bytes))
         validate_item(item, self.settings.key_attributes)
-        return item
+        return self.writer.prepare(record.record_id, item, record.version)
 
     def _publish(self, outcome: BatchOutcome) -> None:
         if self.logger is not None:
