@@ -5,7 +5,8 @@ decoded, once as plain frames and once as zlib frames (compression byte 0x05), b
 
 - `decode_payload`, the stream processor's entry point (framing detection, then the registry
   codec), wired as at a cold start: `PayloadDecoder` builds the codec with `RegistryDeserializer.from_settings`,
-  here patched only so the registry answers from memory;
+  here patched only so the registry answers from memory, and called as the processor calls it
+  (`decoder.decode(data)`, looked up per record: the entry point becomes the codec's own);
 - the codec's own `RegistryDeserializer.decode`, to show what `decode_payload` adds;
 - the `aws-glue-schema-registry` package's KafkaDeserializer (what a Python user would otherwise
   pick);
@@ -102,8 +103,10 @@ def framed_records(compress: bool) -> list[bytes]:
 def handler_wiring() -> Iterator[None]:
     """The handler's decoder builds its codec as at a cold start, with a registry that answers from memory."""
 
-    def from_settings(cls: type[RegistryDeserializer], settings: RegistrySettings) -> RegistryDeserializer:
-        return cls(lambda _: DEFINITION)
+    def from_settings(
+        cls: type[RegistryDeserializer], settings: RegistrySettings, unframed: Callable[[bytes], Any] | None = None
+    ) -> RegistryDeserializer:
+        return cls(lambda _: DEFINITION, unframed=unframed)
 
     with mock.patch.object(RegistryDeserializer, "from_settings", classmethod(from_settings)):
         yield
@@ -111,7 +114,7 @@ def handler_wiring() -> Iterator[None]:
 
 def contenders(records: list[bytes], compressed: bool) -> dict[str, Run]:
     # The stream processor's entry point as its cold start builds it from its settings.
-    decode_payload = PayloadDecoder(registry=RegistrySettings(glue_registry_name="tributary")).decode
+    decoder = PayloadDecoder(registry=RegistrySettings(glue_registry_name="tributary"))
     package = KafkaDeserializer(SchemaRegistryClient(InMemoryGlue(), registry_name="tributary"))
     schemas = {VERSION_ID.bytes: parse_definition(DEFINITION)}
     codec = RegistryDeserializer(lambda _: DEFINITION).decode
@@ -119,7 +122,7 @@ def contenders(records: list[bytes], compressed: bool) -> dict[str, Run]:
 
     def through_decode_payload(chunk: list[bytes]) -> None:
         for data in chunk:
-            decode_payload(data)
+            decoder.decode(data)
 
     def the_codec(chunk: list[bytes]) -> None:
         for data in chunk:
@@ -140,7 +143,7 @@ def contenders(records: list[bytes], compressed: bool) -> dict[str, Run]:
     floor = bare_fastavro_and_zlib if compressed else bare_fastavro
     sample = records[:100]
     expected = [_floor_decode(data, schemas) for data in sample]
-    assert [decode_payload(data) for data in sample] == expected
+    assert [decoder.decode(data) for data in sample] == expected
     assert [codec(data) for data in sample] == expected
     assert [package.deserialize("wildrydes", data).data for data in sample] == expected
     return {

@@ -218,11 +218,11 @@ def _resident_mib(field: str) -> float:
     raise RuntimeError(f"/proc/self/status has no {field}")
 
 
-def report(case: str, cpu: dict[str, tuple[float, float]]) -> None:
+def report(case: str, cpu: dict[str, tuple[float, float]], target: str = "") -> None:
     (peer_us, peer_requests), (ours_us, ours_requests) = cpu["peer"], cpu["handler"]
     print(f"  {case}")
     print(f"    µs CPU per record      : handler {ours_us:6.1f}, peer {peer_us:6.1f} -> "
-          f"{peer_us / ours_us:.2f}x the peer's records/s per core (target >= 2x)")
+          f"{peer_us / ours_us:.2f}x the peer's records/s per core{target}")
     print(f"    records/s per core     : handler {1e6 / ours_us:8,.0f}, peer {1e6 / peer_us:8,.0f}")
     print(f"    requests / 1,000       : handler {ours_requests:.0f}, peer {peer_requests:.0f} (target <= 40)")
 
@@ -236,13 +236,16 @@ def main() -> None:
         print(f"Powertools BatchProcessor + batch_writer (the peer) vs the deployed handler; median of {ROUNDS} "
               "interleaved rounds, process CPU time")
         for where, endpoint in (("null DynamoDB endpoint", null_endpoint), ("moto", None)):
+            # The target is the function's own CPU; on moto, moto's work is most of what is measured.
+            target = " (target >= 2x)" if endpoint == null_endpoint else ""
             for encoding in ("json", "avro"):
                 for size in SIZES:
-                    report(f"{where}, {encoding}, {size:,} records", measure_cpu(endpoint, encoding, size))
+                    report(f"{where}, {encoding}, {size:,} records", measure_cpu(endpoint, encoding, size), target)
         print("  peak memory of one invocation, fresh process per contender (null endpoint, JSON)")
         for size in SIZES:
             peer = measure_memory(null_endpoint, size, "peer")
             ours = measure_memory(null_endpoint, size, "handler")
-            print(f"    {size:>6,} records: tracemalloc peak handler {ours[0]:6.1f} MiB, peer {peer[0]:6.1f} MiB "
-                  f"({ours[0] / peer[0]:.2f}x); RSS growth handler {ours[1]:6.1f} MiB, peer {peer[1]:6.1f} MiB")
+            print(f"    {size:>6,} records: tracemalloc peak handler {ours[0]:6.2f} MiB, peer {peer[0]:6.2f} MiB "
+                  f"({ours[0] / peer[0]:.2f}x, target <= 1x); RSS growth handler {ours[1]:6.2f} MiB, "
+                  f"peer {peer[1]:6.2f} MiB")
         aws.reset()  # moto's state is process-wide: leave nothing for the next benchmark

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
+from unittest import mock
 from uuid import UUID, uuid4
 
 import boto3
@@ -282,6 +283,65 @@ BAD_INPUTS = {
 def test_bad_input_is_a_poison_record_that_says_what_is_wrong(data, message):
     with pytest.raises(PoisonRecordError, match=message):
         RegistryDeserializer(lookup)(data)
+
+
+ZLIB_GOOD = encode_glue(payment(), parse_definition(PAYMENT_V1), V1_ID, compress=True)
+# Unicorn readings have no logical types: fastavro alone reads them, on the codec's inlined path.
+UNICORN_READING = {"Name": "Shadowfax", "StatusTime": "2026-11-21 12:00:00.000", "Latitude": 42.3, "Longitude": -71.1,
+                   "Distance": 12.5, "MagicPoints": 150, "HealthPoints": 170}  # fmt: skip
+BODIES = {
+    "unicorn (fastavro alone)": (UNICORN_ID, avro_body(UNICORN_READING, parse_definition(UNICORN))),
+    "payment (logical types)": (V1_ID, avro_body(payment(), parse_definition(PAYMENT_V1))),
+}
+
+
+def bad_bodies(body: bytes) -> dict[str, tuple[int, bytes, str]]:
+    """(compression byte, what follows the header, the reason) of bad records with a good header."""
+    return {
+        "zlib garbage": (5, b"not zlib at all", "does not inflate"),
+        "truncated zlib": (5, zlib.compress(body)[:-3], "truncated"),
+        "bytes after zlib": (5, zlib.compress(body) + b"junk", "4 bytes of garbage"),
+        "zlib bomb": (5, zlib.compress(bytes(MAX_DECOMPRESSED_BYTES + 1)), "inflates past"),
+        "zlib body too short": (5, zlib.compress(body[:-3]), "does not match its schema"),
+        "zlib body too long": (5, zlib.compress(body + b"\x02"), "1 bytes left"),
+        "truncated body": (0, body[:-3], "does not match its schema"),
+        "trailing bytes": (0, body + b"\x02\x04", "2 bytes left after the record"),
+    }
+
+
+@pytest.mark.parametrize("bad", list(bad_bodies(b"")))
+@pytest.mark.parametrize("schema", list(BODIES))
+def test_a_known_header_does_not_soften_the_checks(bad, schema):
+    """Once a header is known, records under it take the fast path: bad ones fail the same way."""
+    version_id, body = BODIES[schema]
+    compression, rest, message = bad_bodies(body)[bad]
+    header = bytes([3, compression]) + version_id.bytes
+    deserializer = RegistryDeserializer(lookup)
+    assert deserializer(header + (zlib.compress(body) if compression else body))  # the header is now known
+    with pytest.raises(PoisonRecordError, match=message):
+        deserializer(header + rest)
+    with pytest.raises(PoisonRecordError, match=message):
+        RegistryDeserializer(lookup)(header + rest)  # as under a header never seen
+
+
+def test_once_the_payload_decoder_meets_avro_its_entry_point_is_the_codec_and_json_still_decodes():
+    """The entry point becomes the codec's `decode`, one call less per framed record; unframed records
+    come back to the payload decoder and are answered exactly as before."""
+    settings = RegistrySettings(glue_registry_name="tributary")
+    decoder = PayloadDecoder(registry=settings)
+    before = decoder.decode
+    with mock.patch.object(RegistryDeserializer, "from_settings", classmethod(
+        lambda cls, _, unframed=None: cls(lookup, unframed=unframed)
+    )):  # fmt: skip
+        assert decoder.decode(ZLIB_GOOD) == as_decoded(payment())
+    assert decoder.decode != before and getattr(decoder.decode, "__self__", None).__class__ is RegistryDeserializer
+    assert before(GOOD) == decoder.decode(GOOD) == decoder(GOOD) == as_decoded(payment())
+    assert decoder.decode(b'{"a": 1.5}') == {"a": Decimal("1.5")}
+    for data, message in [(b"", "record is empty"), (b"\x07x", "unknown record framing: first byte 0x07"),
+                          (b"[1]", "JSON list, expected an object")]:  # fmt: skip
+        for entry in (before, decoder.decode):
+            with pytest.raises(PoisonRecordError, match=re.escape(message)):
+                entry(data)
 
 
 def test_a_top_level_value_that_is_not_a_record_is_refused():

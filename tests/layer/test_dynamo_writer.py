@@ -1,19 +1,25 @@
 """BatchWriter against moto: every ref ends up written or failed, with the right kind of failure."""
 
+import json
 import math
 from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
 import boto3
+import botocore.session
 import pytest
+from botocore.awsrequest import AWSResponse
+from botocore.config import Config
 from botocore.exceptions import ClientError
+from botocore.serialize import create_serializer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from support import AlwaysThrottled, FakeClock
 
 from tributary_shared.dynamo_items import normalized_key
 from tributary_shared.dynamo_writer import WRITE_RETRY, BatchWriter, PendingItem
+from tributary_shared.errors import PoisonRecordError
 from tributary_shared.retries import CALL_BUDGET_S, RetryPolicy
 
 TABLE = "Readings"
@@ -284,7 +290,81 @@ def _stripped(value: Any) -> Any:
 def _values(typed: Any) -> Any:
     """A typed item with every number as a Decimal: equal when the numbers are, however spelled."""
     if isinstance(typed, dict):
-        return {key: Decimal(inner) if key == "N" else _values(inner) for key, inner in typed.items()}
+        # A typed value is {"N": text}; an item or map may also have an attribute named "N".
+        return {key: Decimal(inner) if key == "N" and isinstance(inner, str) else _values(inner)
+                for key, inner in typed.items()}  # fmt: skip
     if isinstance(typed, list):
         return [_values(inner) for inner in typed]
     return typed
+
+
+# ---------------------------------------------------------------- requests sent as encoded JSON
+
+_JSON_SERIALIZER = create_serializer("json")
+_DYNAMODB_MODEL = botocore.session.get_session().get_service_model("dynamodb")
+
+
+@settings(max_examples=300)
+@given(item=st.dictionaries(st.text(max_size=4), values, max_size=4))
+def test_an_encoded_item_is_the_json_botocore_sends_for_it(item):
+    """`encode_item` of a typed item is what botocore's serializer puts on the wire for it (blobs in base64)."""
+    from tributary_shared.dynamo_items import encode_item, serialize_item
+
+    try:
+        typed = serialize_item(item)
+    except (TypeError, ValueError, ArithmeticError):
+        return  # refused before anything is encoded: see the serializer's test
+    request = {"TableName": TABLE, "Item": typed}
+    sent = _JSON_SERIALIZER.serialize_to_request(request, _DYNAMODB_MODEL.operation_model("PutItem"))
+    assert json.loads(encode_item(typed)) == json.loads(sent["body"])["Item"]
+
+
+class _Accepted:
+    def stream(self, **_: Any) -> Any:
+        yield b"{}"
+
+
+def sent_bodies(client: Any) -> list[dict[str, Any]]:
+    """The body of every request `client` sends from now on; each is answered with success, unsent."""
+    bodies: list[dict[str, Any]] = []
+
+    def answer(request: Any, **_: Any) -> AWSResponse:
+        bodies.append(json.loads(request.body))
+        return AWSResponse(request.url, 200, {}, _Accepted())
+
+    client.meta.events.register("before-send.dynamodb", answer)
+    return bodies
+
+
+@pytest.mark.parametrize("validation", [True, False])
+def test_a_transaction_sent_encoded_is_the_request_botocore_would_send(validation):
+    from tributary_shared.dynamo_items import EncodedJson, encode_item, send_encoded_json, serialize_item
+
+    client = boto3.client("dynamodb", region_name="us-east-1", endpoint_url="http://127.0.0.1:9",
+                          config=Config(parameter_validation=validation))  # fmt: skip
+    bodies = sent_bodies(client)
+    puts = [{"Put": {"TableName": TABLE, "Item": serialize_item({"device": "d", "time": str(n), "blob": b"\x00\xff"}),
+                     "ConditionExpression": "attribute_not_exists(#v)", "ExpressionAttributeNames": {"#v": "v"}}}
+            for n in range(3)]  # fmt: skip
+    client.transact_write_items(TransactItems=puts, ReturnConsumedCapacity="TOTAL")
+    send_encoded_json(client)
+    send_encoded_json(client)  # idempotent: one splice per request
+    encoded = [b"[", b",".join(encode_item(put) for put in puts), b"]"]
+    client.transact_write_items(TransactItems=EncodedJson(encoded, [puts[0]]), ReturnConsumedCapacity="TOTAL")
+    client.transact_write_items(TransactItems=EncodedJson(encoded, [puts[0]]))
+    botocores, spliced, alone = bodies
+    # botocore adds a fresh idempotency token to each request: the rest is the same.
+    assert botocores.pop("ClientRequestToken") and spliced.pop("ClientRequestToken") and alone.pop("ClientRequestToken")
+    assert spliced == botocores and alone == {"TransactItems": botocores["TransactItems"]}
+    client.put_item(TableName=TABLE, Item=puts[0]["Put"]["Item"])  # other calls are botocore's own
+    assert bodies[-1] == {"TableName": TABLE, "Item": botocores["TransactItems"][0]["Put"]["Item"]}
+
+
+def test_a_guarded_writer_holds_each_item_as_the_json_it_sends():
+    writer = BatchWriter(TABLE, KEYS, version_attribute="v")
+    prepared = writer.prepare("7", {"device": "d", "time": "t", "value": 1.5}, "001:7:000000")
+    assert prepared.typed is None and prepared.key == (("S", "d"), ("S", "t"))
+    assert json.loads(prepared.put)["Put"]["Item"] == {"device": {"S": "d"}, "time": {"S": "t"}, "value": {"N": "1.5"},
+                                                      "v": {"S": "001:7:000000"}}  # fmt: skip
+    with pytest.raises(PoisonRecordError, match="item cannot be stored in DynamoDB: a number has more than 38"):
+        writer.prepare("8", {"device": "d", "time": "t", "value": 10**40 + 1}, "001:8:000000")

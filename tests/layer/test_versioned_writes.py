@@ -105,6 +105,7 @@ class LosesResponses:
 
     def __init__(self, real: Any, lost: int) -> None:
         self.real, self.lost, self.calls = real, lost, 0
+        self.meta = real.meta  # the writer's hooks go on the real client, which sends the requests
 
     def transact_write_items(self, **kwargs: Any) -> dict:
         self.calls += 1
@@ -127,8 +128,9 @@ class CancelsWith:
 
     def __init__(self, real: Any, codes: list[str]) -> None:
         self.real, self.codes, self.calls = real, codes, 0
+        self.meta = real.meta  # the writer's hooks go on the real client, which sends the requests
 
-    def transact_write_items(self, TransactItems: list) -> dict:
+    def transact_write_items(self, TransactItems: Any) -> dict:
         self.calls += 1
         if self.calls == 1:
             reasons = [{"Code": code, "Message": code} for code in self.codes]

@@ -2,10 +2,13 @@
 
 import base64
 import datetime
+import gc
 import math
+import os
 import random
 import re
 import warnings
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -17,10 +20,12 @@ import moto
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from moto.core.model_instances import reset_model_data
 from moto.kinesis import models
 from moto.kinesis.models import KinesisBackend, Shard, kinesis_backends
 
 from tributary import moto_patches
+from tributary.emulator import SeparateProcessAws
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ACCOUNT = "123456789012"  # moto's default, which the embedded server's clients use
@@ -79,6 +84,42 @@ def test_changed_moto_source_is_refused_by_method_name():
 def test_a_method_without_source_or_gone_is_refused(method):
     methods = {**moto_patches.MOTO_SHARD_METHODS, "put_record": method}
     assert "Shard.put_record changed" in (moto_patches.mismatch(moto_patches.PINNED_MOTO_VERSION, methods) or "")
+
+
+def test_a_changed_record_is_refused_by_its_class_and_method_name():
+    class Record:  # a Record that could hold a container, and so be part of a cycle
+        def __init__(self, partition_key, data, sequence_number, explicit_hash_key):
+            self.partition_key, self.data, self.links = partition_key, data, [self]
+
+    methods = {**moto_patches.MOTO_SHARD_METHODS, "Record.__init__": Record.__init__}
+    assert "Record.__init__ changed" in (moto_patches.mismatch(moto_patches.PINNED_MOTO_VERSION, methods) or "")
+
+
+def test_records_put_are_left_out_of_garbage_collection_and_freed_with_their_stream():
+    """A Record holds only strings, numbers and a datetime, so it can never be in a reference cycle:
+    untracked, it costs full collections nothing, and reference counting frees it as before."""
+    backend = KinesisBackend(REGION, ACCOUNT)
+    backend.create_stream(STREAM, 2)
+    backend.put_records(None, STREAM, [entry(key, None, b"x") for key in "abcdefgh"])
+    backend.put_record(None, STREAM, "k", None, base64.b64encode(b"y").decode())
+    records = [record for shard in backend.streams[STREAM].shards.values() for record in shard.records.values()]
+    assert len(records) == 9 and not any(gc.is_tracked(record) for record in records)
+    atomic = (str, int, float, datetime.datetime, type(None))
+    assert all(isinstance(value, atomic) for record in records for value in vars(record).values())
+    alive = [weakref.ref(record) for record in records]
+    del records
+    gc.disable()  # only reference counting may free them
+    try:
+        backend.delete_stream(None, STREAM)
+        reset_model_data()  # moto's dashboard keeps every model it made
+        assert not any(ref() for ref in alive)
+    finally:
+        gc.enable()
+    with moto_patches.moto_unpatched():  # moto's own records are tracked: what the fix changes
+        backend.create_stream(STREAM, 1)
+        backend.put_record(None, STREAM, "k", None, base64.b64encode(b"y").decode())
+        (record,) = backend.streams[STREAM].shards["shardId-000000000000"].records.values()
+        assert gc.is_tracked(record)
 
 
 def test_apply_is_idempotent():
@@ -468,3 +509,21 @@ def test_moto_alone_scans_the_shard():
         assert touched_by(records, lambda: shard.put_record("k", data, None)) >= 1_000
         last = OrderedDict.__getitem__(records, 1_001).created_at
         assert touched_by(records, lambda: shard.get_sequence_number_at(last)) >= 1_000
+
+
+def test_the_server_in_a_process_of_its_own_is_the_embedded_aws(monkeypatch):
+    """What `SeparateProcessAws` serves is moto's server with the same fixes, on loopback; stop ends it."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL", os.environ.get("AWS_ENDPOINT_URL", ""))  # restored afterwards
+    with SeparateProcessAws() as child:
+        assert os.environ["AWS_ENDPOINT_URL"] == child.endpoint_url
+        kinesis = boto3.client("kinesis")
+        kinesis.create_stream(StreamName=STREAM, ShardCount=1)
+        sequences = [kinesis.put_record(StreamName=STREAM, PartitionKey="k", Data=bytes([i]))["SequenceNumber"]
+                     for i in range(3)]  # fmt: skip
+        iterator = kinesis.get_shard_iterator(StreamName=STREAM, ShardId="shardId-000000000000",
+                                              ShardIteratorType="AFTER_SEQUENCE_NUMBER",
+                                              StartingSequenceNumber=sequences[0])["ShardIterator"]  # fmt: skip
+        assert [r["Data"] for r in kinesis.get_records(ShardIterator=iterator)["Records"]] == [b"\x01", b"\x02"]
+        child.reset()
+        assert kinesis.list_streams()["StreamNames"] == []
+    assert not child._process.is_alive()

@@ -20,6 +20,7 @@ Encoding is the producer's, in the development package (`tributary.avro_encoding
 
 import io
 import json
+import zlib
 from collections.abc import Callable, Mapping
 from time import monotonic
 from typing import Any
@@ -36,7 +37,17 @@ from tributary_shared.avro_framing import (
     GLUE_HEADER_SIZE,
     GLUE_HEADER_VERSION,
 )
-from tributary_shared.avro_reading import ReadPlan, fastavro_alone_reads, inflate, leftovers, mismatch, read_body
+from tributary_shared.avro_reading import (
+    MAX_DECOMPRESSED_BYTES,
+    ReadPlan,
+    fastavro_alone_reads,
+    inflate,
+    leftovers,
+    mismatch,
+    not_inflated,
+    not_inflating,
+    read_body,
+)
 from tributary_shared.avro_schemas import canonical_definition, has_portable_types, parse_definition
 from tributary_shared.errors import ConfigurationError, PoisonRecordError
 from tributary_shared.schema_registry import (
@@ -64,7 +75,8 @@ class RegistryDeserializer:
     `glue_lookup(version_uuid)` and `confluent_lookup(schema_id)` return a writer schema's
     definition (see tributary_shared.schema_registry) and raise PoisonRecordError or
     TransientError themselves; a framing with no lookup configured is a poison record. A reader
-    schema that is not usable Avro is a ConfigurationError.
+    schema that is not usable Avro is a ConfigurationError. A record framed neither way goes to
+    `unframed` when given (`PayloadDecoder` passes its JSON path), else it is a poison record.
     """
 
     def __init__(
@@ -76,6 +88,7 @@ class RegistryDeserializer:
         cache_size: int = DEFAULT_CACHE_SIZE,
         unknown_id_ttl: float = DEFAULT_UNKNOWN_ID_TTL,
         clock: Callable[[], float] = monotonic,
+        unframed: Callable[[bytes], dict[str, Any]] | None = None,
     ) -> None:
         if cache_size < 1:
             raise ConfigurationError(f"the schema cache size (SCHEMA_CACHE_SIZE) must be at least 1, got {cache_size}")
@@ -85,6 +98,7 @@ class RegistryDeserializer:
         self._cache_size = cache_size
         self._unknown_id_ttl = unknown_id_ttl
         self._clock = clock
+        self._unframed = unframed
         # Schema ids the registry does not have: (framing, id) -> (until when, the registry's answer).
         self._unknown_ids: dict[tuple[str, UUID | int], tuple[float, PoisonRecordError]] = {}
         self._glue_plans: dict[bytes, ReadPlan] = {}  # by schema-version UUID
@@ -94,7 +108,9 @@ class RegistryDeserializer:
         self._confluent_plans: dict[int, ReadPlan] = {}
 
     @classmethod
-    def from_settings(cls, settings: RegistrySettings) -> "RegistryDeserializer":
+    def from_settings(
+        cls, settings: RegistrySettings, unframed: Callable[[bytes], dict[str, Any]] | None = None
+    ) -> "RegistryDeserializer":
         """The codec a function's registry settings describe; ConfigurationError names what is wrong."""
         try:
             confluent = ConfluentSchemaRegistry.from_settings(settings) if settings.confluent_url else None
@@ -103,6 +119,7 @@ class RegistryDeserializer:
                 confluent.schema_definition if confluent else None,
                 reader_schema=settings.reader_schema,
                 cache_size=settings.cache_size,
+                unframed=unframed,
             )
         except ConfigurationError as error:  # fail the invocation: no record is to blame for a bad setting
             raise ConfigurationError(f"schema registry settings are invalid: {error}") from error
@@ -120,7 +137,17 @@ class RegistryDeserializer:
         writer, compressed, plan = known
         if plan is not None:
             return read_body(inflate(data), 0, plan) if compressed else read_body(data, GLUE_HEADER_SIZE, plan)
-        body = io.BytesIO(inflate(data) if compressed else data[GLUE_HEADER_SIZE:])
+        if compressed:  # avro_reading.inflate, inlined
+            inflater = zlib.decompressobj()
+            try:
+                inflated = inflater.decompress(data[GLUE_HEADER_SIZE:], MAX_DECOMPRESSED_BYTES)
+            except zlib.error as error:
+                raise not_inflating(error) from error
+            if not inflater.eof or inflater.unused_data:
+                raise not_inflated(inflater)
+            body = io.BytesIO(inflated)
+        else:
+            body = io.BytesIO(data[GLUE_HEADER_SIZE:])
         try:
             record = schemaless_reader(body, writer)
         except PoisonRecordError:  # a bounded logical-type reader refused the value, saying why
@@ -141,6 +168,8 @@ class RegistryDeserializer:
             return self._decode_confluent(data)
         if first is None:
             raise PoisonRecordError("record is empty")
+        if self._unframed is not None:
+            return self._unframed(data)
         raise PoisonRecordError(f"not a registry-framed record: first byte 0x{first:02x} (Glue 0x03, Confluent 0x00)")
 
     def _decode_glue(self, data: bytes) -> dict[str, Any]:

@@ -62,13 +62,17 @@ def inflate(data: bytes) -> bytes:
     try:
         body = inflater.decompress(data[GLUE_HEADER_SIZE:], MAX_DECOMPRESSED_BYTES)
     except zlib.error as error:
-        raise PoisonRecordError(f"zlib-compressed body does not inflate: {error}") from error
+        raise not_inflating(error) from error
     if inflater.eof and not inflater.unused_data:
         return body
-    raise _not_inflated(inflater)
+    raise not_inflated(inflater)
 
 
-def _not_inflated(inflater: Any) -> PoisonRecordError:
+def not_inflating(error: zlib.error) -> PoisonRecordError:
+    return PoisonRecordError(f"zlib-compressed body does not inflate: {error}")
+
+
+def not_inflated(inflater: Any) -> PoisonRecordError:
     """Why a body that inflated without an error is refused (a stream that ended leaves no unconsumed tail)."""
     if inflater.unconsumed_tail:
         return PoisonRecordError(f"zlib-compressed body inflates past {MAX_DECOMPRESSED_BYTES} bytes")

@@ -3,8 +3,7 @@
 Each item carries a caller-chosen `ref` (a Kinesis sequence number, a CSV line number) so the
 caller learns exactly which records were written and which failed, and how:
 
-- chunks of 25 (the BatchWriteItem maximum), so 1,000 items cost 40 requests when nothing is
-  throttled;
+- chunks of 25 (the BatchWriteItem maximum): 1,000 items cost 40 requests when nothing is throttled;
 - items with the same key collapse to the last one given (BatchWriteItem rejects a request that
   names one key twice); a superseded item shares the fate of the item that replaced it, except
   that when DynamoDB refuses that item, the newest older one given for the key is written instead;
@@ -26,8 +25,12 @@ retry, bisect, redelivery or replay can make an item go back in time. An item wh
 is `superseded`: the table already holds it or a newer version, which is success for the caller.
 A cancelled transaction is retried without its stale and invalid items; a request DynamoDB refuses
 as invalid (one bad item, or over 4 MB) is split in halves until the bad item stands alone.
+
+Memory: `prepare` turns an item into what its request needs (a guarded writer: its conditional Put as
+JSON, `dynamo_items.EncodedJson`, 600 bytes against 3 KB as typed dicts), and nothing more is kept.
 """
 
+import itertools
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,7 +38,17 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from tributary_shared import aws_clients
-from tributary_shared.dynamo_items import SERIALIZATION_ERRORS, describe_unstorable, normalized_key, serialize_item
+from tributary_shared.dynamo_items import (
+    SERIALIZATION_ERRORS,
+    EncodedJson,
+    describe_unstorable,
+    encode_item,
+    encode_text,
+    normalized_key,
+    send_encoded_json,
+    serialize_item,
+)
+from tributary_shared.errors import PoisonRecordError
 from tributary_shared.retries import RetryPolicy
 
 MAX_BATCH_ITEMS = 25
@@ -54,25 +67,17 @@ GUARD_CONDITION_EQUAL_PASSES = (
 # Until the deadline, the first retry after up to 50 ms.
 WRITE_RETRY = RetryPolicy(base_s=0.05, cap_s=2.0)
 # Errors a later attempt can get past.
-TRANSIENT_ERROR_CODES = frozenset(
-    {
-        "ProvisionedThroughputExceededException",
-        "ThrottlingException",
-        "RequestLimitExceeded",
-        "InternalServerError",
-        "ServiceUnavailable",
-        "LimitExceededException",
-        "TransactionConflictException",
-    }
-)
+TRANSIENT_ERROR_CODES = frozenset({
+    "ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded", "InternalServerError",
+    "ServiceUnavailable", "LimitExceededException", "TransactionConflictException",
+})  # fmt: skip
 
 # Errors that mean an item itself cannot be stored; any other error is about the deployment.
 ITEM_ERROR_CODES = frozenset({"ValidationException", "ItemCollectionSizeLimitExceededException"})
 
 # The writer builds every request from items it serialized itself, so botocore's parameter
-# validation (about a quarter of the CPU per record, measured) checks nothing new; and resolving
-# account-ID endpoints walks every item of a transaction on each request (an operation context
-# parameter), so the regional endpoint is used instead.
+# validation (about a quarter of the CPU per record, measured) checks nothing new. Account-ID
+# endpoints are off: a transaction's items are sent encoded, out of sight of their resolution.
 WRITER_CLIENT_SETTINGS: dict[str, Any] = {"parameter_validation": False, "account_id_endpoint_mode": "disabled"}
 
 
@@ -106,12 +111,19 @@ def describe(error: ClientError) -> str:
     return f"{aws_clients.error_code(error)}: {error.response.get('Error', {}).get('Message', '')}"
 
 
-@dataclass(frozen=True)
-class _TypedItem:
+ItemKey = tuple[tuple[str, Any], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedItem:
+    """An item as its writer sends it (`BatchWriter.prepare`): all the writer keeps of it."""
+
     ref: str
-    typed: dict[str, Any]
-    key: tuple[tuple[str, Any], ...]
-    version: str | None = None
+    key: ItemKey
+    # An unguarded writer's typed item (BatchWriteItem, PutItem).
+    typed: dict[str, Any] | None = None
+    # A guarded writer's conditional Put, as the JSON of one TransactWriteItems entry.
+    put: bytes = b""
 
 
 class _StopWriting(Exception):
@@ -136,25 +148,63 @@ class BatchWriter:
         self.version_attribute = version_attribute
         self._guard = GUARD_CONDITION_EQUAL_PASSES if equal_version_passes else GUARD_CONDITION
         self._client = client
+        self._sends_encoded = False
         self.retry = retry
+        # Every conditional Put is this, the item's version, `}},"Item":`, the item and `}}`.
+        self._put_head = b"".join([
+            b'{"Put":{"TableName":', encode_text(table_name), b',"ConditionExpression":', encode_text(self._guard),
+            b',"ExpressionAttributeNames":{"#version":', encode_text(version_attribute or ""),
+            b'},"ExpressionAttributeValues":{":string":{"S":"S"},":version":{"S":',
+        ])  # fmt: skip
 
     @property
     def client(self) -> Any:
         # Created on first use so importing a handler does not pay for a client it may not need.
         if self._client is None:
             self._client = aws_clients.client("dynamodb", **WRITER_CLIENT_SETTINGS)
+        if not self._sends_encoded and self.version_attribute is not None and hasattr(self._client, "meta"):
+            send_encoded_json(self._client)  # a guarded writer's transactions go as encoded JSON
+            self._sends_encoded = True
         return self._client
 
+    def prepare(self, ref: str, item: dict[str, Any], version: str | None = None) -> PreparedItem:
+        """`item` ready to write (guarded: with its `version`); PoisonRecordError if DynamoDB cannot store it."""
+        try:
+            typed = serialize_item(item)
+            key = normalized_key(typed, self.key_attributes)
+        except SERIALIZATION_ERRORS as error:
+            raise PoisonRecordError(f"item cannot be stored in DynamoDB: {describe_unstorable(error)}") from None
+        if self.version_attribute is None:
+            return PreparedItem(ref, key, typed)
+        if version is None:
+            raise ValueError(f"a version-guarded writer needs every item's version (ref {ref})")
+        typed[self.version_attribute] = {"S": version}
+        put = b"".join([self._put_head, encode_text(version), b'}},"Item":', encode_item(typed), b"}}"])
+        return PreparedItem(ref, key, put=put)
+
     def write(self, items: Sequence[PendingItem], deadline: float) -> WriteReport:
-        report = WriteReport()
-        remaining = self._serialize(items, report)
+        """Prepare and write `items`; an item DynamoDB could not store fails alone, permanently."""
+        prepared, unstorable = [], {}
+        for pending in items:
+            try:
+                prepared.append(self.prepare(pending.ref, pending.item, pending.version))
+            except PoisonRecordError as error:
+                unstorable[pending.ref] = error.reason
+        report = self.write_prepared(prepared, deadline)
+        report.permanent.update(unstorable)
+        return report
+
+    def write_prepared(self, items: Sequence[PreparedItem], deadline: float) -> WriteReport:
+        """Write items from `prepare`; what happened to each, by its ref."""
+        report, remaining = WriteReport(), list(items)
         guarded = self.version_attribute is not None
         write_chunk = self._write_guarded_chunk if guarded else self._write_chunk
+        size = MAX_TRANSACTION_ITEMS if guarded else MAX_BATCH_ITEMS
         while remaining:
             winners, superseded_by = self._collapse_duplicate_keys(remaining)
             try:
-                for chunk in _chunks(winners, MAX_TRANSACTION_ITEMS if guarded else MAX_BATCH_ITEMS):
-                    write_chunk(chunk, deadline, report)
+                for chunk in itertools.batched(winners, size, strict=False):
+                    write_chunk(list(chunk), deadline, report)
             except _StopWriting as error:
                 self._give_up(winners, str(error), report)
                 self._settle_superseded(superseded_by, report, stand_ins_from=None)
@@ -163,25 +213,9 @@ class BatchWriter:
             remaining = self._settle_superseded(superseded_by, report, stand_ins_from=remaining)
         return report
 
-    def _serialize(self, items: Sequence[PendingItem], report: WriteReport) -> list[_TypedItem]:
-        typed_items = []
-        for pending in items:
-            try:
-                typed = serialize_item(pending.item)
-                key = normalized_key(typed, self.key_attributes)
-            except SERIALIZATION_ERRORS as error:
-                report.permanent[pending.ref] = f"item cannot be stored in DynamoDB: {describe_unstorable(error)}"
-                continue
-            if self.version_attribute is not None:
-                if pending.version is None:
-                    raise ValueError(f"a version-guarded writer needs every item's version (ref {pending.ref})")
-                typed[self.version_attribute] = {"S": pending.version}
-            typed_items.append(_TypedItem(pending.ref, typed, key, pending.version))
-        return typed_items
-
     @staticmethod
-    def _collapse_duplicate_keys(items: list[_TypedItem]) -> tuple[list[_TypedItem], dict[str, str]]:
-        last_by_key: dict[tuple[tuple[str, Any], ...], _TypedItem] = {}
+    def _collapse_duplicate_keys(items: list[PreparedItem]) -> tuple[list[PreparedItem], dict[str, str]]:
+        last_by_key: dict[ItemKey, PreparedItem] = {}
         superseded_by: dict[str, str] = {}
         for item in items:
             previous = last_by_key.get(item.key)
@@ -192,8 +226,8 @@ class BatchWriter:
 
     @staticmethod
     def _settle_superseded(
-        superseded_by: dict[str, str], report: WriteReport, stand_ins_from: list[_TypedItem] | None
-    ) -> list[_TypedItem]:
+        superseded_by: dict[str, str], report: WriteReport, stand_ins_from: list[PreparedItem] | None
+    ) -> list[PreparedItem]:
         """Give each collapsed item its winner's fate; the items to write in place of refused winners."""
         written, stale = set(report.written), set(report.superseded)
         stand_ins: set[str] = set()
@@ -213,13 +247,13 @@ class BatchWriter:
         return [item for item in stand_ins_from or [] if item.ref in stand_ins]
 
     @staticmethod
-    def _give_up(items: Iterable[_TypedItem], reason: str, report: WriteReport) -> None:
+    def _give_up(items: Iterable[PreparedItem], reason: str, report: WriteReport) -> None:
         settled = {*report.written, *report.superseded, *report.transient, *report.permanent}
         for item in items:
             if item.ref not in settled:
                 report.transient[item.ref] = reason
 
-    def _write_chunk(self, chunk: list[_TypedItem], deadline: float, report: WriteReport) -> None:
+    def _write_chunk(self, chunk: list[PreparedItem], deadline: float, report: WriteReport) -> None:
         by_key = {item.key: item for item in chunk}
         pending = [{"PutRequest": {"Item": item.typed}} for item in chunk]
         calls = 0
@@ -230,7 +264,8 @@ class BatchWriter:
                 response = self.client.batch_write_item(RequestItems={self.table_name: pending})
             except ClientError as error:
                 if aws_clients.error_code(error) in ITEM_ERROR_CODES:
-                    self._put_one_by_one([by_key[key] for key in self._keys(pending)], deadline, report)
+                    for key in self._keys(pending):
+                        self._put_single(by_key[key], deadline, report)
                     return
                 if aws_clients.error_code(error) not in TRANSIENT_ERROR_CODES:
                     raise _StopWriting(describe(error)) from error
@@ -248,13 +283,13 @@ class BatchWriter:
                     report.transient[by_key[key].ref] = f"{reason}: not written before the deadline"
                 return
 
-    def _write_guarded_chunk(self, chunk: list[_TypedItem], deadline: float, report: WriteReport) -> None:
+    def _write_guarded_chunk(self, chunk: list[PreparedItem], deadline: float, report: WriteReport) -> None:
         pending, calls = chunk, 0
         while pending:
             self._check_deadline(deadline)
             try:
                 report.requests += 1
-                self.client.transact_write_items(TransactItems=[self._guarded_put(item) for item in pending])
+                self._send_transaction(pending)
             except ClientError as error:
                 code = aws_clients.error_code(error)
                 if code == "TransactionCanceledException":
@@ -281,21 +316,18 @@ class BatchWriter:
                     report.transient[item.ref] = f"{reason}: not written before the deadline"
                 return
 
-    def _guarded_put(self, item: _TypedItem) -> dict[str, Any]:
-        return {
-            "Put": {
-                "TableName": self.table_name,
-                "Item": item.typed,
-                "ConditionExpression": self._guard,
-                "ExpressionAttributeNames": {"#version": self.version_attribute},
-                "ExpressionAttributeValues": {":version": {"S": item.version}, ":string": {"S": "S"}},
-            }
-        }
+    def _send_transaction(self, items: list[PreparedItem]) -> None:
+        array = [b"["]
+        for item in items:
+            array += (item.put, b",")
+        array[-1] = b"]"
+        stand_in = [{"Put": {"TableName": self.table_name, "Item": {}}}]  # what botocore checks in its place
+        self.client.transact_write_items(TransactItems=EncodedJson(array, stand_in))
 
     @staticmethod
     def _settle_cancelled(
-        items: list[_TypedItem], error: ClientError, report: WriteReport
-    ) -> tuple[list[_TypedItem], str | None]:
+        items: list[PreparedItem], error: ClientError, report: WriteReport
+    ) -> tuple[list[PreparedItem], str | None]:
         """Record stale and invalid items of a cancelled transaction; the items to try again, and the
         reason to wait before that (None: the rest was only cancelled along, so retry at once)."""
         reasons = _cancellation_reasons(error)
@@ -316,7 +348,7 @@ class BatchWriter:
         return retry, None
 
     def _isolate_invalid(
-        self, items: list[_TypedItem], error: ClientError, deadline: float, report: WriteReport
+        self, items: list[PreparedItem], error: ClientError, deadline: float, report: WriteReport
     ) -> None:
         if len(items) == 1:
             report.permanent[items[0].ref] = describe(error)
@@ -325,15 +357,11 @@ class BatchWriter:
         for part in (items[:half], items[half:]):
             self._write_guarded_chunk(part, deadline, report)
 
-    def _keys(self, requests: list[dict[str, Any]]) -> Iterator[tuple[tuple[str, Any], ...]]:
+    def _keys(self, requests: list[dict[str, Any]]) -> Iterator[ItemKey]:
         for request in requests:
             yield normalized_key(request["PutRequest"]["Item"], self.key_attributes)
 
-    def _put_one_by_one(self, items: list[_TypedItem], deadline: float, report: WriteReport) -> None:
-        for item in items:
-            self._put_single(item, deadline, report)
-
-    def _put_single(self, item: _TypedItem, deadline: float, report: WriteReport) -> None:
+    def _put_single(self, item: PreparedItem, deadline: float, report: WriteReport) -> None:
         calls = 0
         while True:
             self._check_deadline(deadline)
@@ -368,8 +396,3 @@ def _cancellation_reasons(error: ClientError) -> list[tuple[str, str]]:
     reasons = error.response.get("CancellationReasons") or []
     # AWS documents a null Code for an item that had no error: the same as "None".
     return [(str(reason.get("Code") or NOT_TRIED_REASON), str(reason.get("Message") or "")) for reason in reasons]
-
-
-def _chunks(items: list[_TypedItem], size: int) -> Iterable[list[_TypedItem]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]

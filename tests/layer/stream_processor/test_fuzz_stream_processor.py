@@ -1,8 +1,9 @@
 """Hostile input through the stream processor: every record is written or fails alone with a reason.
 
-The DynamoDB client here serializes each request exactly as botocore would send it (its real JSON
-serializer and parameter validation, for the real service model) and answers success, so any value
-that would crash on the wire is found without a server.
+The DynamoDB client here is botocore's own, and answers success just before a request would leave:
+each request body the writer sent is checked against the service model (botocore's parameter
+validation) and against botocore's own serialization of the same parameters, so any value that
+would crash on the wire, or go on it in another form than botocore's, is found without a server.
 """
 
 import base64
@@ -11,6 +12,7 @@ import random
 from typing import Any
 
 import botocore.session
+from botocore.awsrequest import AWSResponse
 from botocore.serialize import create_serializer
 from botocore.validate import validate_parameters
 from hypothesis import given, settings
@@ -27,23 +29,41 @@ _MODEL = botocore.session.get_session().get_service_model("dynamodb")
 _SERIALIZER = create_serializer("json")
 
 
+class _Answered:
+    def stream(self, **_: Any) -> Any:
+        yield b"{}"
+
+
 class SerializingDynamoDB:
-    """Accepts every request after serializing it for the wire, as botocore does before sending."""
+    """botocore's DynamoDB client: each TransactWriteItems body is checked, its items kept, success answered."""
 
     def __init__(self) -> None:
         self.items: list[dict[str, Any]] = []
+        self.client = botocore.session.get_session().create_client(
+            "dynamodb", "us-east-1", endpoint_url="http://127.0.0.1:9",
+            aws_access_key_id="fuzz", aws_secret_access_key="fuzz",
+        )  # fmt: skip
+        self.client.meta.events.register("before-send.dynamodb.TransactWriteItems", self._answer)
 
-    def transact_write_items(self, **params: Any) -> dict:
+    def reset(self) -> "SerializingDynamoDB":
+        self.items = []
+        return self
+
+    def _answer(self, request: Any, **_: Any) -> AWSResponse:
+        sent = json.loads(request.body)
         operation = _MODEL.operation_model("TransactWriteItems")
-        validate_parameters(params, operation.input_shape)
-        _SERIALIZER.serialize_to_request(params, operation)
-        self.items += [action["Put"]["Item"] for action in params["TransactItems"]]
-        return {}
+        validate_parameters(sent, operation.input_shape)
+        assert json.loads(_SERIALIZER.serialize_to_request(sent, operation)["body"]) == sent
+        self.items += [action["Put"]["Item"] for action in sent["TransactItems"]]
+        return AWSResponse(request.url, 200, {}, _Answered())
+
+
+DYNAMODB = SerializingDynamoDB()  # one client for every example: creating one takes longer than an example
 
 
 def processor() -> tuple[StreamProcessor, SerializingDynamoDB]:
-    client = SerializingDynamoDB()
-    writer = BatchWriter("UnicornSensorData", KEYS, client, version_attribute="recordVersion")
+    client = DYNAMODB.reset()
+    writer = BatchWriter("UnicornSensorData", KEYS, client.client, version_attribute="recordVersion")
     return StreamProcessor(StreamProcessorSettings("UnicornSensorData", KEYS), writer=writer), client
 
 

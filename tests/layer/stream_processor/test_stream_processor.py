@@ -4,6 +4,7 @@ import base64
 import itertools
 import json
 import sys
+import weakref
 from dataclasses import replace
 from decimal import Decimal
 from uuid import UUID
@@ -26,6 +27,7 @@ from support import (
 from tributary import producer
 from tributary_shared.avro_codec import RegistryDeserializer
 from tributary_shared.avro_schemas import canonical_definition
+from tributary_shared.dynamo_items import EncodedJson
 from tributary_shared.dynamo_writer import WRITE_RETRY, BatchWriter
 from tributary_shared.errors import ConfigurationError, PoisonRecordError, TransientError
 from tributary_shared.invocation import kinesis_data
@@ -304,3 +306,41 @@ def test_invalid_registry_settings_fail_the_invocation_instead_of_poisoning_reco
     processor = processor_with(settings=settings)
     with pytest.raises(ConfigurationError, match="schema registry settings"):
         processor.process(KinesisBatch.of_records(kinesis_event([("k", frame)])["Records"], 10**9, BatchOutcome))
+
+
+# ---------------------------------------------------------------- memory: one chunk at a time
+
+
+class Decoded(dict):
+    """A decoded record that can be watched (a plain dict cannot be weakly referenced)."""
+
+
+def test_a_decoded_record_is_let_go_once_it_is_prepared_and_only_one_chunk_is_held():
+    """Memory stays flat in the batch's size: no decoded record outlives its preparation, and when a
+    transaction is sent only its own items are held, the batch's later records not yet decoded."""
+    alive: list[weakref.ref] = []
+    decoded_when_sent: list[int] = []
+
+    def decode(data: bytes) -> dict:
+        record = Decoded(decode_payload(data))
+        alive.append(weakref.ref(record))
+        return record
+
+    class Watching:
+        def __init__(self) -> None:
+            self.meta = boto3.client("dynamodb").meta  # the writer's hooks go here; nothing is sent
+            self.items_per_request: list[int] = []
+
+        def transact_write_items(self, TransactItems: EncodedJson) -> dict:
+            decoded_when_sent.append(len(alive))
+            assert not any(ref() for ref in alive)  # every decoded record is already gone
+            self.items_per_request.append(len(TransactItems.decoded()))
+            return {}
+
+    client = Watching()
+    writer = BatchWriter("UnicornSensorData", SETTINGS.key_attributes, client, version_attribute="recordVersion")
+    statuses = [{"Name": f"u{i}", "StatusTime": f"t{i}"} for i in range(250)]
+    event = kinesis_event([(status["Name"], json.dumps(status).encode()) for status in statuses])
+    outcome = processor_with(writer, decode).process(KinesisBatch.of_records(event["Records"], 10**12, BatchOutcome))
+    assert outcome.written == 250 and client.items_per_request == [100, 100, 50]
+    assert decoded_when_sent == [100, 200, 250]  # the next chunk is decoded only after this one is sent
