@@ -95,8 +95,15 @@ class OptOutList:
 
     def __init__(self, name: str, client: Any = None, *, retry: RetryPolicy = OPT_OUT_RETRY) -> None:
         self.name = name
-        self.client = client or aws_clients.client("pinpoint-sms-voice-v2")
+        self._client = client
         self.retry = retry
+
+    @property
+    def client(self) -> Any:
+        # Created on first use: the SMS service's model is large, and a cold start need not load it.
+        if self._client is None:
+            self._client = aws_clients.client("pinpoint-sms-voice-v2")
+        return self._client
 
     def apply(self, change: OptInChange, deadline: float, superseded: Collection[str] = frozenset()) -> list[Applied]:
         """Apply one row change: the old number (if it changed) first, then the current one.
