@@ -7,7 +7,6 @@ import json
 from collections import defaultdict
 
 import boto3
-import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -15,17 +14,6 @@ from tributary import consumer, producer
 from tributary.kpl_aggregation import KeyAggregator, OutgoingUserRecord, encode_aggregate, record_entry_bytes
 from tributary_shared.kinesis_aggregation import Aggregate, open_aggregate
 from tributary_shared.kinesis_put import MAX_RECORD_BYTES, record_size
-
-
-@pytest.fixture
-def stream(aws):
-    def create(name: str = "wildrydes", shards: int = 2) -> str:
-        kinesis = boto3.client("kinesis")
-        kinesis.create_stream(StreamName=name, ShardCount=shards)
-        kinesis.get_waiter("stream_exists").wait(StreamName=name, WaiterConfig={"Delay": 0.1})
-        return name
-
-    return create
 
 
 def consume(capsys, *options: str) -> tuple[list[dict], list[dict]]:

@@ -18,17 +18,6 @@ from tributary import consumer, producer, stop_signals
 from tributary_shared.avro_schemas import parse_definition
 
 
-@pytest.fixture
-def stream(aws):
-    def create(name: str = "wildrydes", shards: int = 2) -> str:
-        kinesis = boto3.client("kinesis")
-        kinesis.create_stream(StreamName=name, ShardCount=shards)
-        kinesis.get_waiter("stream_exists").wait(StreamName=name, WaiterConfig={"Delay": 0.1})
-        return name
-
-    return create
-
-
 def consume(capsys, *options: str) -> tuple[list[dict], list[dict]]:
     assert consumer.main("consume", ["--from", "TRIM_HORIZON", "--poll-interval", "0", *options]) == 0
     out, err = capsys.readouterr()
