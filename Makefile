@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export SAM_CLI_TELEMETRY := 0
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: setup demo test test-fast bench lint clean
+.PHONY: setup demo test test-fast bench lint clean browser
 
 setup: $(STAMP)
 
@@ -20,7 +20,7 @@ $(STAMP): requirements-dev.txt layers/shared/requirements.txt pyproject.toml
 demo: $(STAMP)
 	$(VENV)/bin/tributary demo
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(VENV)/bin/ruff check .
 	$(MAKE) --no-print-directory checkov
 	$(VENV)/bin/pytest
@@ -29,6 +29,15 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/pytest -m "not slow"
+
+# The console's browser tests drive Debian's Chromium through Playwright (Playwright's own browser download
+# is not reachable). As root it is installed here; otherwise those tests are skipped with the command to run.
+browser:
+	@command -v chromium >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing Debian's chromium for the browser tests (about a minute)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; \
+	  else echo "no chromium: the browser tests will be skipped (sudo apt-get install chromium)"; fi; }
 
 # checkov pins old boto3/botocore, so it lives in a virtual environment of its own, never in .venv.
 CHECKOV_VENV := .venv-checkov

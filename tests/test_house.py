@@ -31,6 +31,7 @@ HANDLER_PIPELINES = {
 DEVELOPMENT_RANKS = (
     ("tributary_shared", 0),
     ("tributary.runtime", 2),
+    ("tributary.console", 3),
     ("tributary.demos", 4),
     ("tributary.commands", 5),
     ("tributary.cli", 5),

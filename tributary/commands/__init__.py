@@ -21,6 +21,8 @@ SUBCOMMANDS = {
     "run": (_RUNTIME_COMMANDS, "Run any SAM template's Kinesis-triggered functions until drained"),
     "query": (_RUNTIME_COMMANDS, "Run SQL over the emulated data lake with DuckDB"),
     "redrive": ("tributary.commands.redrive", "Redrive dead-lettered records of a running `up` (Step Functions)"),
+    "invoke": ("tributary.commands.invoke", "Invoke one function of the template on an event file (no Docker)"),
+    "logs": ("tributary.commands.logs", "Show the functions' logs of a local run, readably (--tail follows)"),
     "produce": ("tributary.producer", "Put unicorn, payment or DMS records on a stream"),
     "consume": ("tributary.consumer", "Tail a stream and print one decoded JSON object per line"),
 }

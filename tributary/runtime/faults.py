@@ -4,11 +4,10 @@
 kind of fault a probability (`FaultInjector.outage(kind)` makes one certain for a while, drawing nothing:
 the demo's redrive step takes the schema registry down so). A request a function makes meets at most one
 fault: the kinds that apply to it are drawn in the order of `FAULTS`, and the first drawn happens (a kind
-left out takes no draws).
-The draws come from one generator seeded with the fault seed, so a run repeats the same faults as long
-as requests come in the same order; requests that race (a function's own thread pool, batches timed
-by the clock) may take the draws in another order. Each fault is presented exactly as AWS presents it
-to an SDK client, so the code under test takes its real error paths:
+left out takes no draws). The draws come from one generator seeded with the fault seed, so a run repeats
+the same faults as long as requests come in the same order; requests that race (a function's own thread
+pool, batches timed by the clock) may take the draws in another order. Each fault is presented exactly as AWS presents
+it to an SDK client, so the code under test takes its real error paths:
 
 - dynamodb.throttle: the request is not applied; ProvisionedThroughputExceededException (HTTP 400).
 - dynamodb.unprocessed: BatchWriteItem: a random non-empty subset of its items is not written and
@@ -64,6 +63,7 @@ from botocore.httpsession import URLLib3Session
 from tributary.runtime.function_output import current_function_name
 from tributary.runtime.template import ACCOUNT_ID
 from tributary.runtime.trace import TraceWriter
+from tributary.user_errors import UserError
 
 # In draw order: a request meets the first kind drawn among those that apply to it.
 FAULTS = (
@@ -98,7 +98,7 @@ GLUE_OUTAGE_ANSWERS = (
 FORWARD_TIMEOUT_S = 60  # for requests the injector sends itself, to the loopback emulator
 
 
-class FaultSpecError(ValueError):
+class FaultSpecError(UserError, ValueError):
     """A `--faults` value that names an unknown fault or a probability outside [0, 1]."""
 
 

@@ -7,8 +7,10 @@ from typing import Any
 
 import yaml
 
+from tributary.user_errors import UserError
 
-class TemplateError(ValueError):
+
+class TemplateError(UserError, ValueError):
     """The template or a parameter override cannot be understood; the message names what."""
 
 
