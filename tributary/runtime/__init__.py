@@ -8,6 +8,7 @@ Commands (tributary.commands) and demos (tributary.demos) drive it from above; n
     functions.py     run each function in this process the way Lambda would
     invocation_slot.py  one invocation at a time; a function's synchronous call runs nested in it
     function_output.py  what functions print goes to the function log
+    log_format.py        the function log's line format; Powertools records and EMF metrics read back
     invocation.py    InvocationResult: what an invocation returned, for every caller of a function
     executions.py    Step Functions executions: start one, wait for its end
     esm/             event source mappings (Kinesis, DynamoDB streams), one concept per module

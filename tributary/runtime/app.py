@@ -32,7 +32,7 @@ from tributary.runtime.emulations.lambda_service import LambdaEmulation, async_c
 from tributary.runtime.emulations.wiring import build_emulations
 from tributary.runtime.esm.filtering import FilterPatternError, parse_pattern
 from tributary.runtime.faults import FaultInjector, FaultPlan, injecting
-from tributary.runtime.function_output import listen_to_function_lines, route_function_output
+from tributary.runtime.function_output import label_functions, listen_to_function_lines, route_function_output
 from tributary.runtime.functions import LocalFunction, load_functions, unloadable_functions
 from tributary.runtime.resources import Deployment, deploy
 from tributary.runtime.template import Template, TemplateError
@@ -48,6 +48,8 @@ class RuntimeOptions:
     port: int | None = None
     trace_path: Path | None = None
     function_log: TextIO | None = None
+    # Each line with its time and function (`tributary logs` reads them), else exactly as printed.
+    function_log_labels: bool = True
     retry_delay_s: float = 1.0  # before invoking the same records again after a function error
     idle_read_interval_s: float = 1.0  # before reading a shard again after an empty read
     # Before each retry of a failed asynchronous invocation; AWS waits 60 s, then 120 s.
@@ -90,7 +92,7 @@ class Runtime:
         return self
 
     def _start_in_emulator(self) -> None:
-        route_function_output(self.options.function_log)
+        route_function_output(self.options.function_log, labelled=self.options.function_log_labels)
         state_machines_refused = self._run_state_machines()
         self.deployment = deploy(self.template, boto3.session.Session())
         if state_machines_refused:
@@ -99,6 +101,7 @@ class Runtime:
             self._fault_scope.enter_context(injecting(self.faults))
         self.skipped_functions = unloadable_functions(self.template)
         self.functions = load_functions(self.template, self.faults)
+        label_functions({function.config.name: logical_id for logical_id, function in self.functions.items()})
         self._watch_alarms()
         self._create_mappings()
         self._name_events_of_skipped_functions()
