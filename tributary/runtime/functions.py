@@ -29,6 +29,7 @@ import contextlib
 import importlib
 import json
 import os
+import re
 import sys
 import threading
 import time
@@ -172,12 +173,13 @@ class LocalFunction:
         if outcome.error is None and self.faults is not None:
             outcome.error = self.faults.failure_after_handler(self.config.name, self.config.timeout_s)
         if outcome.error is not None:
-            return self._failed(outcome.error)
+            return self._failed(outcome)
         try:
             response = json.loads(json.dumps(outcome.value))
         except (TypeError, ValueError) as error:
-            return self._failed(f"Runtime.MarshalError: unable to marshal response: {error}")
-        return InvocationResult(response=response)
+            return self._failed(_Outcome(error=f"Runtime.MarshalError: unable to marshal response: {error}",
+                                         request_id=outcome.request_id))  # fmt: skip
+        return InvocationResult(response=response, request_id=outcome.request_id)
 
     def _run(self, payload: Any, client_context: ClientContext | None = None) -> _Outcome:
         """The handler's outcome in this function's process state; the caller holds the invocation slot."""
@@ -194,13 +196,17 @@ class LocalFunction:
             with function_thread(self.config.name):
                 handler = self._load_handler()
         except Exception as error:  # an import error is an init failure: Runtime error, like Lambda
-            return _Outcome(error=f"Runtime.ImportModuleError: {type(error).__name__}: {error}")
+            return _Outcome(error=f"Runtime.ImportModuleError: {type(error).__name__}: {error}",
+                            stack_trace=_handler_frames(error))  # fmt: skip
         context = LambdaContext(self.config, deadline, client_context)
         return _run_with_timeout(handler, payload, context, max(0.0, deadline - time.monotonic()))
 
-    def _failed(self, message: str) -> InvocationResult:
+    def _failed(self, outcome: _Outcome) -> InvocationResult:
         self.errors += 1
-        return InvocationResult(function_error="Unhandled", error_message=message)
+        assert outcome.error is not None
+        return InvocationResult(function_error="Unhandled", error_message=outcome.error,
+                                error_type=_error_type(outcome.error), stack_trace=outcome.stack_trace,
+                                request_id=outcome.request_id)  # fmt: skip
 
     def _load_handler(self) -> Any:
         if self._handler is None:
@@ -268,11 +274,23 @@ def _top_level_module_names(code_dir: Path) -> frozenset[str]:
 @dataclass
 class _Outcome:
     value: Any = None
-    error: str | None = None
+    error: str | None = None  # "Type: message", as Lambda's runtime describes a failure
+    stack_trace: tuple[str, ...] = ()
+    request_id: str | None = None
+
+
+_TYPED_ERROR = re.compile(r"([A-Za-z_][\w.]*): ", re.ASCII)  # "ValueError: boom", "Runtime.MarshalError: ..."
+
+
+def _error_type(error: str) -> str:
+    if error.startswith("Task timed out"):
+        return "Sandbox.Timedout"
+    match = _TYPED_ERROR.match(error)
+    return match.group(1) if match else "Runtime.Unknown"
 
 
 def _run_with_timeout(handler: Any, event: dict, context: LambdaContext, timeout_s: float) -> _Outcome:
-    outcome = _Outcome()
+    outcome = _Outcome(request_id=context.aws_request_id)
 
     def target() -> None:
         with function_thread(context.function_name):
@@ -280,14 +298,21 @@ def _run_with_timeout(handler: Any, event: dict, context: LambdaContext, timeout
                 outcome.value = handler(event, context)
             except Exception as error:
                 outcome.error = f"{type(error).__name__}: {error}"
+                outcome.stack_trace = _handler_frames(error)
                 print(traceback.format_exc())  # the function's log, as Lambda's runtime logs it
 
     worker = threading.Thread(target=target, name=f"lambda-{context.function_name}", daemon=True)
     worker.start()
     worker.join(timeout_s)
     if worker.is_alive():
-        return _Outcome(error=f"Task timed out after {timeout_s:.2f} seconds")
+        return _Outcome(error=f"Task timed out after {timeout_s:.2f} seconds", request_id=context.aws_request_id)
     return outcome
+
+
+def _handler_frames(error: Exception) -> tuple[str, ...]:
+    """The traceback's frames from the handler down, as Lambda's stackTrace lists them (this module's left out)."""
+    frames = [frame for frame in traceback.extract_tb(error.__traceback__) if frame.filename != __file__]
+    return tuple(traceback.format_list(frames))
 
 
 FunctionLookup = Callable[[str], LocalFunction | None]

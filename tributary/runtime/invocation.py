@@ -21,6 +21,17 @@ class InvocationResult:
     response: Any = None
     function_error: str | None = None
     error_message: str | None = None
+    # Lambda's error response fields: errorType ("ValueError", "Sandbox.Timedout", "Runtime.ExitError"),
+    # stackTrace (the handler's frames, as traceback.format_list writes them), requestId.
+    error_type: str | None = None
+    stack_trace: tuple[str, ...] = ()
+    request_id: str | None = None
+
+    def error_response(self) -> dict[str, Any]:
+        """The failed invocation's response as Lambda writes it (and `sam local invoke` prints it)."""
+        message = (self.error_message or "").removeprefix(f"{self.error_type}: ")  # the type has a field of its own
+        return {"errorMessage": message, "errorType": self.error_type, "requestId": self.request_id,
+                "stackTrace": list(self.stack_trace)}  # fmt: skip
 
 
 Invoker = Callable[[dict], InvocationResult]
