@@ -27,13 +27,15 @@ def test_demo_accounts_for_every_record_and_exits_zero():
     report = demo.stdout
     assert demo.returncode == 0, report + demo.stderr
     assert "demo passed" in report
-    assert "## stream processor: unicorns and payments  [accounted]" in report
-    assert "NOT ACCOUNTED" not in report
+    assert_summary_table_comes_first(report)
+    assert "## stream processor: unicorns and payments: ok" in report
+    assert "FAILED" not in report
     for stream, table, poison in (("wildrydes", "UnicornSensorData", 3), ("payments", "Payments", 2)):
         assert re.search(rf"{stream}: \d+ records put by this demo \({poison} poison\)", report)
         assert re.search(rf"{table}: \d+ items", report)
         accounted = re.search(
-            rf"{stream}: .*?accounted: (\d+) written \+ (\d+) in on-failure batches of (\d+), 0 lost",
+            rf"{stream}: .*?accounted for: (\d+) applied \+ (\d+) on-failure \(in dead-lettered batches\) "
+            rf"of (\d+) user records, 0 lost",
             report, re.S,
         )  # fmt: skip
         assert accounted, report
@@ -43,12 +45,25 @@ def test_demo_accounts_for_every_record_and_exits_zero():
     assert_unicorns_went_aggregated(report)
 
 
+def assert_summary_table_comes_first(report: str) -> None:
+    """One summary table before any section: a row per pipeline, the main one first, nothing lost."""
+    table = report[report.index("where every record went"):report.index("\n## ")]
+    rows = [line for line in table.splitlines() if re.search(r"\d+\s*│\s*\d+\s*│\s*\d+\s*│\s*\d+", line)]
+    assert rows and "stream processor" in rows[0], table
+    for row in rows:
+        records_in, applied, on_failure, lost = map(int, re.findall(r"│\s*(\d+)\s*(?=│)", row)[:4])
+        assert lost == 0 and applied + on_failure == records_in, row
+    verdicts = " ".join(line.split("│")[-2].strip() for line in table.splitlines() if line.startswith("│"))
+    assert verdicts.startswith("ok: every record accounted for: applied or on the on-failure destination"), verdicts
+    assert report.index("## stream processor") < report.index("## redrive")
+
+
 def assert_unicorns_went_aggregated(report: str) -> None:
     """The unicorns' producer aggregates: each unicorn's readings in one Kinesis record, each poison pill plain;
     the functions open every aggregate, and every user record on the stream is accounted for."""
     aggregation = re.search(
         r"KPL-aggregated, one partition key per aggregate: (\d+) user records in (\d+) Kinesis records "
-        r"\((\d+) PutRecords calls?\); on the stream (\d+) aggregates hold (\d+) user records, (\d+) of them written",
+        r"\((\d+) PutRecords calls?\); on the stream (\d+) aggregates hold (\d+) user records, (\d+) of them applied",
         report,
     )
     assert aggregation, report
@@ -61,6 +76,6 @@ def assert_unicorns_went_aggregated(report: str) -> None:
     on_stream = re.search(r"wildrydes: \d+ records put .*?, (\d+) user records on the stream in (\d+) Kinesis", report)
     assert on_stream, report
     user_records, stream_records = map(int, on_stream.groups())
-    accounted = re.search(r"wildrydes: .*?accounted: (\d+) written \+ (\d+) in on-failure batches of (\d+), 0 lost",
-                          report, re.S)  # fmt: skip
+    accounted = re.search(r"wildrydes: .*?accounted for: (\d+) applied \+ (\d+) on-failure \(in dead-lettered "
+                          r"batches\) of (\d+) user records, 0 lost", report, re.S)  # fmt: skip
     assert accounted and int(accounted.group(3)) == user_records > stream_records

@@ -18,14 +18,24 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+from rich.console import Console
 
-from tributary.commands.session import drain_timeout, print_now, print_start, started_runtime
+from tributary.commands.demo_report import ordered, print_report
+from tributary.commands.samconfig import merged_overrides
+from tributary.commands.session import (
+    declared_parameters,
+    drain_timeout,
+    print_now,
+    print_start,
+    started_runtime,
+)
+from tributary.commands.session_output import drain_feedback, stdout_console, stdout_is_terminal
 from tributary.demos import DemoPipeline, DemoSection, discover_pipelines
 from tributary.demos.redrive import STEP as REDRIVE_STEP
 from tributary.runtime.alarms import summary_line
 from tributary.runtime.app import Runtime, RuntimeOptions
 from tributary.runtime.faults import FaultPlan
-from tributary.runtime.template import REGION, load_yaml, parse_parameter_overrides
+from tributary.runtime.template import REGION
 
 # The demo is a scripted, finite run: it retries and re-reads sooner than Lambda (1 s) to finish quickly;
 # the order and number of invocations are the same. Fault injection is on with nothing drawn (unless
@@ -36,9 +46,10 @@ DEMO_OPTIONS = RuntimeOptions(retry_delay_s=0.1, idle_read_interval_s=0.1, fault
 class RuntimeDemoContext:
     """The `DemoContext` a running `Runtime` offers to demo plug-ins."""
 
-    def __init__(self, runtime: Runtime, drain_timeout_s: float = 300.0) -> None:
+    def __init__(self, runtime: Runtime, drain_timeout_s: float = 300.0, console: Console | None = None) -> None:
         self.runtime = runtime
         self.drain_timeout_s = drain_timeout_s
+        self.console = console
         self.endpoint_url = runtime.aws.endpoint_url
         self.region = REGION
         self.parameters = {key: str(value) for key, value in runtime.template.parameters.items()}
@@ -71,7 +82,11 @@ class RuntimeDemoContext:
 
     # What the redrive step needs besides (tributary.demos.redrive.RedriveStepContext).
     def drain(self) -> None:
-        self.runtime.drain(self.drain_timeout_s, notify=print_now)
+        if self.console is None:
+            self.runtime.drain(self.drain_timeout_s, notify=print_now)
+            return
+        with drain_feedback(self.console, self.console.is_terminal, "redrive step: draining", quiet=True) as notify:
+            self.runtime.drain(self.drain_timeout_s, notify=notify)
 
     def outage(self, kind: str) -> contextlib.AbstractContextManager[None]:
         return self.runtime.outage(kind)
@@ -81,8 +96,9 @@ class RuntimeDemoContext:
 
 
 def demo_overrides(template_path: Any, pipelines: Sequence[DemoPipeline], user: Mapping[str, str]) -> dict[str, str]:
-    """Every pipeline's overrides the template can take, then the user's (which win)."""
-    declared = load_yaml(Path(template_path).read_text()).get("Parameters") or {}
+    """Every pipeline's overrides the template can take, then the user's (which win: --config-env's and
+    --parameter-overrides, tributary.commands.samconfig.merged_overrides)."""
+    declared = declared_parameters(Path(template_path))
     overrides: dict[str, str] = {}
     for pipeline in pipelines:
         overrides.update({key: value for key, value in pipeline.parameter_overrides.items() if key in declared})
@@ -93,14 +109,16 @@ def run_demo(arguments: argparse.Namespace) -> int:
     """`tributary demo` with its parsed arguments; 0 only if every section accounts for every record."""
     started = time.monotonic()
     pipelines = discover_pipelines()
-    overrides = demo_overrides(arguments.template, pipelines, parse_parameter_overrides(arguments.parameter_overrides))
+    user = merged_overrides(arguments.parameter_overrides, arguments.config_env, arguments.config_file)
+    overrides = demo_overrides(arguments.template, pipelines, user)
+    console = stdout_console()
     with started_runtime(arguments, overrides, DEMO_OPTIONS) as runtime:
-        print_start(runtime)
-        context = RuntimeDemoContext(runtime, drain_timeout(arguments, runtime))
+        print_start(runtime, arguments.verbose)
+        context = RuntimeDemoContext(runtime, drain_timeout(arguments, runtime), console)
         active = [pipeline for pipeline in pipelines if _missing(context, pipeline) == []]
         sections = [_skipped(pipeline, _missing(context, pipeline)) for pipeline in pipelines if pipeline not in active]
         failed_producers = {pipeline.name: _produce(pipeline, context) for pipeline in active}
-        drained_problem = _drain(runtime, drain_timeout(arguments, runtime))
+        drained_problem = _drain(runtime, drain_timeout(arguments, runtime), console)
         for pipeline in active:
             section = _report(pipeline, context)
             if failed_producers[pipeline.name]:
@@ -111,7 +129,7 @@ def run_demo(arguments: argparse.Namespace) -> int:
             sections.append(_redrive_step(context))
         fault_lines = describe_faults(runtime) if arguments.faults is not None else None
         alarms = summary_line(runtime.alarms.evaluate().summary()) if runtime.alarms is not None else ""
-    ok = _print_report(sections, drained_problem, active)
+    ok = _print_report(console, sections, drained_problem, active)
     if alarms:  # the template's alarms as CloudWatch would show them now (poison pills fill the on-failure queue)
         print(f"\n{alarms}")
     if fault_lines is not None:
@@ -154,9 +172,10 @@ def _redrive_step(context: RuntimeDemoContext) -> DemoSection:
         return DemoSection(REDRIVE_STEP.name, problems=[f"redrive step failed:\n{traceback.format_exc()}"])
 
 
-def _drain(runtime: Runtime, timeout_s: float) -> str:
+def _drain(runtime: Runtime, timeout_s: float, console: Console) -> str:
     try:
-        runtime.drain(timeout_s, notify=print_now)
+        with drain_feedback(console, stdout_is_terminal(), "draining the demo's records") as notify:
+            runtime.drain(timeout_s, notify=notify)
     except TimeoutError as error:
         return str(error)
     return ""
@@ -189,16 +208,10 @@ def _print_fault_verdict(lines: list[str], ok: bool) -> None:
     print(f"  verdict: {verdict}")
 
 
-def _print_report(sections: list[DemoSection], drained_problem: str, active: list[DemoPipeline]) -> bool:
-    print("\n================ tributary demo report ================")
-    for section in sections:
-        print(f"\n## {section.title}  [{'accounted' if section.accounted else 'NOT ACCOUNTED'}]")
-        for line in section.lines:
-            print(f"  {line}")
-        for problem in section.problems:
-            print(f"  problem: {problem}")
-    if drained_problem:
-        print(f"\nproblem: {drained_problem}")
+def _print_report(console: Console, sections: list[DemoSection], drained_problem: str,
+                  active: list[DemoPipeline]) -> bool:
+    general = [problem for problem in (drained_problem,) if problem]
     if not active:
-        print("\nproblem: no demo pipeline could run against this template")
+        general.append("no demo pipeline could run against this template")
+    print_report(console, ordered(sections), general)
     return bool(active) and not drained_problem and all(section.accounted for section in sections)

@@ -8,7 +8,11 @@
 
 `up`, `demo` and `run` take `--faults KIND=P,...` (and `--fault-seed N`): AWS faults injected into the
 functions' own requests and invocations (tributary.runtime.faults), counted and traced. Where the
-functions' own output goes: see tributary.commands.session.
+functions' own output goes: see tributary.commands.session. They also take `--config-env NAME` (parameter
+overrides from samconfig.toml, as `sam deploy` reads them) and `--verbose` (every resource at start-up).
+
+Mistakes the user can fix (a missing file, an unknown stream, bad SQL) raise UserError before anything
+starts; the `tributary` command prints its message on one line.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -30,24 +35,27 @@ from tributary.commands.session import (
     drain_timeout,
     print_now,
     print_start,
+    runtime_overrides,
     serve_until_stopped,
     started_runtime,
 )
+from tributary.commands.session_output import drain_feedback, stdout_console, stdout_is_terminal
 from tributary.runtime.app import Runtime
-from tributary.runtime.faults import FaultSpecError
-from tributary.runtime.template import Template, TemplateError, parse_parameter_overrides
+from tributary.runtime.esm.windows import window_start
+from tributary.runtime.template import Template, TemplateError
+from tributary.user_errors import UserError
 from tributary_shared.kinesis_put import put_records
+
+# `up` shows results soon, as the demo does: a summary every 10 s rather than every minute (the template's default).
+UP_DEFAULTS = {"TumblingWindowInSeconds": "10"}
+KINESIS_STREAM = "AWS::Kinesis::Stream"
 
 
 def main(command: str, argv: list[str]) -> int:
     handlers = {"up": _up, "demo": run_demo, "run": _run, "query": _query}
     parser = _parser(command)
     arguments = parser.parse_args(argv)
-    try:
-        return handlers[command](arguments)
-    except (TemplateError, FaultSpecError) as error:
-        print(f"tributary {command}: {error}", file=sys.stderr)
-        return 2
+    return handlers[command](arguments)
 
 
 def _parser(command: str) -> argparse.ArgumentParser:
@@ -71,9 +79,11 @@ def _parser(command: str) -> argparse.ArgumentParser:
 
 
 def _up(arguments: argparse.Namespace) -> int:
-    overrides = parse_parameter_overrides(arguments.parameter_overrides)
+    overrides = runtime_overrides(arguments, UP_DEFAULTS)
     with started_runtime(arguments, overrides) as runtime:
-        print_start(runtime)
+        print_start(runtime, arguments.verbose)
+        for line in window_lines(runtime, time.time()):
+            print(f"  {line}")
         print(f"\nexport AWS_ENDPOINT_URL={runtime.aws.endpoint_url}  # for the producer, consumer and AWS CLI")
         print(f"tributary query --port {runtime.aws.port} --list  # SQL over the data lake")
         serve_until_stopped(runtime)
@@ -84,11 +94,37 @@ def _up(arguments: argparse.Namespace) -> int:
 # ---------------------------------------------------------------- run
 
 
+def window_lines(runtime: Runtime, now: float) -> list[str]:
+    """Per mapping with tumbling windows: their length, and when the first results are due if records come now."""
+    lines = []
+    for key, mapping in runtime.mappings.items():
+        window_s = mapping.config.tumbling_window_s
+        if not window_s:
+            continue
+        due = time.strftime("%H:%M:%S", time.localtime(window_start(now, window_s) + window_s))
+        outputs = _output_streams(runtime, key.split(".", 1)[0], mapping.config.source_arn)
+        what = f"{', '.join(outputs)} ({key})" if outputs else key
+        lines.append(f"{what}: {window_s} s tumbling windows; the first summary is due about {due}, "
+                     "after the first window with records closes")
+    return lines
+
+
+def _output_streams(runtime: Runtime, function_logical_id: str, source_arn: str) -> list[str]:
+    """Streams of the template named in the function's environment, other than the one it reads."""
+    function = runtime.functions.get(function_logical_id)
+    if function is None:
+        return []
+    streams = {runtime.template.physical_name(logical_id)
+               for logical_id, resource in runtime.template.resources.items() if resource.type == KINESIS_STREAM}
+    named = set(function.config.environment.values()) & streams
+    return sorted(name for name in named if not source_arn.endswith(f"/{name}") and f"/{name}/" not in source_arn)
+
+
 def _run(arguments: argparse.Namespace) -> int:
-    overrides = parse_parameter_overrides(arguments.parameter_overrides)
-    inputs = [_records_argument(item) for item in arguments.records]
+    overrides = runtime_overrides(arguments)
+    inputs = checked_records(Template.load(arguments.template, overrides), arguments.records)
     with started_runtime(arguments, overrides) as runtime:
-        print_start(runtime)
+        print_start(runtime, arguments.verbose)
         for stream, path in inputs:
             sent = put_json_lines(runtime.template, stream, path, arguments.partition_key)
             print(f"put {sent} records from {path} on {stream}")
@@ -101,7 +137,8 @@ def _run(arguments: argparse.Namespace) -> int:
 
 def _drain_and_report(arguments: argparse.Namespace, runtime: Runtime) -> int:
     try:
-        runtime.drain(drain_timeout(arguments, runtime), notify=print_now)
+        with drain_feedback(stdout_console(), stdout_is_terminal()) as notify:
+            runtime.drain(drain_timeout(arguments, runtime), notify=notify)
     except TimeoutError as error:
         print(f"tributary run: {error}", file=sys.stderr)
         return 1
@@ -113,11 +150,22 @@ def _drain_and_report(arguments: argparse.Namespace, runtime: Runtime) -> int:
     return 0
 
 
-def _records_argument(text: str) -> tuple[str, Path]:
-    stream, sep, path = text.partition("=")
-    if not sep or not stream or not path:
-        raise TemplateError(f"--records {text!r} is not STREAM=FILE.jsonl")
-    return stream, Path(path)
+def checked_records(template: Template, arguments: Sequence[str]) -> list[tuple[str, Path]]:
+    """Each `--records STREAM=FILE`, checked before anything starts: the file is there, the template has the stream."""
+    streams = {logical_id: template.physical_name(logical_id)
+               for logical_id, resource in template.resources.items() if resource.type == KINESIS_STREAM}
+    inputs = []
+    for text in arguments:
+        stream, sep, path = text.partition("=")
+        if not sep or not stream or not path:
+            raise UserError(f"--records {text!r} is not STREAM=FILE.jsonl")
+        if stream not in streams and stream not in streams.values():
+            known = ", ".join(f"{logical_id} ({name})" for logical_id, name in streams.items()) or "none"
+            raise UserError(f"--records {text}: the template has no stream {stream!r}; its streams: {known}")
+        if not Path(path).is_file():
+            raise UserError(f"--records {text}: no file {path}; give a JSON-lines file, one record per line")
+        inputs.append((stream, Path(path)))
+    return inputs
 
 
 def put_json_lines(template: Template, stream: str, path: Path, partition_key_field: str | None) -> int:
@@ -175,11 +223,21 @@ def _query(arguments: argparse.Namespace) -> int:
         print("tables:", ", ".join(lake.tables) or "none")
         print("named queries:", ", ".join(lake.named_queries) or "none")
         return 0
-    _print_rows(*lake.query(lake.named_queries.get(arguments.sql, arguments.sql)))
+    columns, rows = lake.query(lake.named_queries.get(arguments.sql, arguments.sql))
+    print_rows(columns, rows, stdout_is_terminal())
     return 0
 
 
-def _print_rows(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+def print_rows(columns: Sequence[str], rows: Sequence[Sequence[Any]], terminal: bool) -> None:
+    """A table on a terminal; tab-separated lines elsewhere (scripts read them: keep the format)."""
+    if terminal:
+        from rich.table import Table
+
+        table = Table(*columns, caption=f"{len(rows)} rows")
+        for row in rows:
+            table.add_row(*("" if value is None else str(value) for value in row))
+        stdout_console().print(table)
+        return
     print("\t".join(columns))
     for row in rows:
         print("\t".join("" if value is None else str(value) for value in row))

@@ -18,17 +18,24 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Protocol, TextIO
 
-from tributary.runtime.alarms import summary_line
+from tributary.commands.samconfig import DEFAULT_CONFIG_FILE, merged_overrides
+from tributary.commands.session_output import CounterDisplay, counter_lines, stdout_console, stdout_is_terminal
 from tributary.runtime.app import Runtime, RuntimeOptions
 from tributary.runtime.faults import FAULTS, FaultPlan, FaultSpecError, parse_faults
+from tributary.runtime.log_format import FUNCTION_LOG_DIRECTORY
+from tributary.runtime.resources import NOT_NEEDED_LOCALLY
+from tributary.runtime.template import load_yaml
 from tributary.stop_signals import StopRequest, stop_on_signals
+from tributary.user_errors import UserError
+
+__all__ = ["counter_lines"]  # `run --until-drained` prints them; tests read them
 
 DEFAULT_DRAIN_TIMEOUT_S = 300.0
 WINDOW_TIMEOUT_MARGIN_S = 60.0
 LIVE_REFRESH_S = 2.0
+LIVE_REFRESH_TERMINAL_S = 0.5  # redrawn in place: cheap to update often
 LIVE_IDLE_SLEEP_S = 0.2  # shards back off for a second after an empty read anyway
 SLOW_SHUTDOWN_REPORT_S = 15.0
-FUNCTION_LOG_DIRECTORY = Path(".tributary") / "logs"
 
 
 class Steppable(Protocol):
@@ -46,7 +53,14 @@ class WindowedRuntime(Protocol):
 def add_runtime_arguments(parser: argparse.ArgumentParser) -> None:
     """The arguments of every command that starts a runtime (`up`, `run`, `demo`)."""
     parser.add_argument("--template", type=Path, default=Path("template.yaml"), help="SAM template (template.yaml)")
-    parser.add_argument("--parameter-overrides", nargs="+", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--parameter-overrides", nargs="+", default=[], metavar="KEY=VALUE",
+                        help="template parameters; they win over --config-env's, key by key")
+    parser.add_argument("--config-env", metavar="NAME", default=None,
+                        help="parameter_overrides of [NAME.deploy.parameters] in samconfig.toml, as `sam deploy` reads")
+    parser.add_argument("--config-file", type=Path, default=DEFAULT_CONFIG_FILE,
+                        help=f"the samconfig file of --config-env (default {DEFAULT_CONFIG_FILE})")
+    parser.add_argument("--verbose", action="store_true",
+                        help="list every resource, function, mapping, emulation and alarm at start-up")
     parser.add_argument("--port", type=int, default=None, help="emulator port (default: a free one)")
     parser.add_argument("--trace", type=Path, default=None, help="JSON lines: one per invocation and delivery")
     parser.add_argument("--logs", type=Path, default=None,
@@ -84,6 +98,23 @@ def started_runtime(arguments: argparse.Namespace, overrides: Mapping[str, str],
         yield stack.enter_context(Runtime(runtime_options))
 
 
+def runtime_overrides(arguments: argparse.Namespace, defaults: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The template's parameter overrides: `defaults` the template declares, then --config-env's, then
+    --parameter-overrides (each winning key by key). Checks the template is there before anything starts."""
+    declared = declared_parameters(arguments.template)
+    chosen = merged_overrides(arguments.parameter_overrides, arguments.config_env, arguments.config_file)
+    return {**{key: value for key, value in (defaults or {}).items() if key in declared}, **chosen}
+
+
+def declared_parameters(template_path: Path) -> dict[str, Any]:
+    """The template's Parameters; UserError when there is no template to read."""
+    try:
+        return load_yaml(Path(template_path).read_text(encoding="utf-8")).get("Parameters") or {}
+    except OSError as error:
+        raise UserError(f"cannot read template {template_path}: {error.strerror}; run from the directory "
+                        "holding template.yaml, or pass --template PATH") from error
+
+
 def fault_plan(arguments: argparse.Namespace) -> FaultPlan | None:
     """--faults and --fault-seed, checked before anything starts."""
     if arguments.faults is None:
@@ -108,46 +139,43 @@ def print_now(text: str) -> None:
     print(text, flush=True)
 
 
-def print_start(runtime: Runtime) -> None:
+def print_start(runtime: Runtime, verbose: bool = False) -> None:
+    """What was deployed: in a line or two, with whatever will not run as in AWS; everything with `--verbose`."""
     print(f"emulator: {runtime.aws.endpoint_url}  (aws --endpoint-url {runtime.aws.endpoint_url} ...)")
-    for line in runtime.deployment.summary_lines():
-        print(f"  {line}")
-    print(f"  functions: {', '.join(runtime.functions) or 'none'}")
-    for logical_id, reason in runtime.skipped_functions.items():
-        print(f"  function not run: {logical_id}: {reason}")
-    print(f"  event source mappings: {', '.join(runtime.mappings) or 'none'}")
-    for name in runtime.unmapped_events:
-        print(f"  event not emulated: {name}")
-    for emulation in runtime.emulations:
-        print(f"  emulation: {emulation.name}")
-    if runtime.faults is not None and runtime.faults.plan.probabilities:
-        print(f"  faults: {runtime.faults.plan.describe()}")
+    lines = start_notes(runtime) if verbose else start_summary(runtime)
+    print(*(f"  {line}" for line in lines), sep="\n", flush=True)
+
+
+def start_summary(runtime: Runtime) -> list[str]:
+    deployed = (f"deployed {len(runtime.deployment.created)} resources; {len(runtime.functions)} functions, "
+                f"{len(runtime.mappings)} event source mappings, {len(runtime.emulations)} emulations")
     if runtime.alarms is not None:
-        print(f"  alarms: {len(runtime.alarms.specs)} evaluated over what the runtime observes")
-        for name, reason in runtime.alarms.not_evaluated.items():
-            print(f"  alarm not evaluated locally: {name}: {reason}")
-    for warning in [*runtime.template.warnings, *runtime.retry_forever_warnings()]:
-        print(f"  warning: {warning}")
+        deployed += f", {len(runtime.alarms.specs)} alarms"
+    lines = [f"{deployed} (--verbose lists them)"]
+    lines += [f"skipped {logical_id}: {reason}" for logical_id, reason in runtime.deployment.skipped
+              if reason not in NOT_NEEDED_LOCALLY.values() and logical_id not in runtime.template.skipped_by_condition]
+    return lines + _not_as_in_aws(runtime)
 
 
-def counter_lines(counters: Mapping[str, Any]) -> list[str]:
-    lines = []
-    for key, item in counters["mappings"].items():
-        lines.append(
-            f"{key:<40} {item['source']:<24} in={item['records_in']:<6} invocations={item['invocations']:<5} "
-            f"errors={item['errors']:<4} retries={item['retries']:<4} age={item['iterator_age_ms']}ms "
-            f"on-failure={item['to_on_failure']}"
-        )
-        lines += [f"    {reason}" for reason in item.get("stuck", [])]
-        if item.get("last_error"):
-            lines.append(f"    last function error: {item['last_error']}")
-    for name, item in counters["emulations"].items():
-        lines.append(f"{name:<40} " + " ".join(f"{key}={value}" for key, value in item.items()))
-    if counters.get("faults"):
-        injected = " ".join(f"{kind}={count}" for kind, count in counters["faults"].items())
-        lines.append(f"{'faults injected':<40} {injected}")
-    if counters.get("alarms"):
-        lines.append(summary_line(counters["alarms"]))
+def start_notes(runtime: Runtime) -> list[str]:
+    lines = list(runtime.deployment.summary_lines())
+    lines.append(f"functions: {', '.join(runtime.functions) or 'none'}")
+    lines.append(f"event source mappings: {', '.join(runtime.mappings) or 'none'}")
+    lines += [f"emulation: {emulation.name}" for emulation in runtime.emulations]
+    if runtime.alarms is not None:
+        lines.append(f"alarms: {len(runtime.alarms.specs)} evaluated over what the runtime observes")
+        lines += [f"alarm not evaluated locally: {name}: {reason}"
+                  for name, reason in runtime.alarms.not_evaluated.items()]  # fmt: skip
+    return lines + _not_as_in_aws(runtime)
+
+
+def _not_as_in_aws(runtime: Runtime) -> list[str]:
+    """What the user must know even without --verbose: what does not run, the faults drawn, warnings."""
+    lines = [f"function not run: {logical_id}: {reason}" for logical_id, reason in runtime.skipped_functions.items()]
+    lines += [f"event not emulated: {name}" for name in runtime.unmapped_events]
+    if runtime.faults is not None and runtime.faults.plan.probabilities:
+        lines.append(f"faults: {runtime.faults.plan.describe()}")
+    lines += [f"warning: {warning}" for warning in [*runtime.template.warnings, *runtime.retry_forever_warnings()]]
     return lines
 
 
@@ -164,17 +192,16 @@ def serve_until_stopped(runtime: Steppable) -> None:
 
 
 def _run_live(runtime: Steppable, stop: StopRequest) -> None:
-    shown: list[str] = []
+    terminal = stdout_is_terminal()
+    refresh_s = LIVE_REFRESH_TERMINAL_S if terminal else LIVE_REFRESH_S
     next_refresh = 0.0
-    while not stop.requested:
-        if not runtime.step():
-            time.sleep(LIVE_IDLE_SLEEP_S)
-        if time.monotonic() >= next_refresh:
-            lines = counter_lines(runtime.counters())
-            if lines != shown:
-                print(time.strftime("%H:%M:%S"), *lines, sep="\n  ", flush=True)
-                shown = lines
-            next_refresh = time.monotonic() + LIVE_REFRESH_S
+    with CounterDisplay(stdout_console(), terminal) as display:
+        while not stop.requested:
+            if not runtime.step():
+                time.sleep(LIVE_IDLE_SLEEP_S)
+            if time.monotonic() >= next_refresh:
+                display.show(runtime.counters())
+                next_refresh = time.monotonic() + refresh_s
 
 
 def report_a_slow_shutdown() -> None:

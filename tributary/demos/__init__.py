@@ -9,8 +9,8 @@ object that satisfies `DemoPipeline`. `tributary demo` then:
 2. calls `produce(ctx)` of every pipeline whose `required_resources` the template declares
    (the others are reported as skipped, which does not fail the demo);
 3. drains every event source mapping and emulation;
-4. calls `report(ctx)` of each pipeline and prints its `DemoSection`; the demo exits 0 only if
-   every section says `accounted`.
+4. calls `report(ctx)` of each pipeline and prints a summary table (one row of `DemoFigures` per
+   section), then each `DemoSection`; the demo exits 0 only if every section is `accounted`.
 
 `ctx` (a `DemoContext`) is all a pipeline needs: boto3 clients already pointed at the emulator,
 physical names and ARNs by logical id, the runtime's per-mapping counters and every invocation
@@ -31,6 +31,19 @@ from tributary_shared.kinesis_aggregation import Aggregate, open_aggregate
 from tributary_shared.kinesis_batch import record_version
 
 
+@dataclass(frozen=True)
+class DemoFigures:
+    """One row of the demo's summary table: where the records a pipeline's check covers ended up."""
+
+    records_in: int
+    applied: int
+    """Written to the pipeline's read model (or, for the redrive, re-applied or superseded by a newer item)."""
+    on_failure: int
+    """Delivered to the on-failure destination, in a dead-lettered batch (for the redrive: quarantined)."""
+    lost: int
+    """Neither: the demo fails if any pipeline lost a record."""
+
+
 @dataclass
 class DemoSection:
     """What one pipeline prints, and whether every record it produced is accounted for."""
@@ -39,6 +52,12 @@ class DemoSection:
     lines: list[str] = field(default_factory=list)
     accounted: bool = False
     problems: list[str] = field(default_factory=list)
+    figures: DemoFigures | None = None
+    """The summary table's row; None for a section that did not run."""
+    main: bool = False
+    """The report's first section (the stream processor: what the project is for)."""
+    accounted_as: str = "every record accounted for: applied or on the on-failure destination"
+    """What `accounted` means for this section, in the summary table's verdict column."""
 
 
 class DemoContext(Protocol):

@@ -18,7 +18,7 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
-from tributary.demos import DemoContext, DemoSection
+from tributary.demos import DemoContext, DemoFigures, DemoSection
 
 CSV_COLUMNS = ("order_id", "item_id", "customer_id", "product", "amount", "currency", "time_stamp", "transaction_date")
 PRODUCTS = ("Kindle", "Echo Dot", "Fire TV Stick", "Kindle Paperwhite", "Echo Show", "Ring Doorbell", "Eero Pro")
@@ -194,6 +194,9 @@ class DataLakeDemo:
             if (key := (row["order_id"], row["item_id"])) in changed
         ][:SHOWN_CHANGES]
         section.problems = self.problems(ctx, expected, view, items)
+        loaded = len(self.day_rows) + len(self.changes)
+        missing = len({comparable(row) for row in expected.values()} - {comparable(row) for row in view})
+        section.figures = DemoFigures(records_in=loaded, applied=loaded - missing, on_failure=0, lost=missing)
         section.accounted = not section.problems
         return section
 

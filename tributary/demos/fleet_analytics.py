@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from tributary.demos import DemoContext, DemoSection, read_stream
+from tributary.demos import DemoContext, DemoFigures, DemoSection, read_stream
 from tributary.fleet_queries import fleet_minutes, format_fleet_table
 from tributary_shared.aggregator.readings import format_status_time
 from tributary_shared.kinesis_put import put_records
@@ -80,6 +80,12 @@ class FleetAnalyticsDemo:
                 f"{stats.invocations} invocations, {stats.records_to_destination} Kinesis records to the "
                 "on-failure destination"
             )
+        section.figures = DemoFigures(
+            records_in=sum(self.sent.values()),
+            applied=sum(min(counted[name], self.sent[name]) for name in DEMO_UNICORNS),
+            on_failure=0,  # a reading the aggregator gives up is not counted: lost to the fleet table
+            lost=sum(max(0, self.sent[name] - counted[name]) for name in DEMO_UNICORNS),
+        )
         section.accounted = not section.problems
         return section
 

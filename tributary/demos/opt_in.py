@@ -15,6 +15,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from tributary.demos import (
     DemoContext,
+    DemoFigures,
     DemoSection,
     batches_of_stream,
     function_mapping_stats,
@@ -55,11 +56,11 @@ class OptInDemo:
             section.problems.append(f"cannot read opt-out list {list_name} (is the SMS emulation running?): {error}")
             return section
         expected = self.plan.expected_opted_out
+        invalid = ", ".join(str(record_number(position)) for position in self.plan.invalid_record_positions)
         section.lines.append(
-            f"{len(self.plan.records)} DMS records for {DEMO_USERS} users "
-            f"({self.plan.ignored_records} to ignore, invalid phone at "
-            f"{', '.join(f'#{position}' for position in self.plan.invalid_record_positions)}: "
-            "the changes after it are delivered again while it is retried)"
+            f"{len(self.plan.records)} DMS records for {DEMO_USERS} users, numbered from 1 in the order they were "
+            f"put ({self.plan.ignored_records} to ignore; an invalid phone number in record {invalid}: the changes "
+            "after it are delivered again while it is retried)"
         )
         section.lines += side_by_side(actual, expected)
         if actual != expected:
@@ -67,27 +68,41 @@ class OptInDemo:
             section.problems.append(
                 f"opt-out list differs: missing {sorted(expected - actual)}, unexpected {sorted(actual - expected)}"
             )
-        self._check_invalid_records(ctx, section)
+        dead_lettered = self._check_invalid_records(ctx, section)
+        invalid = len(self.plan.invalid_record_positions)
+        section.figures = DemoFigures(records_in=len(self.plan.records), applied=len(self.plan.records) - invalid,
+                                      on_failure=dead_lettered, lost=invalid - dead_lettered)
         return section
 
-    def _check_invalid_records(self, ctx: DemoContext, section: DemoSection) -> None:
+    def _check_invalid_records(self, ctx: DemoContext, section: DemoSection) -> int:
+        """Check each record with an invalid phone number reached the on-failure destination; how many did."""
         stream = ctx.physical_name(STREAM)
         on_stream = read_stream(ctx.client("kinesis"), stream)
         batches = batches_of_stream(ctx.on_failure_records(), stream)
+        dead_lettered = 0
         for position in self.plan.invalid_record_positions:
             data = self.plan.records[position][1]
             found = [record for record in on_stream if record.data == data]
             if found and all(in_failure_batches(record, batches) for record in found):
-                section.lines.append(f"  invalid phone record {found[0].sequence_number}: in an on-failure batch")
+                dead_lettered += 1
+                section.lines.append(f"  record {record_number(position)} (invalid phone number, sequence number "
+                                     f"{found[0].sequence_number}): in an on-failure batch")
             else:
                 section.accounted = False
-                section.problems.append(f"invalid phone record #{position} did not reach the on-failure destination")
+                section.problems.append(f"record {record_number(position)} (invalid phone number) did not reach the "
+                                        "on-failure destination")
         stats = function_mapping_stats(ctx, FUNCTION)
         if stats is not None:
             section.lines.append(
                 f"  {FUNCTION}: {stats.records_in} records in, {stats.invocations} invocations, "
                 f"{stats.retries} retries, {stats.records_to_destination} records on-failure"
             )
+        return dead_lettered
+
+
+def record_number(position: int) -> int:
+    """A record's number in the report: from 1, in the order put (`ChangePlan` positions count from 0)."""
+    return position + 1
 
 
 def opted_out_numbers(client: Any, list_name: str) -> set[str]:

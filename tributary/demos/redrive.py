@@ -25,7 +25,7 @@ from decimal import Decimal
 from typing import Any, Protocol
 
 from tributary.avro_encoding import encode_glue
-from tributary.demos import DemoContext, DemoSection, RecordOnStream, in_failure_batches, read_stream
+from tributary.demos import DemoContext, DemoFigures, DemoSection, RecordOnStream, in_failure_batches, read_stream
 from tributary.demos.redrive_summary import LOCAL_OPTIONS, STATE_MACHINE_NAME, summary_lines
 from tributary.demos.stream_processor import PAYMENT_SCHEMA, VERSION_ATTRIBUTE, record_decoder, schema_registry
 from tributary.producer import SCHEMAS
@@ -38,6 +38,8 @@ OUTAGE = "glue.unavailable"
 PIPELINE_FUNCTIONS = ("StreamProcessorFunction", "PaymentProcessorFunction", "AggregatorFunction",
                       "OptInUpdaterFunction", "CsvLoaderFunction")  # fmt: skip
 OUTAGE_PAYMENTS = 4
+ACCOUNTED_AS = ("every dead-lettered record accounted for: re-applied or superseded (applied), "
+                "or quarantined (on-failure)")
 NEWER_PAYMENTS = 2
 # Read models the demo reads a redriven record back from: function logical id -> (table, key attributes).
 READ_MODELS = {
@@ -87,7 +89,7 @@ class RedriveDemo:
     newer_payments: list[PutPayment] = field(default_factory=list)  # put after, for some of the same ids
 
     def run(self, ctx: RedriveStepContext) -> DemoSection:
-        section = DemoSection(self.name, accounted=True)
+        section = DemoSection(self.name, accounted=True, accounted_as=ACCOUNTED_AS)
         section.lines += self.break_and_fix(ctx)
         dead_lettered = self.dead_lettered(ctx)
         functions = {ctx.physical_name(name): name.removesuffix("Function") for name in PIPELINE_FUNCTIONS
@@ -110,6 +112,11 @@ class RedriveDemo:
         ctx.drain()  # what the redrive handed on (a CSV load continuing itself) runs too
         section.lines += [f"  {line}" for line in summary_lines(result.output)]
         section.problems += self.account(ctx, dead_lettered, result.output, section.lines)
+        outcome = Counter(item.accounted or "unaccounted" for item in dead_lettered)
+        section.figures = DemoFigures(
+            records_in=len(dead_lettered), applied=outcome["re-applied"] + outcome["superseded by a newer item"],
+            on_failure=outcome["quarantined"], lost=outcome["unaccounted"] + outcome["lost to retention"],
+        )
         section.accounted = not section.problems
         return section
 

@@ -31,6 +31,7 @@ from typing import Any
 
 from tributary.demos import (
     DemoContext,
+    DemoFigures,
     DemoSection,
     RecordOnStream,
     UserRecordOnStream,
@@ -141,14 +142,22 @@ class StreamProcessorDemo:
                 raise RuntimeError(f"{plan.stream}: {len(plan.put.failed_entries)} Kinesis records not put")
 
     def report(self, ctx: DemoContext) -> DemoSection:
-        section = DemoSection(self.name, accounted=True)
+        section = DemoSection(self.name, accounted=True, main=True)
         failures = ctx.on_failure_records()
+        accounts = []
         for plan in self.plans:
             account = account_stream(ctx, plan, failures)
+            accounts.append(account)
             section.lines += describe_account(account, plan, function_mapping_stats(ctx, plan.function))
             problems = account_problems(account)
             section.problems += problems
             section.accounted = section.accounted and not problems
+        section.figures = DemoFigures(
+            records_in=sum(len(account.user_records) for account in accounts),
+            applied=sum(account.written for account in accounts),
+            on_failure=sum(account.in_failure for account in accounts),
+            lost=sum(len(account.lost) + account.missing for account in accounts),
+        )
         return section
 
 
@@ -253,8 +262,8 @@ def describe_account(account: StreamAccount, plan: StreamPlan, mapping: Any | No
         f"not dead-lettered, {account.newer_dead_lettered} a newer dead-lettered one, {len(account.stale)} an older one"
     )
     lines.append(
-        f"  accounted: {account.written} written + {account.in_failure} in on-failure batches "
-        f"of {len(account.user_records)}, {len(account.lost)} lost"
+        f"  accounted for: {account.written} applied + {account.in_failure} on-failure (in dead-lettered batches) "
+        f"of {len(account.user_records)} user records, {len(account.lost)} lost"
     )
     return lines
 
@@ -267,7 +276,7 @@ def _describe_aggregation(account: StreamAccount, plan: StreamPlan) -> str:
         f"  KPL-aggregated, one partition key per aggregate: {len(plan.records)} user records in "
         f"{plan.put.sent} Kinesis records ({calls} PutRecords call{'' if calls == 1 else 's'}); "
         f"on the stream {len(aggregates)} aggregates hold {in_aggregates} user records, "
-        f"{account.aggregated_written} of them written"
+        f"{account.aggregated_written} of them applied"
     )
 
 

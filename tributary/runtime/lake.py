@@ -18,6 +18,8 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from tributary.user_errors import UserError
+
 PARQUET_MAGIC = b"PAR1"
 
 
@@ -57,7 +59,13 @@ class Lake:
         self.tables.append(f"{database}.{table['Name']}")
 
     def query(self, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
-        result = self.connection.execute(sql)
+        """Columns and rows; UserError for SQL DuckDB cannot parse or naming what the lake lacks."""
+        try:
+            result = self.connection.execute(sql)
+        except (duckdb.ParserException, duckdb.CatalogException, duckdb.BinderException) as error:
+            problem = str(error).splitlines()[0]
+            raise UserError(f"query failed: {problem}; tables: {', '.join(self.tables) or 'none yet'} "
+                            "(`tributary query --list` names them and the named queries)") from error
         columns = [column[0] for column in result.description or []]
         return columns, result.fetchall()
 
