@@ -12,10 +12,16 @@ setup: $(STAMP)
 
 $(STAMP): requirements-dev.txt layers/shared/requirements.txt pyproject.toml
 	@test -n "$(PYTHON_313)" || { echo "python3.13 not found: install it (pyenv install 3.13) and retry" >&2; exit 1; }
-	$(PYTHON_313) -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet --upgrade pip
-	$(VENV)/bin/pip install --quiet -r requirements-dev.txt -e .
-	touch $(STAMP)
+	@echo "setup: creating $(VENV) with $$($(PYTHON_313) --version)"
+	@$(PYTHON_313) -m venv $(VENV)
+	@$(VENV)/bin/pip install --quiet --upgrade pip
+	@echo "setup: installing requirements-dev.txt (SAM CLI, moto, boto3, pyarrow, DuckDB, ...; 1-4 minutes the first time)"
+	@$(VENV)/bin/pip install --quiet -r requirements-dev.txt
+	@# setuptools explains editable installs of a mapped package-dir in a warning block; nothing to act on.
+	@echo "setup: installing tributary itself, editable"
+	@PYTHONWARNINGS=ignore::UserWarning $(VENV)/bin/pip install --quiet --no-deps -e .
+	@touch $(STAMP)
+	@echo "setup: done; $(VENV)/bin has tributary, sam and pytest"
 
 demo: $(STAMP)
 	$(VENV)/bin/tributary demo

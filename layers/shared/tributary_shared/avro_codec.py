@@ -145,16 +145,16 @@ class RegistryDeserializer:
                 raise not_inflating(error) from error
             if not inflater.eof or inflater.unused_data:
                 raise not_inflated(inflater)
-            body = io.BytesIO(inflated)
+            body, size = io.BytesIO(inflated), len(inflated)
         else:
-            body = io.BytesIO(data[GLUE_HEADER_SIZE:])
+            body, size = io.BytesIO(data[GLUE_HEADER_SIZE:]), len(data) - GLUE_HEADER_SIZE
         try:
             record = schemaless_reader(body, writer)
         except PoisonRecordError:  # a bounded logical-type reader refused the value, saying why
             raise
         except Exception as error:  # EOFError, UnicodeDecodeError, IndexError...
             raise mismatch(error) from error
-        if body.read(1):
+        if body.tell() != size:  # cheaper than reading a byte to see there is none
             raise leftovers(body)
         return record
 

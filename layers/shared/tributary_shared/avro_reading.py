@@ -97,7 +97,7 @@ def read_body(data: bytes, start: int, plan: ReadPlan) -> dict[str, Any]:
         raise
     except Exception as error:  # EOFError, UnicodeDecodeError, IndexError...
         raise mismatch(error) from error
-    if body.read(1):
+    if body.tell() != len(data):
         raise leftovers(body)
     if type(record) is not dict:
         raise PoisonRecordError(f"Avro value is a {type(record).__name__}, expected a record")
@@ -112,8 +112,8 @@ def mismatch(error: Exception) -> PoisonRecordError:
 
 
 def leftovers(body: io.BytesIO) -> PoisonRecordError:
-    """Bytes left after the record (one already read to notice them): the schema is not the body's."""
-    unread = len(body.getbuffer()) - body.tell() + 1
+    """Bytes left after the record: the schema is not the body's."""
+    unread = len(body.getbuffer()) - body.tell()
     return PoisonRecordError(f"Avro body does not match its schema: {unread} bytes left after the record")
 
 
