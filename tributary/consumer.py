@@ -25,7 +25,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from tributary.producer import aws_client, json_default
+from tributary.aws_clients import aws_client, error_code, missing_stream_error
+from tributary.producer import json_default
 from tributary.stop_signals import StopRequest, stop_on_signals
 from tributary_shared.errors import RecordError
 from tributary_shared.kinesis_aggregation import AGGREGATE_MAGIC, Aggregate, open_aggregate
@@ -44,10 +45,6 @@ THROTTLE_ERRORS = frozenset(
 MAX_BACKOFF = 5.0
 # A control-plane call Kinesis throttles: eight calls at most, the first retry after up to 0.4 s.
 THROTTLED_CALL_RETRY = RetryPolicy(base_s=0.4, cap_s=MAX_BACKOFF, max_attempts=8)
-
-
-def _error_code(error: Exception) -> str:
-    return str(getattr(error, "response", {}).get("Error", {}).get("Code", ""))
 
 
 def _backoff(attempt: int) -> float:
@@ -115,7 +112,7 @@ class StreamTail:
             try:
                 return dict(getattr(self.kinesis, operation)(**params))
             except ClientError as error:
-                if _error_code(error) not in THROTTLE_ERRORS or not retry.wait_before_retry(calls, NO_DEADLINE):
+                if error_code(error) not in THROTTLE_ERRORS or not retry.wait_before_retry(calls, NO_DEADLINE):
                     raise
 
     def _iterator(self, shard_id: str, state: ShardState) -> str:
@@ -181,7 +178,7 @@ class StreamTail:
         try:
             response = self.kinesis.get_records(ShardIterator=state.iterator, Limit=GET_RECORDS_LIMIT)
         except ClientError as error:
-            code = _error_code(error)
+            code = error_code(error)
             if code == "ExpiredIteratorException":
                 state.iterator = self._iterator(shard_id, state)
             elif code in THROTTLE_ERRORS:
@@ -322,6 +319,9 @@ def parse_arguments(command: str, argv: Sequence[str]) -> argparse.Namespace:
 
 
 def main(command: str, argv: list[str]) -> int:
+    """Print until done; a tail Ctrl-C stopped ends in KeyboardInterrupt, which the `tributary` command reports."""
+    from botocore.exceptions import ClientError
+
     args = parse_arguments(command, argv)
     kinesis = aws_client("kinesis", args.endpoint_url)
     decode = record_decoder(args)
@@ -330,8 +330,12 @@ def main(command: str, argv: list[str]) -> int:
         with stop_on_signals() as stop:
             tail.sleep = stop.sleep  # an idle tail's pause between polls ends at Ctrl-C
             print_until_done(tail, args, stop, decode)
-    except KeyboardInterrupt:  # a second Ctrl-C
-        pass
+    except ClientError as error:
+        if error_code(error) == "ResourceNotFoundException":
+            raise missing_stream_error(kinesis, args.stream) from error
+        raise
+    if stop.requested:
+        raise KeyboardInterrupt
     return 0
 
 

@@ -158,5 +158,5 @@ def plan_changes(
 
 
 def generate_changes(users: int, **options: Any) -> Iterator[tuple[str, bytes]]:
-    """(partition key, record bytes) for `tributary produce --mode dms`; see `plan_changes`."""
+    """(partition key, record bytes) for `tributary produce dms`; see `plan_changes`."""
     yield from plan_changes(users, **options).records

@@ -1,13 +1,15 @@
-"""`tributary produce`: put unicorn telemetry, payment events or DMS changes on a Kinesis stream.
+"""`tributary produce MODE`: put unicorn telemetry, payment events or DMS changes on a Kinesis stream.
 
-Each mode is a record source: it adds its options and turns them into an iterator of
+One subcommand per mode (`produce unicorns --help` lists every option of that mode). Each Kinesis
+mode is a record source: it adds its options and turns them into an iterator of
 (partition key, bytes) entries, endless or finite. The command paces the entries (`--rate`),
 stops after `--msgs`, sends them with PutRecords (only failed entries retried) and prints a
 progress bar on stderr and the final sent/retried/failed counts. With `--aggregate` each paced
 chunk's records are packed KPL-style, one partition key per aggregate (`tributary.kpl_aggregation`),
 and the counts say how many user records went in how many Kinesis records and PutRecords calls.
 Against the local emulator, pass `--endpoint-url` or set AWS_ENDPOINT_URL; the region comes from
-the usual AWS variables.
+the usual AWS variables. `produce orders` drops order CSV files into a bucket instead
+(tributary.produce_orders).
 
 The record generators (`unicorn_statuses`, `payment_events`, in `tributary.sample_records`) are
 plain functions so the demo and the benchmark reuse them.
@@ -29,14 +31,17 @@ from pathlib import Path
 from typing import Any, TextIO
 from uuid import UUID
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
-from tributary.aws_guard import is_loopback_url
+from tributary import produce_orders
+from tributary.aws_clients import aws_client as aws_client  # re-exported: the consumer and tests use it here
+from tributary.aws_clients import error_code, missing_stream_error
 from tributary.kpl_aggregation import KeyAggregator, user_records_in
 from tributary.sample_records import PAYMENT_LIFECYCLES as PAYMENT_LIFECYCLES  # re-exported: tests read it here
 from tributary.sample_records import payment_events, unicorn_statuses
 from tributary.schema_registration import COMPATIBILITY_MODES, SchemaRegistration
 from tributary.stop_signals import stop_on_signals
+from tributary.user_errors import UserError
 from tributary_shared.kinesis_put import MAX_RECORDS_PER_REQUEST, NOT_SENT, FailedEntry, PutReport, put_records
 
 SCHEMAS = Path(__file__).resolve().parent.parent / "schemas"
@@ -132,7 +137,7 @@ def glue_encoder(
 
 def _unicorn_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--name", action="append", help="a unicorn's name; repeat for several")
-    parser.add_argument("--unicorns", type=int, help="or this many, named Unicorn-1...")
+    parser.add_argument("--unicorns", type=int, metavar="N", help="or this many, named Unicorn-1...")
     parser.add_argument("--format", choices=("json", "avro"), default="json")
     parser.add_argument("--error", action="store_true", help=f"make every {POISON_EVERY}th record a poison pill")
     _avro_options(parser, "unicorn-status", "unicorn_status.avsc")
@@ -153,7 +158,7 @@ def _unicorn_entries(args: argparse.Namespace) -> Iterator[Entry]:
 
 
 def _payment_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--accounts", type=int, default=20)
+    parser.add_argument("--accounts", type=int, default=20, metavar="N", help="accounts paying (default 20)")
     parser.add_argument("--format", choices=("json", "avro"), default="avro")
     parser.add_argument("--error", action="store_true", help=f"make every {POISON_EVERY}th record a poison pill")
     _avro_options(parser, "payment-event", "payment_event_v1.avsc")
@@ -168,7 +173,7 @@ def _payment_entries(args: argparse.Namespace) -> Iterator[Entry]:
 
 
 def _dms_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--users", type=int, default=10, help="rows of the optin_status table")
+    parser.add_argument("--users", type=int, default=10, metavar="N", help="rows of optin_status (default 10)")
 
 
 def _dms_entries(args: argparse.Namespace) -> Iterator[Entry]:
@@ -179,11 +184,11 @@ def _dms_entries(args: argparse.Namespace) -> Iterator[Entry]:
 
 
 MODES: dict[str, Mode] = {
-    "unicorn": Mode(
+    "unicorns": Mode(
         "Wild Rydes unicorn status readings", "wildrydes", _unicorn_options, _unicorn_entries,
         lambda args: float(len(unicorn_names(args))),
     ),
-    "payment": Mode(
+    "payments": Mode(
         "payment events, Avro through the schema registry", "payments", _payment_options, _payment_entries,
         lambda args: 10.0,
     ),
@@ -192,6 +197,7 @@ MODES: dict[str, Mode] = {
         lambda args: 0.0,
     ),
 }
+MODE_NAMES = (*MODES, "orders")
 
 # ------------------------------------------------------------------------------------ sending
 
@@ -248,58 +254,68 @@ class Progress:
             print(f"  failed {entry.partition_key}: {entry.error_code} {entry.error_message}", file=self.stream)
 
 
-def aws_client(service: str, endpoint_url: str | None) -> Any:
-    """A boto3 client at `endpoint_url` (or AWS_ENDPOINT_URL, or AWS itself)."""
-    import boto3
-
-    if endpoint_url:
-        os.environ["AWS_ENDPOINT_URL"] = endpoint_url  # clients created later (the registry's) too
-    endpoint = os.environ.get("AWS_ENDPOINT_URL")
-    if endpoint and is_loopback_url(endpoint):
-        # The emulator takes any credentials; spare users from inventing some.
-        for name, value in (("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing")):
-            os.environ.setdefault(name, value)
-        if not (os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")):
-            os.environ["AWS_DEFAULT_REGION"] = "us-east-1"
-    return boto3.client(service)
-
-
 def parse_arguments(command: str, argv: Sequence[str]) -> argparse.Namespace:
-    chooser = argparse.ArgumentParser(add_help=False)
-    chooser.add_argument("--mode", choices=MODES, default="unicorn")
-    mode_name = chooser.parse_known_args(argv)[0].mode
-    mode = MODES[mode_name]
+    """The mode (None when not given) and its options."""
+    if "--mode" in argv and argv[0] not in MODE_NAMES:
+        raise UserError(f"--mode is gone: the mode is a subcommand now, e.g. `tributary {command} unicorns`"
+                        f" ({', '.join(MODE_NAMES)}; `tributary {command} MODE --help` shows its options)")
+    parser = produce_parser(command)
+    args = parser.parse_args(argv)
+    if args.mode in MODES:
+        if args.msgs is not None and args.msgs < 0:
+            parser.error("--msgs must not be negative")
+        if args.rate is None:
+            args.rate = MODES[args.mode].default_rate(args)
+    return args
+
+
+def produce_parser(command: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=f"tributary {command}",
-        description="Put records on a Kinesis stream. Modes: "
-        + "; ".join(f"{name}: {m.help}" for name, m in MODES.items()),
+        description="Put records on a Kinesis stream, or order files in the orders bucket: one subcommand per mode.",
+        epilog=f"`tributary {command} MODE --help` shows the options of MODE.",
     )
-    parser.add_argument("--mode", choices=MODES, default="unicorn")
-    parser.add_argument("--stream", default=mode.default_stream)
-    parser.add_argument("--msgs", type=int, help="records to send (default: until interrupted)")
-    parser.add_argument("--rate", type=float, help="records per second in total (0: as fast as possible)")
+    modes = parser.add_subparsers(dest="mode", title="modes", metavar="MODE")
+    for name, mode in MODES.items():
+        mode_parser = modes.add_parser(name, help=mode.help, description=f"Put {mode.help} on a Kinesis stream.")
+        _kinesis_options(mode_parser, mode)
+        mode.add_options(mode_parser)
+    orders = modes.add_parser("orders", help=produce_orders.HELP, description=produce_orders.description(),
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    produce_orders.add_options(orders)
+    return parser
+
+
+def _kinesis_options(parser: argparse.ArgumentParser, mode: Mode) -> None:
+    parser.add_argument("--stream", default=mode.default_stream, help=f"default {mode.default_stream}")
+    parser.add_argument("--msgs", type=int, metavar="N", help="records to send (default: until interrupted)")
+    parser.add_argument("--rate", type=float, metavar="PER_S", help="records a second in all (0: as fast as possible)")
     parser.add_argument("--endpoint-url", help="e.g. the local emulator's; default AWS_ENDPOINT_URL")
     parser.add_argument(
         "--aggregate", action="store_true",
         help="pack each partition key's records into KPL aggregated records of up to 1 MiB",
     )  # fmt: skip
-    mode.add_options(parser)
-    args = parser.parse_args(argv)
-    if args.msgs is not None and args.msgs < 0:
-        parser.error("--msgs must not be negative")
-    if args.rate is None:
-        args.rate = mode.default_rate(args)
-    return args
 
 
 def main(command: str, argv: list[str]) -> int:
     args = parse_arguments(command, argv)
+    if args.mode is None:
+        print(produce_parser(command).format_help())
+        return 2
+    if args.mode == "orders":
+        return produce_orders.run(command, args)
+    return put_on_stream(args)
+
+
+def put_on_stream(args: argparse.Namespace) -> int:
+    """Send the mode's records at the paced rate; exit 1 if any failed."""
     kinesis = aws_client("kinesis", args.endpoint_url)
     try:
         entries = MODES[args.mode].entries(args)
+    except BotoCoreError:  # no region, no emulator there: the top-level handler explains these
+        raise
     except Exception as error:  # registration refused, schema file unreadable: say so and stop
-        print(f"tributary {command}: {error}", file=sys.stderr)
-        return 2
+        raise UserError(str(error)) from error
     if args.msgs is not None:
         entries = itertools.islice(entries, args.msgs)
     # With --aggregate the bar counts Kinesis records, which --msgs does not give the number of.
@@ -328,8 +344,9 @@ def main(command: str, argv: list[str]) -> int:
         if aggregator:
             print(aggregated_summary(user_records_taken, total), file=progress.stream)
     if stopped_by is not None:
-        print(f"tributary {command}: {stopped_by}", file=sys.stderr)
-        return 2
+        if error_code(stopped_by) == "ResourceNotFoundException":
+            raise missing_stream_error(kinesis, args.stream) from stopped_by
+        raise UserError(str(stopped_by)) from stopped_by
     return 1 if total.failed else 0
 
 

@@ -17,6 +17,7 @@ import boto3
 import pytest
 
 from tributary.commands.runtime_commands import main
+from tributary.user_errors import UserError
 from tributary_shared.errors import RecordError
 from tributary_shared.kinesis_batch import record_version
 
@@ -64,18 +65,17 @@ def test_run_takes_stream_names_parameter_overrides_and_partition_key_fields(aws
     assert len(dynamodb.scan(TableName="u-items")["Items"]) == 3
 
 
-def test_run_names_a_missing_partition_key_field(aws, capsys):
+def test_run_names_a_missing_partition_key_field(aws):
     arguments = ["--template", str(FIXTURES / "pipeline.yaml"), "--until-drained", "--partition-key", "nope"]
-    status = main("run", [*arguments, "--records", f"InputStream={FIXTURES / 'input.jsonl'}"])
-    assert status == 2
-    assert "no field 'nope'" in capsys.readouterr().err
+    with pytest.raises(UserError, match="no field 'nope'"):
+        main("run", [*arguments, "--records", f"InputStream={FIXTURES / 'input.jsonl'}"])
 
 
-def test_bad_template_and_overrides_are_reported_not_raised(capsys):
-    assert main("run", ["--template", "/nonexistent/template.yaml", "--until-drained"]) == 2
-    assert "cannot read template" in capsys.readouterr().err
-    assert main("run", ["--template", str(FIXTURES / "pipeline.yaml"), "--parameter-overrides", "Stage=qa"]) == 2
-    assert "Stage='qa'" in capsys.readouterr().err
+def test_bad_template_and_overrides_are_user_errors():
+    with pytest.raises(UserError, match=r"cannot read template /nonexistent/template\.yaml.*pass --template"):
+        main("run", ["--template", "/nonexistent/template.yaml", "--until-drained"])
+    with pytest.raises(UserError, match="Stage='qa'"):
+        main("run", ["--template", str(FIXTURES / "pipeline.yaml"), "--parameter-overrides", "Stage=qa"])
 
 
 def test_demo_fails_when_no_pipeline_can_run_on_the_template(aws, capsys):
@@ -236,7 +236,8 @@ def test_stream_processor_demo_reports_records_neither_written_nor_on_failure_or
         versions.setdefault(payment["paymentId"], []).append(version)
     section = demo.report(FakeDemoContext(failures))
     assert [problem for problem in section.problems if problem.startswith(("payments", "Payments"))] == []
-    assert "  accounted: 40 written + 2 in on-failure batches of 42, 0 lost" in section.lines
+    assert "  accounted for: 40 applied + 2 on-failure (in dead-lettered batches) of 42 user records, 0 lost" in (
+        section.lines)
     assert "  40 records are Glue-framed Avro (20 zlib-compressed)" in section.lines
 
     # A payment whose item went back to an older record is reported, though its key is in the table.
@@ -257,7 +258,7 @@ def test_run_carries_on_past_functions_it_cannot_run_and_says_why_it_is_not_drai
         [
             "--template", str(FIXTURES / "mixed.yaml"),
             "--records", f"InputStream={FIXTURES / 'input.jsonl'}",
-            "--until-drained", "--timeout", "2", "--trace", str(trace),
+            "--until-drained", "--timeout", "2", "--trace", str(trace), "--verbose",
         ],
     )  # fmt: skip
     captured = capsys.readouterr()

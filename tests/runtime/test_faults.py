@@ -11,7 +11,7 @@ import botocore.session
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError, ReadTimeoutError
 
-from tributary.commands.runtime_commands import main
+from tributary.commands import main as tributary
 from tributary.runtime import faults
 from tributary.runtime.app import Runtime, RuntimeOptions
 from tributary.runtime.faults import FAULTS, FaultInjector, FaultPlan, FaultSpecError, injecting, parse_faults
@@ -89,11 +89,11 @@ def test_a_bad_fault_spec_is_refused_in_one_line_naming_the_known_faults(spec, p
 
 @pytest.mark.parametrize("command", ["run", "up", "demo"])
 def test_the_commands_refuse_a_bad_fault_spec_before_starting_anything(command, capsys):
-    assert main(command, ["--faults", "dynamodb.throttle=2"]) == 2
+    assert tributary([command, "--faults", "dynamodb.throttle=2"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"tributary {command}: --faults: dynamodb.throttle=2: the probability must be between 0")
     assert len(err.splitlines()) == 1 and "known faults: dynamodb.throttle" in err
-    assert main(command, ["--fault-seed", "3"]) == 2
+    assert tributary([command, "--fault-seed", "3"]) == 2
     assert capsys.readouterr().err.strip() == f"tributary {command}: --fault-seed needs --faults"
 
 

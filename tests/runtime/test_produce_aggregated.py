@@ -88,7 +88,7 @@ def test_chunks_for_aggregation_are_larger_than_one_request():
 
 def test_produce_aggregate_puts_few_records_and_consume_shows_every_user_record_in_order(stream, capsys):
     stream()
-    argv = ["--stream", "wildrydes", "--msgs", "2000", "--rate", "0", "--unicorns", "5", "--aggregate"]
+    argv = ["unicorns", "--stream", "wildrydes", "--msgs", "2000", "--rate", "0", "--unicorns", "5", "--aggregate"]
     assert producer.main("produce", argv) == 0
     err = capsys.readouterr().err
     assert "sent 5, retried 0, failed 0" in err  # Kinesis records
@@ -109,7 +109,7 @@ def test_produce_aggregate_puts_few_records_and_consume_shows_every_user_record_
 
 def test_a_key_with_more_than_a_record_holds_keeps_its_order_across_aggregates_and_requests(stream, capsys):
     stream(shards=1)
-    argv = ["--stream", "wildrydes", "--msgs", "14000", "--rate", "0", "--name", "Shadowfax", "--aggregate"]
+    argv = ["unicorns", "--stream", "wildrydes", "--msgs", "14000", "--rate", "0", "--name", "Shadowfax", "--aggregate"]
     assert producer.main("produce", argv) == 0
     summary = capsys.readouterr().err.splitlines()[-1]
     assert summary.startswith("user records sent 14000, failed 0; Kinesis records put ")
@@ -122,7 +122,8 @@ def test_a_key_with_more_than_a_record_holds_keeps_its_order_across_aggregates_a
 
 def test_poison_pills_inside_aggregates_are_reported_with_their_subsequence_number(stream, capsys):
     stream(shards=1)
-    argv = ["--stream", "wildrydes", "--msgs", "40", "--rate", "0", "--name", "Shadowfax", "--error", "--aggregate"]
+    argv = ["unicorns", "--stream", "wildrydes", "--msgs", "40", "--rate", "0", "--name", "Shadowfax", "--error",
+            "--aggregate"]
     assert producer.main("produce", argv) == 0
     capsys.readouterr()
     lines, errors = consume(capsys, "--stream", "wildrydes")
@@ -157,7 +158,7 @@ def test_an_aborted_aggregated_run_counts_the_user_records_it_did_not_send(strea
     stream(shards=1)
     kinesis = StopsOnSecondPut(boto3.client("kinesis"))
     monkeypatch.setattr(producer, "aws_client", lambda service, endpoint_url: kinesis)
-    argv = ["--stream", "wildrydes", "--msgs", "1000", "--rate", "0", "--unicorns", "2", "--aggregate"]
+    argv = ["unicorns", "--stream", "wildrydes", "--msgs", "1000", "--rate", "0", "--unicorns", "2", "--aggregate"]
     # One chunk: two aggregates of 500, one per key; a request holds both, so stop the first put instead.
     kinesis.calls = 1
     assert producer.main("produce", argv) == 1

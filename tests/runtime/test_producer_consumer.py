@@ -15,6 +15,7 @@ from botocore.exceptions import ClientError
 from support import SCHEMAS_DIR, FakeClock, definition
 
 from tributary import consumer, producer, stop_signals
+from tributary.commands import main as tributary
 from tributary_shared.avro_schemas import parse_definition
 
 
@@ -94,7 +95,8 @@ def test_the_progress_bar_draws_on_a_terminal():
 
 def test_unicorn_json_through_a_stream_and_back(stream, capsys):
     stream()
-    argv = ["--stream", "wildrydes", "--msgs", "30", "--rate", "0", "--name", "Shadowfax", "--name", "Rocinante"]
+    argv = ["unicorns", "--stream", "wildrydes", "--msgs", "30", "--rate", "0", "--name", "Shadowfax",
+            "--name", "Rocinante"]
     assert producer.main("produce", argv) == 0
     assert "sent 30, retried 0, failed 0" in capsys.readouterr().err
     lines, errors = consume(capsys, "--stream", "wildrydes", "--max-records", "30")
@@ -105,7 +107,7 @@ def test_unicorn_json_through_a_stream_and_back(stream, capsys):
 
 def test_unicorn_avro_with_poison_pills(stream, capsys):
     stream()
-    argv = ["--stream", "wildrydes", "--msgs", "40", "--rate", "0", "--unicorns", "3", "--format", "avro",
+    argv = ["unicorns", "--stream", "wildrydes", "--msgs", "40", "--rate", "0", "--unicorns", "3", "--format", "avro",
             "--error", "--compress"]
     assert producer.main("produce", argv) == 0
     capsys.readouterr()
@@ -117,9 +119,9 @@ def test_unicorn_avro_with_poison_pills(stream, capsys):
 
 def test_payments_in_avro_evolve_from_v1_to_v2(stream, capsys):
     stream("payments", shards=1)
-    assert producer.main("produce", ["--mode", "payment", "--msgs", "10", "--rate", "0"]) == 0
+    assert producer.main("produce", ["payments", "--msgs", "10", "--rate", "0"]) == 0
     v2 = str(SCHEMAS_DIR / "payment_event_v2.avsc")
-    assert producer.main("produce", ["--mode", "payment", "--msgs", "10", "--rate", "0", "--schema", v2]) == 0
+    assert producer.main("produce", ["payments", "--msgs", "10", "--rate", "0", "--schema", v2]) == 0
     capsys.readouterr()
     lines, errors = consume(capsys, "--stream", "payments", "--max-records", "20")
     assert not errors and len(lines) == 20
@@ -132,16 +134,16 @@ def test_payments_in_avro_evolve_from_v1_to_v2(stream, capsys):
 
 def test_an_incompatible_schema_is_refused_before_anything_is_sent(stream, capsys, tmp_path):
     stream("payments", shards=1)
-    assert producer.main("produce", ["--mode", "payment", "--msgs", "1", "--rate", "0"]) == 0
+    assert producer.main("produce", ["payments", "--msgs", "1", "--rate", "0"]) == 0
     breaking = json.loads((SCHEMAS_DIR / "payment_event_v1.avsc").read_text())
     breaking["fields"].append({"name": "merchant", "type": "string"})
     path = tmp_path / "breaking.avsc"
     path.write_text(json.dumps(breaking))
-    argv = ["--mode", "payment", "--msgs", "5", "--rate", "0", "--schema", str(path)]
-    assert producer.main("produce", argv) == 2
+    argv = ["produce", "payments", "--msgs", "5", "--rate", "0", "--schema", str(path)]
+    assert tributary(argv) == 2
     assert "merchant" in capsys.readouterr().err
     argv += ["--no-auto-register"]
-    assert producer.main("produce", argv) == 2
+    assert tributary(argv) == 2
     assert "auto-registration is off" in capsys.readouterr().err
 
 
@@ -149,7 +151,7 @@ def test_dms_mode_puts_the_scripted_changes(stream, capsys):
     from tributary.dms_changes import generate_changes
 
     stream("optin-cdc", shards=1)
-    assert producer.main("produce", ["--mode", "dms", "--users", "6"]) == 0
+    assert producer.main("produce", ["dms", "--users", "6"]) == 0
     expected = len(list(generate_changes(6)))
     assert f"sent {expected}, retried 0, failed 0" in capsys.readouterr().err
     lines, _ = consume(capsys, "--stream", "optin-cdc", "--idle-exit", "0")
@@ -170,9 +172,26 @@ def test_the_summary_stream_and_timestamps(stream, capsys):
     assert lines == []
 
 
-def test_a_missing_stream_is_reported_not_retried(aws, capsys):
-    assert producer.main("produce", ["--stream", "nowhere", "--msgs", "1", "--rate", "0"]) == 2
-    assert "ResourceNotFoundException" in capsys.readouterr().err
+def test_a_missing_stream_is_reported_not_retried_naming_the_streams_there_are(stream, capsys):
+    stream("wildrydes", shards=1)
+    assert tributary(["produce", "unicorns", "--stream", "nowhere", "--msgs", "1", "--rate", "0"]) == 2
+    last_line = capsys.readouterr().err.splitlines()[-1]
+    assert last_line.startswith("tributary produce: no stream 'nowhere' at http://127.0.0.1:")
+    assert last_line.endswith("pass --stream with one of the streams there: wildrydes")
+
+
+def test_consume_names_a_missing_stream_and_the_streams_there_are(stream, capsys):
+    stream("wildrydes", shards=1)
+    stream("payments", shards=1)
+    assert tributary(["consume", "--stream", "wildryde", "--idle-exit", "0"]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1
+    assert "no stream 'wildryde'" in error and "one of the streams there: payments, wildrydes" in error
+
+
+def test_with_no_streams_at_all_consume_asks_whether_the_runtime_is_up(aws, capsys):
+    assert tributary(["consume", "--stream", "wildrydes"]) == 2
+    assert "there are no streams (is `tributary up` running there" in capsys.readouterr().err
 
 
 class StopsOnSecondPut:
@@ -202,8 +221,8 @@ def test_an_aborted_run_reports_what_it_sent_and_counts_the_rest_as_failed(strea
     stream()
     kinesis = StopsOnSecondPut(boto3.client("kinesis"), stop)
     monkeypatch.setattr(producer, "aws_client", lambda service, endpoint_url: kinesis)
-    argv = ["--stream", "wildrydes", "--msgs", "120", "--rate", "0", "--unicorns", "50"]
-    assert producer.main("produce", argv) == exit_code
+    argv = ["produce", "unicorns", "--stream", "wildrydes", "--msgs", "120", "--rate", "0", "--unicorns", "50"]
+    assert tributary(argv) == exit_code
     # 50 unicorns: requests of 50, 50 and 20 (one record per unicorn each); the second is stopped.
     assert "sent 50, retried 0, failed 70" in capsys.readouterr().err
 
@@ -234,7 +253,7 @@ def test_ctrl_c_lets_the_chunk_in_flight_finish_then_stops_with_nothing_unaccoun
     stream()
     kinesis = CtrlCDuringFirstCall(boto3.client("kinesis"), "put_records")
     monkeypatch.setattr(producer, "aws_client", lambda service, endpoint_url: kinesis)
-    argv = ["--stream", "wildrydes", "--msgs", "1200", "--rate", "0", "--unicorns", "50"]
+    argv = ["unicorns", "--stream", "wildrydes", "--msgs", "1200", "--rate", "0", "--unicorns", "50"]
     assert producer.main("produce", argv) == 0
     # Chunks of 500; 50 unicorns make requests of 50 (one record per unicorn each): 10 for the first chunk.
     assert kinesis.calls == 10
@@ -251,19 +270,21 @@ def test_ctrl_c_during_a_pacing_pause_sends_nothing_more(stream, capsys, monkeyp
 
     monkeypatch.setattr(stop_signals, "sleep", pause_then_ctrl_c)
     # Half a record a second: one record, then a 2-second pause, in which the user presses Ctrl-C.
-    assert producer.main("produce", ["--stream", "wildrydes", "--msgs", "5", "--rate", "0.5"]) == 0
+    assert producer.main("produce", ["unicorns", "--stream", "wildrydes", "--msgs", "5", "--rate", "0.5"]) == 0
     assert len(pauses) == 1
     assert "sent 1, retried 0, failed 0" in capsys.readouterr().err
 
 
 def test_ctrl_c_stops_the_consumer_after_printing_the_round_in_hand(stream, capsys, monkeypatch):
     stream(shards=1)
-    assert producer.main("produce", ["--stream", "wildrydes", "--msgs", "3", "--rate", "0"]) == 0
+    assert producer.main("produce", ["unicorns", "--stream", "wildrydes", "--msgs", "3", "--rate", "0"]) == 0
     capsys.readouterr()
     kinesis = CtrlCDuringFirstCall(boto3.client("kinesis"), "get_records")
     monkeypatch.setattr(consumer, "aws_client", lambda service, endpoint_url: kinesis)
-    lines, _ = consume(capsys, "--stream", "wildrydes")  # no --idle-exit: only the stop request ends it
-    assert len(lines) == 3
+    # No --idle-exit: only the stop request ends it, as an interruption (`interrupted`, exit 130).
+    assert tributary(["consume", "--stream", "wildrydes", "--from", "TRIM_HORIZON", "--poll-interval", "0"]) == 130
+    out, err = capsys.readouterr()
+    assert len(out.splitlines()) == 3 and err == "interrupted\n"
     assert kinesis.calls == 1
 
 
@@ -308,7 +329,8 @@ class BehindForAWhile:
 
 def test_idle_exit_waits_until_every_shard_is_at_its_tip(stream, capsys, monkeypatch):
     stream(shards=2)
-    assert producer.main("produce", ["--stream", "wildrydes", "--msgs", "6", "--rate", "0", "--unicorns", "3"]) == 0
+    argv = ["unicorns", "--stream", "wildrydes", "--msgs", "6", "--rate", "0", "--unicorns", "3"]
+    assert producer.main("produce", argv) == 0
     capsys.readouterr()
     gappy = BehindForAWhile(boto3.client("kinesis"), empty_answers=4)
     monkeypatch.setattr(consumer, "aws_client", lambda service, endpoint_url: gappy)

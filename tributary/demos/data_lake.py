@@ -6,65 +6,26 @@ then REMOVE). After draining, the current-view named query runs with DuckDB over
 lake; the section is accounted when the table and the current view both equal the state the
 files imply, with nothing under the lake's error prefix.
 
-The generators here also serve the tests and the loader benchmark.
+The order generators are in tributary.sample_orders (`tributary produce orders` uses them too).
 """
 
 from __future__ import annotations
 
-import random
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
 from tributary.demos import DemoContext, DemoFigures, DemoSection
+from tributary.sample_orders import CSV_COLUMNS, change_rows, csv_bytes, order_rows
+from tributary.sample_orders import csv_lines as csv_lines  # re-exported: the CSV loader's tests read it here
 
-CSV_COLUMNS = ("order_id", "item_id", "customer_id", "product", "amount", "currency", "time_stamp", "transaction_date")
-PRODUCTS = ("Kindle", "Echo Dot", "Fire TV Stick", "Kindle Paperwhite", "Echo Show", "Ring Doorbell", "Eero Pro")
 CURRENT_VIEW_QUERY = "current-order-lines"
 COUNT_QUERY = "order-line-count"
 SHOWN_CHANGES = 8
 
 OrderKey = tuple[str, str]
-
-
-def order_rows(day: date, orders: int, seed: int = 7) -> Iterator[dict[str, str]]:
-    """Order lines of one day: `orders` orders of one to three lines each, reproducible from `seed`."""
-    rng = random.Random(seed)
-    for number in range(orders):
-        second = rng.randrange(86_400)
-        for item in range(1, rng.randint(1, 3) + 1):
-            yield {
-                "order_id": f"{day:%Y%m%d}-{number:07d}",
-                "item_id": str(item),
-                "customer_id": f"C-{rng.randint(1, 50_000):05d}",
-                "product": rng.choice(PRODUCTS),
-                "amount": f"{rng.randint(199, 49_999) / 100:.2f}",
-                "currency": "USD",
-                "time_stamp": f"{day}T{second // 3600:02d}:{second // 60 % 60:02d}:{second % 60:02d}Z",
-                "transaction_date": day.isoformat(),
-            }
-
-
-def change_rows(rows: Iterable[Mapping[str, str]], seed: int = 11, share: float = 0.05) -> Iterator[dict[str, str]]:
-    """For about `share` of `rows`: the line with a 10% lower amount, and a line added to its order."""
-    rng = random.Random(seed)
-    for row in rows:
-        if rng.random() >= share:
-            continue
-        yield dict(row, amount=f"{Decimal(row['amount']) * Decimal('0.9'):.2f}")
-        yield dict(row, item_id=str(int(row["item_id"]) + 10), product=rng.choice(PRODUCTS))
-
-
-def csv_lines(rows: Iterable[Mapping[str, str]]) -> Iterator[bytes]:
-    yield (",".join(CSV_COLUMNS) + "\n").encode()
-    for row in rows:
-        yield (",".join(row[name] for name in CSV_COLUMNS) + "\n").encode()
-
-
-def csv_bytes(rows: Iterable[Mapping[str, str]]) -> bytes:
-    return b"".join(csv_lines(rows))
 
 
 def expected_state(
