@@ -19,6 +19,7 @@ import boto3
 from botocore.exceptions import ClientError
 from samcli.yamlhelper import yaml_parse
 
+from tributary.moto_glue_ids import schema_version_id
 from tributary.runtime.esm import MappingConfig
 from tributary_shared.avro_schemas import canonical_definition
 
@@ -136,6 +137,14 @@ def _kinesis_event_record(
 def definition(name: str) -> str:
     """The canonical form of schemas/<name>.avsc."""
     return canonical_definition((SCHEMAS_DIR / f"{name}.avsc").read_text())
+
+
+# The schema-version ids events/kinesis-payment-avro.json is framed with: the ones the embedded AWS gives
+# versions 1 and 2 of payment-event in the template's registry (tributary.moto_glue_ids), by schema file.
+PAYMENT_EVENT_SCHEMA_VERSIONS = {
+    schema_version_id("tributary", "payment-event", 1): "payment_event_v1",
+    schema_version_id("tributary", "payment-event", 2): "payment_event_v2",
+}
 
 
 class AlwaysThrottled:

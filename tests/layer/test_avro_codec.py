@@ -23,7 +23,7 @@ from aws_schema_registry import DataAndSchema, KafkaDeserializer, KafkaSerialize
 from aws_schema_registry.avro import AvroSchema
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from support import REPO_ROOT, definition
+from support import PAYMENT_EVENT_SCHEMA_VERSIONS, REPO_ROOT, definition
 
 from tributary.avro_encoding import avro_body, encode_confluent, encode_glue
 from tributary.runtime.template import load_yaml
@@ -409,11 +409,7 @@ def test_the_settings_decode_against_the_named_glue_registry(glue_registry):
 # ------------------------------------------------------------------------------------ shipped files
 
 EVENT_FILE = Path(__file__).resolve().parents[2] / "events" / "kinesis-payment-avro.json"
-# The schema-version UUIDs events/kinesis-payment-avro.json was framed with.
-EVENT_SCHEMA_VERSIONS = {
-    UUID("5e0c5a1e-7a1d-4c2b-9f00-00000000a001"): PAYMENT_V1,
-    UUID("5e0c5a1e-7a1d-4c2b-9f00-00000000a002"): PAYMENT_V2,
-}
+EVENT_SCHEMA_VERSIONS = {version: definition(name) for version, name in PAYMENT_EVENT_SCHEMA_VERSIONS.items()}
 
 
 def test_the_payment_event_file_decodes_through_the_payload_decoder():
@@ -435,6 +431,8 @@ def test_the_template_registers_exactly_the_schema_files():
     resources = template["Resources"]
     assert resources["UnicornStatusSchema"]["Properties"]["SchemaDefinition"] == UNICORN
     assert resources["PaymentEventSchema"]["Properties"]["SchemaDefinition"] == PAYMENT_V1
+    assert resources["PaymentEventSchemaV2"]["Properties"]["SchemaDefinition"] == PAYMENT_V2
+    assert resources["PaymentEventSchemaV2"]["Properties"]["Schema"] == {"SchemaArn": {"Ref": "PaymentEventSchema"}}
     assert resources["CustomerSchema"]["Properties"]["SchemaDefinition"] == definition("customer_v1")
 
 

@@ -108,10 +108,8 @@ SAMPLE_EVENTS: dict[str, tuple[str, list[str], Callable[[Any, dict], None]]] = {
     "firehose-remove.json": ("FirehoseTransformFunction", [], firehose(["Ok"], change_type="REMOVE", order_id="3801")),
     "kinesis-duplicates.json": ("StreamProcessorFunction", [], no_failures),
     "kinesis-error.json": ("StreamProcessorFunction", [], fails_at(2)),
-    # Framed with fixed Glue schema-version UUIDs, which no registry assigns (Glue picks them): the emulated
-    # registry, like any account's, does not know them, so every record is poison and the first is the
-    # checkpoint. (The layer's tests decode the file against the schema files under those UUIDs.)
-    "kinesis-payment-avro.json": ("PaymentProcessorFunction", [], fails_at(0)),
+    # Framed with the ids the embedded AWS gives payment-event's versions 1 and 2 (tributary.moto_glue_ids).
+    "kinesis-payment-avro.json": ("PaymentProcessorFunction", [], no_failures),
     "kinesis-unicorn.json": ("StreamProcessorFunction", [], no_failures),
     "s3-put-orders-csv.json": ("CsvLoaderFunction", PUT_ORDERS, orders_loaded),
     "tumbling-window-first.json": ("AggregatorFunction", [], window_state_becomes("tumbling-window-middle.json")),

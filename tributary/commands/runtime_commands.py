@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import boto3
 
@@ -46,6 +47,11 @@ from tributary.runtime.template import Template, TemplateError
 from tributary.user_errors import UserError
 from tributary_shared.kinesis_put import put_records
 
+if TYPE_CHECKING:
+    from tributary.runtime.lake import Lake
+
+QUERY_RETRY_INTERVAL_S = 1.0
+
 # `up` shows results soon, as the demo does: a summary every 10 s rather than every minute (the template's default).
 UP_DEFAULTS = {"TumblingWindowInSeconds": "10"}
 KINESIS_STREAM = "AWS::Kinesis::Stream"
@@ -66,6 +72,9 @@ def _parser(command: str) -> argparse.ArgumentParser:
         parser.add_argument("--endpoint-url", help="the running `tributary up` (default http://127.0.0.1:PORT)")
         parser.add_argument("--port", type=int, default=None, help="port of the running `tributary up`")
         parser.add_argument("--list", action="store_true", help="list tables and named queries")
+        parser.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
+                            help="until the query returns rows, retry for up to SECONDS (the lake fills as "
+                                 "Firehose delivers)")  # fmt: skip
         return parser
     add_runtime_arguments(parser)
     if command == "run":
@@ -213,19 +222,36 @@ def _describe_failure(record: Mapping[str, Any]) -> str:
 def _query(arguments: argparse.Namespace) -> int:
     from tributary.runtime.lake import Lake  # duckdb is loaded for `query` only
 
-    endpoint = arguments.endpoint_url or (f"http://127.0.0.1:{arguments.port}" if arguments.port else None)
-    if endpoint is None:
-        print("tributary query: pass --port (or --endpoint-url) of a running `tributary up`", file=sys.stderr)
-        return 2
+    port_url = f"http://127.0.0.1:{arguments.port}" if arguments.port else None
+    endpoint = arguments.endpoint_url or port_url or os.environ.get("AWS_ENDPOINT_URL")
+    if not endpoint:
+        raise UserError("pass --port (or --endpoint-url) of a running `tributary up`, or export the "
+                        "AWS_ENDPOINT_URL it printed")  # fmt: skip
     use_local_endpoint(endpoint)
     lake = Lake.from_emulator()
     if arguments.list or not arguments.sql:
         print("tables:", ", ".join(lake.tables) or "none")
         print("named queries:", ", ".join(lake.named_queries) or "none")
         return 0
-    columns, rows = lake.query(lake.named_queries.get(arguments.sql, arguments.sql))
+    columns, rows = _rows_within(arguments.wait, Lake.from_emulator, arguments.sql, lake)
     print_rows(columns, rows, stdout_is_terminal())
     return 0
+
+
+def _rows_within(wait_s: float, reload: Callable[[], Lake], sql: str, lake: Lake) -> tuple[list[str], list]:
+    """The query's result; with `--wait`, asked again on a fresh read of the lake until it has rows or time is up."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            columns, rows = lake.query(lake.named_queries.get(sql, sql))
+        except UserError:  # a table the lake has no object of yet
+            if time.monotonic() >= deadline:
+                raise
+            columns, rows = [], []
+        if rows or time.monotonic() >= deadline:
+            return columns, rows
+        time.sleep(QUERY_RETRY_INTERVAL_S)
+        lake = reload()
 
 
 def print_rows(columns: Sequence[str], rows: Sequence[Sequence[Any]], terminal: bool) -> None:

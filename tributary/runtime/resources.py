@@ -21,6 +21,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from tributary.runtime.emulations.sms import SmsEmulation
 from tributary.runtime.emulations.stepfunctions import create_state_machine
+from tributary.runtime.glue_resources import GLUE_CREATORS
 from tributary.runtime.template import Template, TemplateError
 
 
@@ -284,47 +285,6 @@ def _s3_bucket(deployer: _Deployer, logical_id: str, properties: dict) -> None:
     )
 
 
-def _glue_registry(deployer: _Deployer, logical_id: str, properties: dict) -> None:
-    name = deployer.template.physical_name(logical_id)
-    arn = deployer.client("glue").create_registry(RegistryName=name, Description=properties.get("Description", ""))[
-        "RegistryArn"
-    ]
-    deployer.record(logical_id, Ref=arn, Arn=arn)
-
-
-def _glue_schema(deployer: _Deployer, logical_id: str, properties: dict) -> None:
-    registry = properties.get("Registry") or {}
-    registry_id = {"RegistryArn": registry["Arn"]} if "Arn" in registry else {"RegistryName": registry.get("Name")}
-    arguments = {
-        "RegistryId": {key: value for key, value in registry_id.items() if value},
-        "SchemaName": deployer.template.physical_name(logical_id),
-        "DataFormat": properties.get("DataFormat", "AVRO"),
-        "Compatibility": properties.get("Compatibility", "BACKWARD"),
-        "SchemaDefinition": properties["SchemaDefinition"],
-    }
-    response = deployer.client("glue").create_schema(**{key: value for key, value in arguments.items() if value})
-    deployer.record(
-        logical_id,
-        Ref=response["SchemaArn"],
-        Arn=response["SchemaArn"],
-        InitialSchemaVersionId=response.get("SchemaVersionId", ""),
-    )
-
-
-def _glue_database(deployer: _Deployer, logical_id: str, properties: dict) -> None:
-    database_input = dict(properties.get("DatabaseInput") or {})
-    database_input["Name"] = deployer.template.physical_name(logical_id)
-    deployer.client("glue").create_database(DatabaseInput=database_input)
-    deployer.record(logical_id, Ref=database_input["Name"])
-
-
-def _glue_table(deployer: _Deployer, logical_id: str, properties: dict) -> None:
-    table_input = dict(properties.get("TableInput") or {})
-    table_input["Name"] = deployer.template.physical_name(logical_id)
-    deployer.client("glue").create_table(DatabaseName=properties["DatabaseName"], TableInput=table_input)
-    deployer.record(logical_id, Ref=table_input["Name"])
-
-
 _FIREHOSE_ARGUMENTS = (
     "DeliveryStreamType",
     "KinesisStreamSourceConfiguration",
@@ -373,10 +333,7 @@ _CREATORS: dict[str, Creator] = {
     "AWS::SNS::Topic": _sns_topic,
     "AWS::SNS::Subscription": _sns_subscription,
     "AWS::DynamoDB::Table": _dynamodb_table,
-    "AWS::Glue::Registry": _glue_registry,
-    "AWS::Glue::Schema": _glue_schema,
-    "AWS::Glue::Database": _glue_database,
-    "AWS::Glue::Table": _glue_table,
+    **GLUE_CREATORS,
     "AWS::KinesisFirehose::DeliveryStream": _firehose,
     "AWS::Athena::NamedQuery": _athena_named_query,
     "AWS::SMSVOICE::OptOutList": _sms_opt_out_list,

@@ -12,12 +12,13 @@ from uuid import UUID
 import boto3
 import pytest
 from support import (
-    REPO_ROOT,
+    PAYMENT_EVENT_SCHEMA_VERSIONS,
     UNICORN_ENV,
     AlwaysThrottled,
     FakeClock,
     FakeLambdaContext,
     create_unicorn_table,
+    definition,
     kinesis_event,
     load_event,
     load_handler_module,
@@ -26,7 +27,6 @@ from support import (
 
 from tributary import producer
 from tributary_shared.avro_codec import RegistryDeserializer
-from tributary_shared.avro_schemas import canonical_definition
 from tributary_shared.dynamo_items import EncodedJson
 from tributary_shared.dynamo_writer import WRITE_RETRY, BatchWriter
 from tributary_shared.errors import ConfigurationError, PoisonRecordError, TransientError
@@ -260,20 +260,11 @@ def test_each_invocation_emits_metrics_and_a_structured_log_per_failure(aws, cap
 
 # ---------------------------------------------------------------- payments: registry-framed Avro
 
-# The schema-version UUIDs events/kinesis-payment-avro.json was framed with; a deployed function finds
-# them in the Glue registry, this test hands the codec the same schema files directly.
-PAYMENT_SCHEMA_VERSIONS = {
-    UUID("5e0c5a1e-7a1d-4c2b-9f00-00000000a001"): "payment_event_v1.avsc",
-    UUID("5e0c5a1e-7a1d-4c2b-9f00-00000000a002"): "payment_event_v2.avsc",
-}
 
 
 def schema_files_as_registry() -> PayloadDecoder:
     """The handler's decoder, its registry codec answering from the schema files instead of Glue."""
-    definitions = {
-        version: canonical_definition((REPO_ROOT / "schemas" / name).read_text())
-        for version, name in PAYMENT_SCHEMA_VERSIONS.items()
-    }
+    definitions = {version: definition(name) for version, name in PAYMENT_EVENT_SCHEMA_VERSIONS.items()}
     return PayloadDecoder(RegistryDeserializer(definitions.__getitem__).decode)
 
 

@@ -4,28 +4,28 @@ written one by one, a poison user record fails alone, and the retried aggregate 
 import json
 from datetime import UTC, datetime
 from decimal import Decimal
-from uuid import UUID
 
 import boto3
 import pytest
 from kpl_support import require_writes_keyed_by_user_record
-from support import REPO_ROOT, FakeLambdaContext, kinesis_event, load_handler_module
+from support import (
+    PAYMENT_EVENT_SCHEMA_VERSIONS,
+    FakeLambdaContext,
+    definition,
+    kinesis_event,
+    load_handler_module,
+)
 
 from tributary.avro_encoding import encode_confluent, encode_glue
 from tributary.kpl_aggregation import OutgoingUserRecord, encode_aggregate
 from tributary_shared.avro_codec import RegistryDeserializer
-from tributary_shared.avro_schemas import canonical_definition, parse_definition
+from tributary_shared.avro_schemas import parse_definition
 from tributary_shared.kinesis_batch import record_version
 from tributary_shared.payloads import PayloadDecoder
 from tributary_shared.stream_processor.processor import StreamProcessor
 
 PAYMENTS_ENV = {"TABLE_NAME": "Payments", "KEY_ATTRIBUTES": "paymentId"}
 FIRST = 49590338271490256608559692538361571095921575989136588898
-# Schema-version UUIDs for the payment schemas, as events/kinesis-payment-avro.json uses them.
-PAYMENT_SCHEMA_VERSIONS = {
-    UUID("5e0c5a1e-7a1d-4c2b-9f00-00000000a001"): "payment_event_v1.avsc",
-    UUID("5e0c5a1e-7a1d-4c2b-9f00-00000000a002"): "payment_event_v2.avsc",
-}
 
 
 class RecordingMetrics:
@@ -106,11 +106,8 @@ def test_an_older_aggregate_delivered_again_never_overwrites_a_newer_user_record
 
 def test_framed_avro_and_json_inside_user_records_decode_as_usual(payments):
     module, _ = payments
-    glue_versions = {
-        version: canonical_definition((REPO_ROOT / "schemas" / name).read_text())
-        for version, name in PAYMENT_SCHEMA_VERSIONS.items()
-    }
-    v1_id, v2_id = PAYMENT_SCHEMA_VERSIONS
+    glue_versions = {version: definition(name) for version, name in PAYMENT_EVENT_SCHEMA_VERSIONS.items()}
+    v1_id, v2_id = PAYMENT_EVENT_SCHEMA_VERSIONS
     codec = RegistryDeserializer(glue_versions.__getitem__, {7: glue_versions[v2_id]}.__getitem__)
     built = module.processor
     module.processor = StreamProcessor(built.settings, decode=PayloadDecoder(codec.decode).decode,
