@@ -226,29 +226,27 @@ def paced(entries: Iterable[Entry], rate: float, *, clock: Callable[[], float] =
 
 
 class Progress:
-    """A progress bar (or a running count when the total is unknown) on a terminal."""
+    """A rich progress bar on a terminal (a running count when the total is unknown); the final counts always."""
 
     def __init__(self, total: int | None, stream: TextIO | None = None) -> None:
-        self.total = total
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
+        from rich.progress import Progress as Bar
+
         self.stream = stream or sys.stderr
-        self.live = self.stream.isatty()
+        console = Console(file=self.stream)
+        self.live = console.is_terminal
+        self._bar = Bar(TextColumn("producing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                        TextColumn("{task.fields[counts]}"), console=console, disable=not self.live)  # fmt: skip
+        self._task = self._bar.add_task("produce", total=total, counts="")
+        self._bar.start()
 
     def update(self, sent: int, retried: int, failed: int) -> None:
-        if not self.live:
-            return
-        done = sent + failed
         counts = f"sent {sent}  retried {retried}  failed {failed}"
-        if self.total:
-            filled = int(30 * done / self.total)
-            bar = f"[{'#' * filled}{'.' * (30 - filled)}] {done}/{self.total}  "
-        else:
-            bar = f"{done} records  "
-        self.stream.write(f"\r{bar}{counts}")
-        self.stream.flush()
+        self._bar.update(self._task, completed=sent + failed, counts=counts)
 
     def finish(self, report: PutReport) -> None:
-        if self.live:
-            self.stream.write("\n")
+        self._bar.stop()
         print(f"sent {report.sent}, retried {report.retried}, failed {report.failed}", file=self.stream)
         for entry in report.failed_entries[:10]:
             print(f"  failed {entry.partition_key}: {entry.error_code} {entry.error_message}", file=self.stream)

@@ -19,14 +19,19 @@ def tributary_command() -> list[str]:
 
 
 @pytest.mark.slow
-def test_demo_accounts_for_every_record_and_exits_zero():
+def test_demo_accounts_for_every_record_and_exits_zero(tmp_path):
     environment = {key: value for key, value in os.environ.items() if not key.startswith("AWS_")}
+    html = tmp_path / "report.html"
     demo = subprocess.run(
-        [*tributary_command(), "demo"], cwd=REPO, capture_output=True, text=True, timeout=300, env=environment
-    )
+        [*tributary_command(), "demo", "--report", str(html)],
+        cwd=REPO, capture_output=True, text=True, timeout=300, env=environment,
+    )  # fmt: skip
     report = demo.stdout
     assert demo.returncode == 0, report + demo.stderr
     assert "demo passed" in report
+    assert report.rstrip().endswith(f"report: {html.resolve().as_uri()}")
+    page = html.read_text()
+    assert "stream processor: unicorns and payments" in page and "http://" not in page.split("<body", 1)[0]
     assert_summary_table_comes_first(report)
     assert "## stream processor: unicorns and payments: ok" in report
     assert "FAILED" not in report

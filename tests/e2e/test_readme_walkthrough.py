@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import threading
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -80,6 +81,10 @@ def test_the_readme_walkthrough_runs_as_printed():
     try:
         start = wait_until_serving(up, lines_of(up.stdout))
         assert any("10 s tumbling windows; the first summary is due" in line for line in start)
+        console_url = next(line.split()[1] for line in start if line.startswith("console: "))
+        assert console_url == f"http://127.0.0.1:{port}/"
+        with urllib.request.urlopen(console_url, timeout=30) as page:
+            assert page.status == 200 and b"<title>" in page.read()
         done = subprocess.run(["bash", "-e", "-c", walkthrough], cwd=REPO, capture_output=True, text=True,
                               timeout=WALKTHROUGH_TIMEOUT_S, env=environment)  # fmt: skip
     finally:

@@ -20,7 +20,9 @@ def uses(job: str, action: str) -> list[dict]:
 
 
 def test_the_gates_run_before_the_build():
-    assert commands("test") == ["make test", '.venv/bin/cfn-lint "$SAM_TEMPLATE"']
+    browser, *gates = commands("test")
+    assert "apt-get install" in browser and "chromium" in browser  # the console's browser tests run, not skip
+    assert gates == ["make test", '.venv/bin/cfn-lint "$SAM_TEMPLATE"']
     makefile = (REPO_ROOT / "Makefile").read_text()
     test_recipe = makefile.split("\ntest:", 1)[1].split("\n\n", 1)[0]
     assert "ruff check" in test_recipe and "checkov" in test_recipe and "pytest" in test_recipe

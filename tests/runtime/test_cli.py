@@ -85,11 +85,6 @@ def test_demo_fails_when_no_pipeline_can_run_on_the_template(aws, capsys):
     assert "demo FAILED" in out
 
 
-def test_query_needs_a_running_runtime(capsys):
-    assert main("query", ["SELECT 1"]) == 2
-    assert "--port" in capsys.readouterr().err
-
-
 class Tail:
     """The lines of a subprocess's stdout, waited for without blocking forever."""
 

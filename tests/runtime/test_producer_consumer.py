@@ -87,7 +87,18 @@ def test_the_progress_bar_draws_on_a_terminal():
     terminal = Terminal()
     progress = producer.Progress(total=10, stream=terminal)
     progress.update(5, 1, 0)
-    assert "[###############...............] 5/10  sent 5  retried 1  failed 0" in terminal.getvalue()
+    progress.finish(producer.PutReport(sent=5, retried=1))
+    drawn = terminal.getvalue()
+    assert "5/10" in drawn and "sent 5  retried 1  failed 0" in drawn
+    assert drawn.rstrip().endswith("sent 5, retried 1, failed 0")
+
+
+def test_off_a_terminal_only_the_final_counts_are_printed():
+    piped = io.StringIO()
+    progress = producer.Progress(total=10, stream=piped)
+    progress.update(5, 1, 0)
+    progress.finish(producer.PutReport(sent=10, retried=1))
+    assert piped.getvalue() == "sent 10, retried 1, failed 0\n"
 
 
 # ------------------------------------------------------------------------------------ round trips

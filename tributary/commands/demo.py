@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import io
 import time
 import traceback
 from collections.abc import Mapping, Sequence
@@ -30,6 +31,7 @@ from tributary.commands.session import (
     started_runtime,
 )
 from tributary.commands.session_output import drain_feedback, stdout_console, stdout_is_terminal
+from tributary.console import write_report
 from tributary.demos import DemoPipeline, DemoSection, discover_pipelines
 from tributary.demos.redrive import STEP as REDRIVE_STEP
 from tributary.runtime.alarms import summary_line
@@ -40,6 +42,7 @@ from tributary.runtime.template import REGION
 # The demo is a scripted, finite run: it retries and re-reads sooner than Lambda (1 s) to finish quickly;
 # the order and number of invocations are the same. Fault injection is on with nothing drawn (unless
 # `--faults` says otherwise), so the redrive step can inject its outage.
+REPORT_TEXT_WIDTH = 110  # the HTML report's summary: the printed report, as a terminal this wide shows it
 DEMO_OPTIONS = RuntimeOptions(retry_delay_s=0.1, idle_read_interval_s=0.1, faults=FaultPlan({}, seed=1))
 
 
@@ -129,13 +132,25 @@ def run_demo(arguments: argparse.Namespace) -> int:
             sections.append(_redrive_step(context))
         fault_lines = describe_faults(runtime) if arguments.faults is not None else None
         alarms = summary_line(runtime.alarms.evaluate().summary()) if runtime.alarms is not None else ""
+        if arguments.report is not None:  # while the emulator still runs: the report reads its tables and streams
+            summary = _report_text(sections, drained_problem, active, alarms)
+            report_path = write_report(arguments.report, runtime, summary.splitlines())
     ok = _print_report(console, sections, drained_problem, active)
     if alarms:  # the template's alarms as CloudWatch would show them now (poison pills fill the on-failure queue)
         print(f"\n{alarms}")
     if fault_lines is not None:
         _print_fault_verdict(fault_lines, ok)
     print(f"\ndemo {'passed' if ok else 'FAILED'} in {time.monotonic() - started:.0f} s")
+    if arguments.report is not None:
+        print(f"report: {report_path.resolve().as_uri()}")
     return 0 if ok else 1
+
+
+def _report_text(sections: list[DemoSection], drained_problem: str, active: list[DemoPipeline], alarms: str) -> str:
+    """The report as printed below, as plain text for the HTML report's summary."""
+    recording = Console(record=True, file=io.StringIO(), width=REPORT_TEXT_WIDTH, force_terminal=False)
+    _print_report(recording, sections, drained_problem, active)
+    return recording.export_text() + (f"\n{alarms}\n" if alarms else "")
 
 
 def _missing(context: RuntimeDemoContext, pipeline: DemoPipeline) -> list[str]:

@@ -20,8 +20,8 @@ import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
 from tributary.aws_guard import use_local_endpoint
-from tributary.demos.redrive_summary import LOCAL_OPTIONS, STATE_MACHINE_NAME, summary_lines
-from tributary.runtime.executions import run_execution, state_machine_arn
+from tributary.demos.redrive_summary import STATE_MACHINE_NAME, summary_lines
+from tributary.runtime.executions import LOCAL_REDRIVE_OPTIONS, run_execution, state_machine_arn
 from tributary.runtime.template import REGION
 
 DEFAULT_TIMEOUT_S = 3600.0
@@ -38,7 +38,7 @@ def main(command: str, argv: list[str]) -> int:
     name = arguments.name_prefix + STATE_MACHINE_NAME
     try:
         arn = state_machine_arn(stepfunctions, name)
-        execution_input: dict[str, Any] = {**LOCAL_OPTIONS, "dryRun": arguments.dry_run}
+        execution_input: dict[str, Any] = {**LOCAL_REDRIVE_OPTIONS, "dryRun": arguments.dry_run}
         if arguments.pipeline:
             execution_input["pipeline"] = arguments.pipeline
         print(f"starting {name} with {json.dumps(execution_input)}", flush=True)

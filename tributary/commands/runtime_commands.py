@@ -41,6 +41,7 @@ from tributary.commands.session import (
     started_runtime,
 )
 from tributary.commands.session_output import drain_feedback, stdout_console, stdout_is_terminal
+from tributary.console import start_console
 from tributary.runtime.app import Runtime
 from tributary.runtime.esm.windows import window_start
 from tributary.runtime.template import Template, TemplateError
@@ -77,6 +78,13 @@ def _parser(command: str) -> argparse.ArgumentParser:
                                  "Firehose delivers)")  # fmt: skip
         return parser
     add_runtime_arguments(parser)
+    if command == "up":
+        parser.add_argument("--console-port", type=int, default=None, metavar="N",
+                            help="serve the console on a loopback port of its own (default: the emulator's port)")
+    if command == "demo":
+        parser.add_argument("--report", type=Path, default=None, metavar="FILE",
+                            help="also write the demo's views (summary, fleet, pipelines, timeline) as one "
+                                 "self-contained HTML file")  # fmt: skip
     if command == "run":
         parser.add_argument("--records", action="append", default=[], metavar="STREAM=FILE.jsonl")
         parser.add_argument("--partition-key", help="field of each line whose value is the partition key")
@@ -90,12 +98,17 @@ def _parser(command: str) -> argparse.ArgumentParser:
 def _up(arguments: argparse.Namespace) -> int:
     overrides = runtime_overrides(arguments, UP_DEFAULTS)
     with started_runtime(arguments, overrides) as runtime:
-        print_start(runtime, arguments.verbose)
-        for line in window_lines(runtime, time.time()):
-            print(f"  {line}")
-        print(f"\nexport AWS_ENDPOINT_URL={runtime.aws.endpoint_url}  # for the producer, consumer and AWS CLI")
-        print(f"tributary query --port {runtime.aws.port} --list  # SQL over the data lake")
-        serve_until_stopped(runtime)
+        console = start_console(runtime, arguments.console_port)
+        try:
+            print_start(runtime, arguments.verbose)
+            for line in window_lines(runtime, time.time()):
+                print(f"  {line}")
+            print(f"\nconsole: {console.url}  (open it in a browser)")
+            print(f"export AWS_ENDPOINT_URL={runtime.aws.endpoint_url}  # for the producer, consumer and AWS CLI")
+            print(f"tributary query --port {runtime.aws.port} --list  # SQL over the data lake")
+            serve_until_stopped(runtime)
+        finally:
+            console.stop()  # before the runtime stops: its event streams end first
     print_now("stopped")
     return 0
 

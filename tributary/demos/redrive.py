@@ -26,10 +26,10 @@ from typing import Any, Protocol
 
 from tributary.avro_encoding import encode_glue
 from tributary.demos import DemoContext, DemoFigures, DemoSection, RecordOnStream, in_failure_batches, read_stream
-from tributary.demos.redrive_summary import LOCAL_OPTIONS, STATE_MACHINE_NAME, summary_lines
+from tributary.demos.redrive_summary import STATE_MACHINE_NAME, summary_lines
 from tributary.demos.stream_processor import PAYMENT_SCHEMA, VERSION_ATTRIBUTE, record_decoder, schema_registry
 from tributary.producer import SCHEMAS
-from tributary.runtime.executions import run_execution
+from tributary.runtime.executions import LOCAL_REDRIVE_OPTIONS, run_execution
 from tributary_shared.avro_schemas import canonical_definition, parse_definition
 from tributary_shared.errors import RecordError
 from tributary_shared.kinesis_batch import record_version
@@ -102,7 +102,7 @@ class RedriveDemo:
             section.problems.append(f"the outage did not make the payment processor give up {', '.join(missing)}")
         stepfunctions = ctx.client("stepfunctions")
         result = run_execution(stepfunctions, ctx.physical_name("RedriveStateMachine"),
-                               {**LOCAL_OPTIONS, "retryDelaySeconds": 0.05}, name="demo-redrive", timeout_s=600)
+                               {**LOCAL_REDRIVE_OPTIONS, "retryDelaySeconds": 0.05}, name="demo-redrive", timeout_s=600)
         section.lines.append(f"redrive execution {STATE_MACHINE_NAME}/demo-redrive: {result.status} "
                              f"in {result.seconds:.1f} s")  # fmt: skip
         if result.status != "SUCCEEDED":

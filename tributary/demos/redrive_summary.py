@@ -10,9 +10,6 @@ from collections.abc import Mapping
 from typing import Any
 
 STATE_MACHINE_NAME = "tributary-redrive"
-# The local runtime runs one invocation at a time: one message at a time, and sooner retries, as its
-# mappings retry sooner than Lambda (the same attempts, bounded the same way).
-LOCAL_OPTIONS: dict[str, Any] = {"maxConcurrency": 1, "retryDelaySeconds": 0.5}
 SHOWN_OBJECTS = 3
 FIGURES = (
     ("reApplied", "re-applied"),

@@ -71,7 +71,7 @@ class Runtime:
         self.emulations: list[Emulation] = []
         self.lambda_service: LambdaEmulation | None = None
         self.unmapped_events: list[str] = []
-        self.trace = TraceWriter(options.trace_path) if options.trace_path else None
+        self.trace = TraceWriter(options.trace_path)  # without --trace: kept in memory only (the report's timeline)
         self.faults = FaultInjector(options.faults, self.trace) if options.faults else None
         self._fault_scope = contextlib.ExitStack()
         self._saved_environment: dict[str, str] = {}

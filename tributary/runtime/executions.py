@@ -14,6 +14,9 @@ from dataclasses import dataclass
 from typing import Any
 
 RUNNING = "RUNNING"
+# The redrive's input locally: the runtime runs one invocation at a time, so one message at a time, and
+# sooner retries, as its mappings retry sooner than Lambda (the same attempts, bounded the same way).
+LOCAL_REDRIVE_OPTIONS: dict[str, Any] = {"maxConcurrency": 1, "retryDelaySeconds": 0.5}
 
 
 @dataclass(frozen=True)

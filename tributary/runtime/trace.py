@@ -14,6 +14,9 @@ with milliseconds, when it was written). Line shapes (``type`` tells them apart)
 - ``{"type": "fault", "fault", "function", "operation", "detail"}``: a fault `--faults` injected
   (tributary.runtime.faults): its kind (e.g. ``dynamodb.throttle``), the function whose request or
   invocation met it, the API operation (``Invoke`` for the lambda.* faults) and what happened.
+
+The writer also keeps the latest lines in memory (`events()`, at most `KEPT_EVENTS`), for the console's
+report timeline; with no target (`TraceWriter(None)`) it keeps them in memory only.
 """
 
 from __future__ import annotations
@@ -21,19 +24,27 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
+KEPT_EVENTS = 20_000  # the latest lines kept in memory: a demo's whole run, a bounded share of a long `up`
+
 
 class TraceWriter:
     """Writes JSON lines to a file it truncates (or any text stream); safe to share between mappings and threads."""
 
-    def __init__(self, target: str | Path | TextIO, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, target: str | Path | TextIO | None, clock: Callable[[], float] = time.time) -> None:
         self._clock = clock
-        if isinstance(target, str | Path):
-            self._stream: TextIO = Path(target).open("w", encoding="utf-8")  # noqa: SIM115 - closed in close()
+        self._kept: deque[dict[str, Any]] = deque(maxlen=KEPT_EVENTS)
+        self._stream: TextIO | None
+        if target is None:
+            self._stream = None
+            self._owns_stream = False
+        elif isinstance(target, str | Path):
+            self._stream = Path(target).open("w", encoding="utf-8")  # noqa: SIM115 - closed in close()
             self._owns_stream = True
         else:
             self._stream = target
@@ -51,11 +62,18 @@ class TraceWriter:
 
     def _write(self, line: dict[str, Any]) -> None:
         moment = datetime.fromtimestamp(self._clock(), UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-        text = json.dumps({"time": moment, **line}, separators=(",", ":"), default=str)
+        event = {"time": moment, **line}
         with self._lock:
-            self._stream.write(text + "\n")
-            self._stream.flush()
+            self._kept.append(event)
+            if self._stream is not None:
+                self._stream.write(json.dumps(event, separators=(",", ":"), default=str) + "\n")
+                self._stream.flush()
+
+    def events(self) -> list[dict[str, Any]]:
+        """The latest lines written, oldest first, as dicts (a copy: safe to read while mappings write)."""
+        with self._lock:
+            return list(self._kept)
 
     def close(self) -> None:
-        if self._owns_stream:
+        if self._owns_stream and self._stream is not None:
             self._stream.close()
