@@ -22,8 +22,6 @@ and leaves moto as it is, correct but slow.
 """
 
 import copy
-import hashlib
-import inspect
 import threading
 import warnings
 from typing import Any
@@ -42,7 +40,7 @@ from moto.dynamodb.models import DynamoDBBackend
 from moto.dynamodb.models.dynamo_type import DynamoType, Item
 from moto.dynamodb.models.table import Table
 
-from tributary.moto_patches import PINNED_MOTO_VERSION, MotoPatchRefused
+from tributary.moto_patches import PINNED_MOTO_VERSION, MotoPatchRefused, written_for_this_moto
 
 TRANSACT_WRITE_ITEMS_SHA256 = "81db2cb7d94e39c90b3a2077e1f4bb41a449c558ef9b1b1e2910fdaa39978ad4"
 MOTO_TRANSACT_WRITE_ITEMS = DynamoDBBackend.__dict__["transact_write_items"]
@@ -184,15 +182,11 @@ def _apply(
         backend.update_item(table_name, key, update_expression=op["UpdateExpression"], **conditions)
 
 
-def source_sha256() -> str:
-    return hashlib.sha256(inspect.getsource(MOTO_TRANSACT_WRITE_ITEMS).encode()).hexdigest()
-
-
 def apply() -> bool:
     """Patch moto's TransactWriteItems; False (with a MotoPatchRefused warning) if moto is not the pinned one."""
     if DynamoDBBackend.__dict__["transact_write_items"] is transact_write_items:
         return True
-    if moto.__version__ != PINNED_MOTO_VERSION or source_sha256() != TRANSACT_WRITE_ITEMS_SHA256:
+    if not written_for_this_moto(MOTO_TRANSACT_WRITE_ITEMS, TRANSACT_WRITE_ITEMS_SHA256):
         warnings.warn(
             f"moto {moto.__version__} is not the moto {PINNED_MOTO_VERSION} whose TransactWriteItems "
             "this fix replaces: left unpatched (transactions copy whole tables)",

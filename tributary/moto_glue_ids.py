@@ -15,8 +15,6 @@ and leaves moto's random ids.
 """
 
 import functools
-import hashlib
-import inspect
 import uuid
 import warnings
 from typing import Any
@@ -24,7 +22,7 @@ from typing import Any
 import moto
 from moto.glue.models import FakeSchemaVersion
 
-from tributary.moto_patches import PINNED_MOTO_VERSION, MotoPatchRefused
+from tributary.moto_patches import PINNED_MOTO_VERSION, MotoPatchRefused, written_for_this_moto
 
 # Fixed for good: changing it changes every derived id, and the sample events' frames with them.
 SCHEMA_VERSION_NAMESPACE = uuid.UUID("7d4f6c1e-2b8a-5c3d-9e0f-1a2b3c4d5e6f")
@@ -43,10 +41,6 @@ def _init_with_derived_id(self: FakeSchemaVersion, *args: Any, **kwargs: Any) ->
     self.schema_version_id = str(schema_version_id(self.registry_name, self.schema_name, self.version_number))
 
 
-def source_sha256() -> str:
-    return hashlib.sha256(inspect.getsource(MOTO_SCHEMA_VERSION_INIT).encode()).hexdigest()
-
-
 def is_applied() -> bool:
     return FakeSchemaVersion.__dict__["__init__"] is _init_with_derived_id
 
@@ -55,7 +49,7 @@ def apply() -> bool:
     """Derive schema version ids; False (with a MotoPatchRefused warning) if moto is not the pinned one."""
     if is_applied():
         return True
-    if moto.__version__ != PINNED_MOTO_VERSION or source_sha256() != SCHEMA_VERSION_INIT_SHA256:
+    if not written_for_this_moto(MOTO_SCHEMA_VERSION_INIT, SCHEMA_VERSION_INIT_SHA256):
         warnings.warn(
             f"moto {moto.__version__} is not the moto {PINNED_MOTO_VERSION} whose schema versions this "
             "choice wraps: left unpatched (schema version ids are random)",

@@ -256,6 +256,11 @@ def source_sha256(function: object) -> str | None:
         return None
 
 
+def written_for_this_moto(function: object, expected_sha256: str) -> bool:
+    """moto is the pinned version and `function`'s source is the one a patch was written against."""
+    return moto.__version__ == PINNED_MOTO_VERSION and source_sha256(function) == expected_sha256
+
+
 def mismatch(version: str, methods: dict[str, Any]) -> str | None:
     """Why the fix must not be applied to this moto, or None when it is the moto it was written for."""
     if version != PINNED_MOTO_VERSION:

@@ -23,17 +23,16 @@ from tributary.avro_encoding import encode_glue
 from tributary.commands.demo import RuntimeDemoContext
 from tributary.demos.data_lake import csv_bytes, order_rows
 from tributary.demos.redrive import payment, payment_schema_v3, quarantine_lines, scan_versions
-from tributary.demos.redrive_summary import LOCAL_OPTIONS
 from tributary.demos.stream_processor import PAYMENT_SCHEMA, schema_registry
 from tributary.runtime.app import Runtime, RuntimeOptions
-from tributary.runtime.executions import run_execution
+from tributary.runtime.executions import LOCAL_REDRIVE_OPTIONS, run_execution
 from tributary.runtime.faults import FaultPlan
 from tributary.runtime.template import ACCOUNT_ID, REGION
 from tributary_shared.avro_schemas import canonical_definition, parse_definition
 from tributary_shared.kinesis_batch import record_version
 
 ROOT = Path(__file__).parents[2]
-FAST = {**LOCAL_OPTIONS, "retryDelaySeconds": 0.05}
+FAST = {**LOCAL_REDRIVE_OPTIONS, "retryDelaySeconds": 0.05}
 MOMENT = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
 
 
@@ -200,7 +199,7 @@ def test_an_interrupted_execution_loses_nothing_and_running_again_settles_the_re
     sfn = boto3.client("stepfunctions")
     execution = sfn.start_execution(
         stateMachineArn=stack.ctx.physical_name("RedriveStateMachine"), name="interrupted",
-        input=json.dumps({**LOCAL_OPTIONS, "retryDelaySeconds": 0.3, "visibilityTimeoutSeconds": 2}),
+        input=json.dumps({**LOCAL_REDRIVE_OPTIONS, "retryDelaySeconds": 0.3, "visibilityTimeoutSeconds": 2}),
     )["executionArn"]
     deadline = time.monotonic() + 60
     while stack.queue_depth() == 4 and time.monotonic() < deadline:

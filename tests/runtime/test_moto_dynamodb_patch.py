@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 from moto.dynamodb.models import DynamoDBBackend
 
 from tributary import moto_dynamodb_patch
+from tributary.moto_patches import source_sha256
 
 KEYS = ["a", "b", "c", "d"]
 
@@ -81,7 +82,8 @@ def test_patched_transactions_match_motos_own(aws, operations):
 
 
 def test_the_fix_is_applied_to_the_pinned_moto():
-    assert moto_dynamodb_patch.source_sha256() == moto_dynamodb_patch.TRANSACT_WRITE_ITEMS_SHA256, (
+    pinned = moto_dynamodb_patch.TRANSACT_WRITE_ITEMS_SHA256
+    assert source_sha256(moto_dynamodb_patch.MOTO_TRANSACT_WRITE_ITEMS) == pinned, (
         "moto's TransactWriteItems changed: re-check the fix against it, then update its pinned hash"
     )
     assert moto_dynamodb_patch.apply()

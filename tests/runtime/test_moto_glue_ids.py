@@ -8,7 +8,7 @@ import pytest
 from moto.glue.models import FakeSchemaVersion
 
 from tributary import moto_glue_ids
-from tributary.moto_patches import MotoPatchRefused
+from tributary.moto_patches import MotoPatchRefused, source_sha256
 
 DEFINITION_V1 = '{"type":"record","name":"P","fields":[{"name":"id","type":"string"}]}'
 DEFINITION_V2 = DEFINITION_V1.replace("}]}", '},{"name":"c","type":"string","default":""}]}')
@@ -56,4 +56,4 @@ def test_a_different_moto_is_left_unpatched_with_a_warning(monkeypatch):
 def test_the_wrapped_constructor_is_still_the_pinned_one():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        assert moto_glue_ids.source_sha256() == moto_glue_ids.SCHEMA_VERSION_INIT_SHA256
+        assert source_sha256(moto_glue_ids.MOTO_SCHEMA_VERSION_INIT) == moto_glue_ids.SCHEMA_VERSION_INIT_SHA256
