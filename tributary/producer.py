@@ -323,6 +323,7 @@ def put_on_stream(args: argparse.Namespace) -> int:
     total = PutReport()
     user_records_taken = 0
     stopped_by: ClientError | None = None
+    interrupted = False
     try:
         with stop_on_signals() as stop:
             for chunk in paced(entries, args.rate, sleep=stop.sleep, chunk_records=chunk_records):
@@ -333,8 +334,9 @@ def put_on_stream(args: argparse.Namespace) -> int:
                     chunk = [(packed.partition_key, packed.data) for packed in aggregator.pack(chunk)]
                 user_records_taken += user_records  # from here on, a record not sent is in total's failures
                 send_chunk(kinesis, args.stream, chunk, total, progress)
+        interrupted = stop.requested
     except KeyboardInterrupt:  # a second Ctrl-C, mid-put
-        pass
+        interrupted = True
     except ClientError as error:  # no such stream, access denied: nothing more will get through
         stopped_by = error
     finally:  # an aborted run still reports what it sent, and what it took but did not send as failed
@@ -345,6 +347,8 @@ def put_on_stream(args: argparse.Namespace) -> int:
         if error_code(stopped_by) == "ResourceNotFoundException":
             raise missing_stream_error(kinesis, args.stream) from stopped_by
         raise UserError(str(stopped_by)) from stopped_by
+    if interrupted:  # after the counts: the `tributary` command says `interrupted` and exits 130
+        raise KeyboardInterrupt
     return 1 if total.failed else 0
 
 

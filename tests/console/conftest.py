@@ -84,6 +84,7 @@ def console_runtime(tmp_path_factory) -> Iterator[tuple[Runtime, ConsoleServer]]
         parameter_overrides={"TumblingWindowInSeconds": "2"},
         function_log=io.StringIO(),
         trace_path=tmp_path_factory.mktemp("trace") / "trace.jsonl",
+        keep_trace=True,  # the report's timeline
         retry_delay_s=0.05,
         idle_read_interval_s=0.1,
     )

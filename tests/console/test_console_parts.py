@@ -11,6 +11,7 @@ import boto3
 from tributary.console.actions import Burst
 from tributary.console.report import render_report, timeline
 from tributary.console.server import create_app
+from tributary.console.snapshot import snapshot_json
 from tributary.emulator import is_browser_request
 from tributary.runtime.trace import TraceWriter
 
@@ -64,6 +65,39 @@ def test_actions_take_json_from_the_consoles_own_page_only():
     assert own_page.get_json()["sent"] == 6
 
 
+def test_a_name_rebound_to_loopback_reads_and_does_nothing():
+    bursts = RecordingBursts()
+    client = create_app(SimpleNamespace(bursts=bursts)).test_client()
+    rebound = {"Host": "evil.example:4566", "Origin": "http://evil.example:4566"}
+    assert client.get("/", headers=rebound).status_code == 403
+    assert client.post("/console/api/burst", json={"unicorns": 2}, headers=rebound).status_code == 403
+    assert client.get("/", headers={"Host": "localhost:4566"}).status_code == 200
+    assert bursts.asked == []
+
+
+def test_a_burst_is_bounded_before_anything_is_built():
+    bursts = RecordingBursts()
+    client = create_app(SimpleNamespace(bursts=bursts)).test_client()
+    for body in ({"unicorns": 5_000_000, "perUnicorn": 0}, {"unicorns": -1}, {"unicorns": 20, "perUnicorn": 1000},
+                 {"names": ["a"] * 101, "perUnicorn": 1}, {"names": "Starlight"}):  # fmt: skip
+        refused = client.post("/console/api/burst", json=body)
+        assert refused.status_code == 400, body
+        assert "a burst is" in refused.get_json()["error"] or "names" in refused.get_json()["error"]
+    assert bursts.asked == []
+
+
+def test_an_action_that_fails_answers_json_with_the_reason():
+    class FailingBursts:
+        def produce(self, names, per_unicorn, *, poison=False):
+            raise ConnectionError("the emulator went away")
+
+    client = create_app(SimpleNamespace(bursts=FailingBursts())).test_client()
+    failed = client.post("/console/api/burst", json={"unicorns": 1})
+    assert failed.status_code == 500
+    assert failed.get_json() == {"error": "ConnectionError: the emulator went away"}
+    assert client.get("/console/api/no-such-thing").status_code == 404
+
+
 def traced_run() -> list[dict]:
     """A trace held in memory: a good batch, a failed one retried, bisected and finally sent on-failure."""
     moments = iter(1_800_000_000 + step / 10 for step in range(100))
@@ -100,3 +134,20 @@ def test_the_report_is_one_file_that_loads_nothing_and_cannot_be_broken_by_its_d
     assert page.count("</script>") == page.count("<script") == 2
     data = re.search(r'<script id="report-data" type="application/json">(.*?)</script>', page, re.S).group(1)
     assert json.loads(data)["snapshot"]["errors"]["figures"] == "</script><script>alert(1)</script>"
+
+
+def test_parallel_lanes_of_one_shard_are_told_apart_when_finding_bisected_halves():
+    moments = iter(1_800_000_000 + step / 10 for step in range(10))
+    trace = TraceWriter(None, clock=lambda: next(moments))
+    common = {"function": "f", "mapping": "uuid-1", "shard": "shardId-0"}
+    trace.invocation(**common, lane=0, sequenceNumbers=["1", "9"], attempt=1, outcome="error", error="boom")
+    trace.invocation(**common, lane=1, sequenceNumbers=["2", "4"], attempt=1, outcome="success", error=None)
+    trace.invocation(**common, lane=0, sequenceNumbers=["1"], attempt=1, outcome="success", error=None)
+    (lane,) = timeline(trace.events(), {"uuid-1": "F.Stream"})["lanes"]
+    assert [event["kind"] for event in lane["events"]] == ["error", "batch", "bisect"]
+
+
+def test_a_snapshot_with_nan_or_infinity_stays_json_a_browser_parses():
+    text = snapshot_json({"lake": {"rows": [[1.5, float("nan")]]}, "figures": (float("inf"), -float("inf"))})
+    assert json.loads(text) == {"lake": {"rows": [[1.5, None]]}, "figures": [None, None]}
+    assert "NaN" not in text and "Infinity" not in text

@@ -2,6 +2,7 @@
 
 import io
 
+import pytest
 from rich.console import Console
 
 from tributary.commands.demo_report import ordered, print_report, summary_table, verdict
@@ -67,3 +68,14 @@ def test_the_table_renders_in_a_narrow_pipe_without_losing_figures():
 
 def test_opt_in_records_are_numbered_from_one_in_the_order_put():
     assert record_number(26) == 27
+
+
+def test_an_unwritable_report_path_is_refused_before_the_demo_starts(tmp_path, capsys, monkeypatch):
+    from tributary.commands import main as tributary
+    from tributary.runtime import app
+
+    monkeypatch.setattr(app.Runtime, "start", lambda self: pytest.fail("the demo started"))
+    assert tributary(["demo", "--report", str(tmp_path / "no-such-dir" / "report.html")]) == 2
+    assert "cannot write in" in capsys.readouterr().err
+    assert tributary(["demo", "--report", str(tmp_path)]) == 2
+    assert "is a directory: name a file" in capsys.readouterr().err

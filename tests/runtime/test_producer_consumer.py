@@ -223,7 +223,7 @@ class StopsOnSecondPut:
 @pytest.mark.parametrize(
     ("stop", "exit_code"),
     [
-        (KeyboardInterrupt(), 1),
+        (KeyboardInterrupt(), 130),
         (ClientError({"Error": {"Code": "AccessDeniedException", "Message": "no"}}, "PutRecords"), 2),
     ],
 )
@@ -264,8 +264,8 @@ def test_ctrl_c_lets_the_chunk_in_flight_finish_then_stops_with_nothing_unaccoun
     stream()
     kinesis = CtrlCDuringFirstCall(boto3.client("kinesis"), "put_records")
     monkeypatch.setattr(producer, "aws_client", lambda service, endpoint_url: kinesis)
-    argv = ["unicorns", "--stream", "wildrydes", "--msgs", "1200", "--rate", "0", "--unicorns", "50"]
-    assert producer.main("produce", argv) == 0
+    argv = ["produce", "unicorns", "--stream", "wildrydes", "--msgs", "1200", "--rate", "0", "--unicorns", "50"]
+    assert tributary(argv) == 130
     # Chunks of 500; 50 unicorns make requests of 50 (one record per unicorn each): 10 for the first chunk.
     assert kinesis.calls == 10
     assert "sent 500, retried 0, failed 0" in capsys.readouterr().err
@@ -281,7 +281,7 @@ def test_ctrl_c_during_a_pacing_pause_sends_nothing_more(stream, capsys, monkeyp
 
     monkeypatch.setattr(stop_signals, "sleep", pause_then_ctrl_c)
     # Half a record a second: one record, then a 2-second pause, in which the user presses Ctrl-C.
-    assert producer.main("produce", ["unicorns", "--stream", "wildrydes", "--msgs", "5", "--rate", "0.5"]) == 0
+    assert tributary(["produce", "unicorns", "--stream", "wildrydes", "--msgs", "5", "--rate", "0.5"]) == 130
     assert len(pauses) == 1
     assert "sent 1, retried 0, failed 0" in capsys.readouterr().err
 

@@ -4,6 +4,7 @@ import pytest
 
 from tributary.commands import runtime_commands
 from tributary.commands.runtime_commands import main
+from tributary.runtime.lake import LakeTableMissing
 from tributary.user_errors import UserError
 
 
@@ -17,7 +18,9 @@ class LakeReadAt:
     def query(self, sql: str):
         assert sql == "SELECT * FROM order_changes"
         if self.state == "missing":
-            raise UserError("query failed: Catalog Error: Table with name order_changes does not exist!")
+            raise LakeTableMissing("query failed: Catalog Error: Table with name order_changes does not exist!")
+        if self.state == "typo":
+            raise UserError("query failed: Parser Error: syntax error at or near \"SELEC\"")
         return ["order_id"], ([("3801",)] if self.state == "rows" else [])
 
 
@@ -35,6 +38,11 @@ def test_it_reads_the_lake_again_until_the_table_exists_and_has_rows(no_sleep):
 def test_without_wait_a_missing_table_is_the_users_error_at_once(no_sleep):
     with pytest.raises(UserError, match="order_changes does not exist"):
         runtime_commands._rows_within(0, pytest.fail, "current", LakeReadAt("missing"))
+
+
+def test_a_typo_is_reported_at_once_even_with_wait(no_sleep):
+    with pytest.raises(UserError, match="Parser Error"):
+        runtime_commands._rows_within(60, pytest.fail, "current", LakeReadAt("typo"))
 
 
 def test_an_empty_result_after_the_wait_is_printed_as_empty(no_sleep, monkeypatch):

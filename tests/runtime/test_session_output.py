@@ -91,6 +91,12 @@ def test_query_rows_are_tab_separated_when_piped_and_a_table_on_a_terminal(capsy
     assert [cell.strip() for cell in row.strip("│ ").split("│")] == ["2026-11-20", "6.5"]
 
 
+def test_values_that_look_like_markup_print_as_themselves(capsys):
+    print_rows(["product"], [("[/]",), ("Widget [red]",)], terminal=True)
+    out = capsys.readouterr().out
+    assert "[/]" in out and "Widget [red]" in out
+
+
 def test_bad_sql_and_unknown_tables_are_user_errors_naming_the_tables():
     lake = Lake(duckdb.connect(), tables=["orders_lake.order_changes"])
     with pytest.raises(UserError, match=r"Parser Error.*tables: orders_lake\.order_changes.*--list"):

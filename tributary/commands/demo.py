@@ -12,9 +12,11 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import os
 import time
 import traceback
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +40,7 @@ from tributary.runtime.alarms import summary_line
 from tributary.runtime.app import Runtime, RuntimeOptions
 from tributary.runtime.faults import FaultPlan
 from tributary.runtime.template import REGION
+from tributary.user_errors import UserError
 
 # The demo is a scripted, finite run: it retries and re-reads sooner than Lambda (1 s) to finish quickly;
 # the order and number of invocations are the same. Fault injection is on with nothing drawn (unless
@@ -115,7 +118,10 @@ def run_demo(arguments: argparse.Namespace) -> int:
     user = merged_overrides(arguments.parameter_overrides, arguments.config_env, arguments.config_file)
     overrides = demo_overrides(arguments.template, pipelines, user)
     console = stdout_console()
-    with started_runtime(arguments, overrides, DEMO_OPTIONS) as runtime:
+    if arguments.report is not None:
+        check_report_path(arguments.report)  # before minutes of demo, not after them
+    options = replace(DEMO_OPTIONS, keep_trace=True) if arguments.report is not None else DEMO_OPTIONS
+    with started_runtime(arguments, overrides, options) as runtime:
         print_start(runtime, arguments.verbose)
         context = RuntimeDemoContext(runtime, drain_timeout(arguments, runtime), console)
         active = [pipeline for pipeline in pipelines if _missing(context, pipeline) == []]
@@ -134,7 +140,7 @@ def run_demo(arguments: argparse.Namespace) -> int:
         alarms = summary_line(runtime.alarms.evaluate().summary()) if runtime.alarms is not None else ""
         if arguments.report is not None:  # while the emulator still runs: the report reads its tables and streams
             summary = _report_text(sections, drained_problem, active, alarms)
-            report_path = write_report(arguments.report, runtime, summary.splitlines())
+            report_error = _write_report(arguments.report, runtime, summary)
     ok = _print_report(console, sections, drained_problem, active)
     if alarms:  # the template's alarms as CloudWatch would show them now (poison pills fill the on-failure queue)
         print(f"\n{alarms}")
@@ -142,8 +148,28 @@ def run_demo(arguments: argparse.Namespace) -> int:
         _print_fault_verdict(fault_lines, ok)
     print(f"\ndemo {'passed' if ok else 'FAILED'} in {time.monotonic() - started:.0f} s")
     if arguments.report is not None:
-        print(f"report: {report_path.resolve().as_uri()}")
+        if report_error:  # the text report above stands; the file could not be written
+            raise UserError(f"--report {arguments.report}: {report_error}")
+        print(f"report: {arguments.report.resolve().as_uri()}")
     return 0 if ok else 1
+
+
+def check_report_path(path: Path) -> None:
+    """A UserError unless `path` names a file that can be written (its directory exists and is writable)."""
+    directory = path.resolve().parent
+    if path.is_dir():
+        raise UserError(f"--report {path} is a directory: name a file, e.g. {path / 'report.html'}")
+    if not directory.is_dir() or not os.access(directory, os.W_OK):
+        raise UserError(f"--report {path}: cannot write in {directory}: name a file in a writable directory")
+
+
+def _write_report(path: Path, runtime: Runtime, summary: str) -> str:
+    """Write the HTML report; the reason it could not be written, or ""."""
+    try:
+        write_report(path, runtime, summary.splitlines())
+    except OSError as error:
+        return error.strerror or str(error)
+    return ""
 
 
 def _report_text(sections: list[DemoSection], drained_problem: str, active: list[DemoPipeline], alarms: str) -> str:

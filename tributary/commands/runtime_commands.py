@@ -42,6 +42,7 @@ from tributary.commands.session import (
 )
 from tributary.commands.session_output import drain_feedback, stdout_console, stdout_is_terminal
 from tributary.console import start_console
+from tributary.ports import ensure_port_free
 from tributary.runtime.app import Runtime
 from tributary.runtime.esm.windows import window_start
 from tributary.runtime.template import Template, TemplateError
@@ -96,6 +97,8 @@ def _parser(command: str) -> argparse.ArgumentParser:
 
 
 def _up(arguments: argparse.Namespace) -> int:
+    if arguments.console_port is not None:  # before the deployment, not after it
+        ensure_port_free(arguments.console_port, option="--console-port")
     overrides = runtime_overrides(arguments, UP_DEFAULTS)
     with started_runtime(arguments, overrides) as runtime:
         console = start_console(runtime, arguments.console_port)
@@ -253,11 +256,13 @@ def _query(arguments: argparse.Namespace) -> int:
 
 def _rows_within(wait_s: float, reload: Callable[[], Lake], sql: str, lake: Lake) -> tuple[list[str], list]:
     """The query's result; with `--wait`, asked again on a fresh read of the lake until it has rows or time is up."""
+    from tributary.runtime.lake import LakeTableMissing  # duckdb is loaded for `query` only
+
     deadline = time.monotonic() + wait_s
     while True:
         try:
             columns, rows = lake.query(lake.named_queries.get(sql, sql))
-        except UserError:  # a table the lake has no object of yet
+        except LakeTableMissing:  # no object of that table yet (a typo in SQL is reported at once)
             if time.monotonic() >= deadline:
                 raise
             columns, rows = [], []

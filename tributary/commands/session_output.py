@@ -32,9 +32,13 @@ def stdout_is_terminal() -> bool:
 
 
 def stdout_console() -> Console:
-    """A console on stdout: rich on a terminal, plain and wide enough for tables elsewhere."""
+    """A console on stdout: rich on a terminal, plain and wide enough for tables elsewhere.
+
+    No markup: what it prints is data (lake values, error messages, names), and `[/]` in a value must
+    print as itself, not end a style (or raise MarkupError).
+    """
     terminal = stdout_is_terminal()
-    return Console(file=sys.stdout, width=None if terminal else PIPED_WIDTH, highlight=False)
+    return Console(file=sys.stdout, width=None if terminal else PIPED_WIDTH, highlight=False, markup=False)
 
 
 # ---------------------------------------------------------------- counters

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -21,11 +22,14 @@ from tributary.runtime.app import Runtime
 from tributary.runtime.executions import LOCAL_REDRIVE_OPTIONS
 from tributary.sample_records import unicorn_statuses
 from tributary.user_errors import UserError
+from tributary_shared.aggregator.readings import format_status_time
 from tributary_shared.kinesis_put import put_records
 
 READINGS_STREAM = "WildrydesStream"
+REDRIVE_STATE_MACHINE = "RedriveStateMachine"  # the template's logical id, as the demo's redrive step names it
 STATE_MACHINE_TYPES = ("AWS::Serverless::StateMachine", "AWS::StepFunctions::StateMachine")
 MAX_BURST = 10_000
+READING_INTERVAL_MS = 250  # between one unicorn's readings in a burst
 SHOWN_EXECUTIONS = 5
 
 
@@ -54,8 +58,12 @@ class Bursts:
             raise UserError(f"the template has no {READINGS_STREAM} to put readings on")
         stream = self.runtime.template.physical_name(READINGS_STREAM)
         with self._lock:
-            walk = self._walks.setdefault(tuple(names), unicorn_statuses(list(names), interval=0.25))
+            walk = self._walks.setdefault(tuple(names), unicorn_statuses(list(names)))
             readings = [next(walk) for _ in range(total)]
+        # The walk goes on from where the last burst left it; its readings are stamped from now.
+        now_ms = int(time.time() * 1000)
+        for index, reading in enumerate(readings):
+            reading["StatusTime"] = format_status_time(now_ms + index // len(names) * READING_INTERVAL_MS)
         entries, pills = [], 0
         for position, reading in enumerate(readings, start=1):
             data = json_bytes(reading)
@@ -68,11 +76,10 @@ class Bursts:
 
 def redrive_state_machine(runtime: Runtime) -> str | None:
     """The ARN of the template's redrive state machine in the emulator; None when the template has none."""
-    for logical_id, resource in sorted(runtime.template.resources.items()):
-        if resource.type in STATE_MACHINE_TYPES and "redrive" in logical_id.lower():
-            described = runtime.deployment.physical.get(logical_id, "")
-            return next((part for part in described.split() if part.startswith("arn:")), None)
-    return None
+    resource = runtime.template.resources.get(REDRIVE_STATE_MACHINE)
+    if resource is None or resource.type not in STATE_MACHINE_TYPES:
+        return None
+    return str(runtime.template.get_att(REDRIVE_STATE_MACHINE, "Arn"))
 
 
 def start_redrive(runtime: Runtime, stepfunctions: Any, *, dry_run: bool = False) -> str:

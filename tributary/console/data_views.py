@@ -75,11 +75,11 @@ def _latest(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [json.loads(json.dumps(item, default=str)) for item in items[-LATEST_ITEMS:][::-1]]
 
 
-def order_lake() -> dict[str, Any]:
+def order_lake(glue: Any, athena: Any, s3: Any) -> dict[str, Any]:
     """The lake's tables with their row counts, and the top lines of the current view (its named query)."""
     from tributary.runtime.lake import Lake  # duckdb and pyarrow load only when a lake is shown
 
-    lake = Lake.from_emulator()
+    lake = Lake.from_clients(glue, athena, s3)
     tables = []
     for table in lake.tables:
         database, name = table.split(".", 1)

@@ -22,6 +22,9 @@ from tributary_shared.payloads import PayloadDecoder, reject_reported_error
 TRAIL_LENGTH = 20
 KEPT_SUMMARIES = 50
 SHARD_REFRESH_READS = 10
+# GetRecords rounds (one call per shard each) per read at most: a long backlog is caught up over a
+# few collections rather than holding up one.
+MAX_POLLS_PER_READ = 20
 Decoder = Callable[[bytes], dict[str, Any]]
 
 
@@ -40,9 +43,11 @@ class StreamFollower:
             self._tail.refresh_shards()
         self._reads += 1
         decoded = []
-        for record in self._tail.poll().records:
-            for user_record in user_records(record):
-                decoded.append(self._decoded(user_record))
+        for _ in range(MAX_POLLS_PER_READ):  # to the stream's tip, so the map shows the latest readings
+            result = self._tail.poll()
+            decoded += [self._decoded(user_record) for record in result.records for user_record in user_records(record)]
+            if result.caught_up:
+                break
         return decoded
 
     def _decoded(self, record: dict[str, Any]) -> tuple[dict[str, Any] | None, str | None]:

@@ -12,9 +12,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from tributary.runtime.app import Runtime
+from tributary_shared.avro_codec import RegistryDeserializer
 from tributary_shared.errors import RecordError
 from tributary_shared.payloads import PayloadDecoder, reject_reported_error
-from tributary_shared.schema_registry import RegistrySettings
+from tributary_shared.schema_registry import GlueSchemaRegistry, RegistrySettings
 
 LATEST_DELIVERIES = 10
 MAX_RECORDS_SHOWN = 20
@@ -25,9 +26,10 @@ COUNTERS = ("records_in", "invocations", "retries", "bisections", "function_erro
 class PipelineView:
     """Builds the pipelines part of a snapshot; remembers the records of batches it has read once."""
 
-    def __init__(self, runtime: Runtime, kinesis: Any) -> None:
+    def __init__(self, runtime: Runtime, kinesis: Any, glue: Any) -> None:
         self.runtime = runtime
         self.kinesis = kinesis
+        self._glue = glue
         self._batches: dict[tuple[str, str, str, str], list[dict[str, Any]]] = {}
         self._decoders: dict[str, PayloadDecoder] = {}
 
@@ -101,7 +103,11 @@ class PipelineView:
         if function_name not in self._decoders:
             environment = next((function.config.environment for function in list(self.runtime.functions.values())
                                 if function.config.name == function_name), {})  # fmt: skip
-            self._decoders[function_name] = PayloadDecoder(registry=RegistrySettings.from_env(environment))
+            settings = RegistrySettings.from_env(environment)
+            # Its Glue lookups through the console's own client (the layer's would be made on this thread).
+            registry = GlueSchemaRegistry(settings.glue_registry_name, client=self._glue)
+            codec = RegistryDeserializer(registry.schema_definition, reader_schema=settings.reader_schema)
+            self._decoders[function_name] = PayloadDecoder(codec.decode)
         return self._decoders[function_name]
 
 

@@ -9,14 +9,13 @@ discarded batch sent on-failure.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from tributary.console.server import static_text
-from tributary.console.snapshot import ConsoleState
+from tributary.console.snapshot import ConsoleState, snapshot_json
 from tributary.runtime.app import Runtime
 
 STYLE_LINK = '<link rel="stylesheet" href="/console/static/console.css">'
@@ -26,7 +25,6 @@ SCRIPT_TAG = '<script src="/console/static/console.js"></script>'
 def write_report(path: Path, runtime: Runtime, summary: Sequence[str]) -> Path:
     """Write the report of a started runtime (before it stops: the snapshot reads its emulator) to `path`."""
     snapshot = ConsoleState(runtime).collect()
-    snapshot = json.loads(json.dumps(snapshot, default=str))
     names = {mapping.uuid: key for key, mapping in list(runtime.mappings.items())}
     events = runtime.trace.events() if runtime.trace is not None else []
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -36,7 +34,7 @@ def write_report(path: Path, runtime: Runtime, summary: Sequence[str]) -> Path:
 
 def render_report(snapshot: Mapping[str, Any], summary: Sequence[str], timeline_data: Mapping[str, Any]) -> str:
     """The console page with its script and style inlined and the report's data embedded."""
-    data = json.dumps({"snapshot": snapshot, "summary": list(summary), "timeline": timeline_data}, default=str)
+    data = snapshot_json({"snapshot": snapshot, "summary": list(summary), "timeline": timeline_data})
     page = static_text("index.html")
     page = page.replace(STYLE_LINK, f"<style>\n{static_text('console.css')}</style>")
     safe_data = data.replace("<", "\\u003c")  # no "</script" nor "<!--" in the data can change how the page parses
@@ -61,12 +59,13 @@ def timeline(events: Iterable[Mapping[str, Any]], mapping_names: Mapping[str, st
         return {"lanes": [], "durationMs": 0, "start": None, "totals": {}}
     start = _instant(traced[0]["time"])
     lanes: dict[tuple[str, str], list[dict[str, Any]]] = {}
-    failed: dict[tuple[str, str], list[tuple[int, int]]] = {}
+    # Failed ranges per parallelization lane: lanes of one shard interleave sequence numbers (ParallelizationFactor).
+    failed: dict[tuple[str, str, str], list[tuple[int, int]]] = {}
     totals: dict[str, int] = {}
     for event in traced:
         mapping = mapping_names.get(str(event.get("mapping")), str(event.get("function")))
         key = (mapping, str(event.get("shard")))
-        kind, records, detail = _classify(event, failed.setdefault(key, []))
+        kind, records, detail = _classify(event, failed.setdefault((*key, str(event.get("lane", 0))), []))
         totals[kind] = totals.get(kind, 0) + 1
         lanes.setdefault(key, []).append({"t": round((_instant(event["time"]) - start) * 1000), "kind": kind,
                                           "records": records, "detail": detail})  # fmt: skip

@@ -1,30 +1,33 @@
 """The console's web server: a Flask app serving the page, its static files, snapshots, live events, actions.
 
     GET  /                      the console page (everything it loads is served from here: no CDN)
-    GET  /console/static/<f>    its script, style and the vendored code's licence files
+    GET  /console/static/<f>    its script and style
     GET  /console/api/snapshot  the latest snapshot (JSON)
     GET  /console/api/events    Server-Sent Events: a `snapshot` event each time a newer one is collected
     POST /console/api/burst     {"unicorns": 5, "perUnicorn": 10, "poison": false}: put readings on the stream
     POST /console/api/redrive   {"dryRun": false}: start the redrive state machine
 
 By default it answers on the embedded AWS's own port (EmbeddedAws.browser_app: unsigned requests for
-these paths); with a port of its own it runs a werkzeug server on 127.0.0.1 there. Actions accept JSON
-bodies only and refuse another origin, so a page on another site cannot post to them.
+these paths); with a port of its own it runs a werkzeug server on 127.0.0.1 there. Every request must
+name 127.0.0.1 or localhost as its Host, so a site whose name is made to resolve to 127.0.0.1 (DNS
+rebinding) reads and does nothing; actions accept JSON bodies only and refuse another origin, so a page
+on another site cannot post to them either. An action that fails answers JSON with the reason, never a
+traceback on `up`'s terminal.
 """
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Iterator
 from importlib.resources import files
 from typing import Any
 
 from flask import Flask, Response, jsonify, request
+from werkzeug.exceptions import HTTPException
 from werkzeug.serving import BaseWSGIServer
 
-from tributary.console.actions import start_redrive
-from tributary.console.snapshot import ConsoleState
+from tributary.console.actions import MAX_BURST, start_redrive
+from tributary.console.snapshot import ConsoleState, snapshot_json
 from tributary.emulator import serve_wsgi
 from tributary.runtime.app import Runtime
 from tributary.user_errors import UserError
@@ -32,6 +35,8 @@ from tributary.user_errors import UserError
 STATIC = files("tributary.console") / "static"
 HEARTBEAT_S = 15.0  # a comment line now and then: proxies and browsers keep an idle stream open
 DEFAULT_BURST = {"unicorns": 5, "perUnicorn": 10}
+MAX_UNICORNS = 100
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost"})
 
 
 def static_text(name: str) -> str:
@@ -40,6 +45,12 @@ def static_text(name: str) -> str:
 
 def create_app(state: ConsoleState) -> Flask:
     app = Flask("tributary.console", static_folder=None)
+
+    @app.before_request
+    def loopback_names_only() -> Response | None:
+        if request.host.rsplit(":", 1)[0] not in LOOPBACK_HOSTS:
+            return Response("the console answers to 127.0.0.1 and localhost only", status=403, mimetype="text/plain")
+        return None
 
     @app.get("/")
     def page() -> Response:
@@ -55,7 +66,7 @@ def create_app(state: ConsoleState) -> Flask:
 
     @app.get("/console/api/snapshot")
     def snapshot() -> Response:
-        return Response(json.dumps(state.refresh(), default=str), mimetype="application/json")
+        return Response(snapshot_json(state.refresh()), mimetype="application/json")
 
     @app.get("/console/api/events")
     def events() -> Response:
@@ -78,6 +89,12 @@ def create_app(state: ConsoleState) -> Flask:
     def refused(error: UserError) -> Any:
         return jsonify({"error": str(error)}), 400
 
+    @app.errorhandler(Exception)
+    def failed(error: Exception) -> Any:
+        if isinstance(error, HTTPException):  # 404, 405...: as Flask answers them
+            return error
+        return jsonify({"error": f"{type(error).__name__}: {error}"}), 500
+
     return app
 
 
@@ -98,10 +115,14 @@ def _burst_request(body: dict[str, Any]) -> tuple[list[str], int, bool]:
         per_unicorn = int(body.get("perUnicorn", DEFAULT_BURST["perUnicorn"]))
     except (TypeError, ValueError) as error:
         raise UserError(f"unicorns and perUnicorn are whole numbers: {error}") from error
-    names = body.get("names") or [f"Unicorn-{number}" for number in range(1, count + 1)]
-    if not isinstance(names, list) or not all(isinstance(name, str) and name for name in names):
+    names = body.get("names")
+    if names is not None and (not isinstance(names, list) or not all(isinstance(n, str) and n for n in names)):
         raise UserError("names is a list of unicorn names")
-    return names, per_unicorn, bool(body.get("poison"))
+    count = len(names) if names else count
+    if not 1 <= count <= MAX_UNICORNS or per_unicorn < 1 or count * per_unicorn > MAX_BURST:
+        raise UserError(f"a burst is 1 to {MAX_UNICORNS} unicorns and 1 to {MAX_BURST} records: "
+                        f"{count} unicorns x {per_unicorn} asked")  # fmt: skip
+    return names or [f"Unicorn-{number}" for number in range(1, count + 1)], per_unicorn, bool(body.get("poison"))
 
 
 def _event_stream(state: ConsoleState) -> Iterator[str]:

@@ -8,7 +8,9 @@ fails to collect (a table gone with a reset) is reported in the snapshot's ``err
 
 from __future__ import annotations
 
+import functools
 import json
+import math
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -17,7 +19,7 @@ from typing import Any
 import boto3
 
 from tributary.console import data_views
-from tributary.console.actions import Bursts, redrive_executions
+from tributary.console.actions import READINGS_STREAM, Bursts, redrive_executions
 from tributary.console.fleet import FleetWatch
 from tributary.console.pipelines import PipelineView, alarm_states
 from tributary.fleet_queries import fleet_minutes
@@ -25,8 +27,23 @@ from tributary.runtime.app import Runtime
 
 COLLECT_INTERVAL_S = 1.0
 LAKE_EVERY_ROUNDS = 5  # the lake reads every Parquet object: not every second
-READINGS_STREAM, SUMMARY_STREAM = "WildrydesStream", "WildrydesSummaryStream"
+SUMMARY_STREAM = "WildrydesSummaryStream"
 AGGREGATION_TABLE = "UnicornAggregationTable"
+
+
+def snapshot_json(value: Any) -> str:
+    """JSON a browser's JSON.parse takes: NaN and infinities (a DuckDB double, a decoded record) become null."""
+    return json.dumps(_finite(value), default=str, allow_nan=False)
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(item) for item in value]
+    return value
 
 
 class ConsoleState:
@@ -36,9 +53,12 @@ class ConsoleState:
         self.runtime = runtime
         self.interval_s = interval_s
         session = boto3.session.Session()  # made on the caller's thread: the collector only uses its clients
-        self.clients = {name: session.client(name) for name in ("kinesis", "dynamodb", "sqs", "stepfunctions")}
+        # Every client the collector uses, made here: a client made on the collector's thread would read the
+        # process environment while a function's invocation has it swapped for the function's own.
+        services = ("kinesis", "dynamodb", "sqs", "stepfunctions", "glue", "athena", "s3")
+        self.clients = {name: session.client(name) for name in services}
         self.fleet = FleetWatch(self.clients["kinesis"], self._name(READINGS_STREAM), self._name(SUMMARY_STREAM))
-        self.pipelines = PipelineView(runtime, self.clients["kinesis"])
+        self.pipelines = PipelineView(runtime, self.clients["kinesis"], self.clients["glue"])
         self.bursts = Bursts(runtime, self.clients["kinesis"])
         self._lake: dict[str, Any] = {"tables": [], "namedQueries": [], "currentView": {"rows": []}}
         self._rounds = 0
@@ -88,7 +108,7 @@ class ConsoleState:
         """Collect a snapshot now and publish it (one collection at a time: the stream readers keep state)."""
         with self._collecting:
             snapshot = self.collect()
-        text = json.dumps(snapshot, default=str)
+        text = snapshot_json(snapshot)
         with self._changed:
             self._json, self._version = text, self._version + 1
             self._changed.notify_all()
@@ -98,7 +118,8 @@ class ConsoleState:
         errors: dict[str, str] = {}
         runtime, clients = self.runtime, self.clients
         if self._rounds % LAKE_EVERY_ROUNDS == 0:
-            self._lake = _part(errors, "lake", data_views.order_lake, self._lake)
+            read_lake = functools.partial(data_views.order_lake, clients["glue"], clients["athena"], clients["s3"])
+            self._lake = _part(errors, "lake", read_lake, self._lake)
         self._rounds += 1
         return {
             "generatedAt": datetime.now(UTC).isoformat(timespec="seconds"),

@@ -36,7 +36,7 @@ from tributary.runtime.function_output import label_functions, listen_to_functio
 from tributary.runtime.functions import LocalFunction, load_functions, unloadable_functions
 from tributary.runtime.resources import Deployment, deploy
 from tributary.runtime.template import Template, TemplateError
-from tributary.runtime.trace import TraceWriter
+from tributary.runtime.trace import KEPT_EVENTS, TraceWriter
 
 _MAPPED_EVENT_TYPES = {"Kinesis", "DynamoDB"}
 
@@ -55,6 +55,7 @@ class RuntimeOptions:
     # Before each retry of a failed asynchronous invocation; AWS waits 60 s, then 120 s.
     async_retry_delays_s: tuple[float, ...] = (1.0, 2.0)
     faults: FaultPlan | None = None  # --faults: what AWS does wrong to the functions' requests
+    keep_trace: bool = False  # the trace's latest lines in memory (Runtime.trace.events()), file or not
 
 
 class Runtime:
@@ -71,7 +72,10 @@ class Runtime:
         self.emulations: list[Emulation] = []
         self.lambda_service: LambdaEmulation | None = None
         self.unmapped_events: list[str] = []
-        self.trace = TraceWriter(options.trace_path)  # without --trace: kept in memory only (the report's timeline)
+        # Kept in memory only when asked (`demo --report`'s timeline): a long `up` would hold every batch's sequence
+        # numbers.
+        kept = KEPT_EVENTS if options.keep_trace else 0
+        self.trace = TraceWriter(options.trace_path, keep=kept) if options.trace_path or kept else None
         self.faults = FaultInjector(options.faults, self.trace) if options.faults else None
         self._fault_scope = contextlib.ExitStack()
         self._saved_environment: dict[str, str] = {}

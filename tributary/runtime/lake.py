@@ -23,6 +23,10 @@ from tributary.user_errors import UserError
 PARQUET_MAGIC = b"PAR1"
 
 
+class LakeTableMissing(UserError):
+    """The query names a table (or schema) the lake does not hold: none of its objects has arrived yet, or a typo."""
+
+
 @dataclass
 class Lake:
     connection: duckdb.DuckDBPyConnection
@@ -31,23 +35,26 @@ class Lake:
 
     @classmethod
     def from_emulator(cls) -> Lake:
+        return cls.from_clients(boto3.client("glue"), boto3.client("athena"), boto3.client("s3"))
+
+    @classmethod
+    def from_clients(cls, glue: Any, athena: Any, s3: Any) -> Lake:
+        """The lake as the catalog (Glue), the named queries (Athena) and the objects (S3) describe it now."""
         lake = cls(duckdb.connect())
-        glue = boto3.client("glue")
         for database in glue.get_databases()["DatabaseList"]:
             for table in glue.get_tables(DatabaseName=database["Name"])["TableList"]:
-                lake._register(database["Name"], table)
-        athena = boto3.client("athena")
+                lake._register(database["Name"], table, s3)
         for query_id in athena.list_named_queries().get("NamedQueryIds", []):
             query = athena.get_named_query(NamedQueryId=query_id)["NamedQuery"]
             lake.named_queries[query["Name"]] = query["QueryString"]
         return lake
 
-    def _register(self, database: str, table: dict) -> None:
+    def _register(self, database: str, table: dict, s3: Any) -> None:
         location = table.get("StorageDescriptor", {}).get("Location", "")
         if not location.startswith("s3://"):
             return
         partition_keys = [key["Name"] for key in table.get("PartitionKeys", [])]
-        arrow_table = read_parquet_objects(location, partition_keys)
+        arrow_table = read_parquet_objects(location, partition_keys, s3)
         if arrow_table is None:
             return
         view = f"arrow_{len(self.tables)}"
@@ -64,16 +71,16 @@ class Lake:
             result = self.connection.execute(sql)
         except (duckdb.ParserException, duckdb.CatalogException, duckdb.BinderException) as error:
             problem = str(error).splitlines()[0]
-            raise UserError(f"query failed: {problem}; tables: {', '.join(self.tables) or 'none yet'} "
-                            "(`tributary query --list` names them and the named queries)") from error
+            refusal = LakeTableMissing if isinstance(error, duckdb.CatalogException) else UserError
+            raise refusal(f"query failed: {problem}; tables: {', '.join(self.tables) or 'none yet'} "
+                          "(`tributary query --list` names them and the named queries)") from error
         columns = [column[0] for column in result.description or []]
         return columns, result.fetchall()
 
 
-def read_parquet_objects(location: str, partition_keys: Sequence[str]) -> pa.Table | None:
+def read_parquet_objects(location: str, partition_keys: Sequence[str], s3: Any) -> pa.Table | None:
     """Every Parquet object under an s3:// location as one Arrow table (None when there are none)."""
     bucket, _, prefix = location.removeprefix("s3://").partition("/")
-    s3 = boto3.client("s3")
     tables: list[pa.Table] = []
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
         for item in page.get("Contents", []):

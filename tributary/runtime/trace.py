@@ -30,15 +30,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-KEPT_EVENTS = 20_000  # the latest lines kept in memory: a demo's whole run, a bounded share of a long `up`
+KEPT_EVENTS = 20_000  # the latest lines kept in memory when asked: a demo's whole run
 
 
 class TraceWriter:
     """Writes JSON lines to a file it truncates (or any text stream); safe to share between mappings and threads."""
 
-    def __init__(self, target: str | Path | TextIO | None, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, target: str | Path | TextIO | None, clock: Callable[[], float] = time.time,
+                 *, keep: int = KEPT_EVENTS) -> None:  # fmt: skip
+        """`keep`: how many of the latest lines `events()` returns (0: none kept, for a long run with a file)."""
         self._clock = clock
-        self._kept: deque[dict[str, Any]] = deque(maxlen=KEPT_EVENTS)
+        self._kept: deque[dict[str, Any]] = deque(maxlen=keep)
         self._stream: TextIO | None
         if target is None:
             self._stream = None

@@ -320,7 +320,12 @@ function setStatus(text, kind) {
 async function post(path, body) {
   const response = await fetch(path, { method: "POST", headers: { "Content-Type": "application/json" },
                                        body: JSON.stringify(body) });
-  const answer = await response.json();
+  let answer;
+  try {
+    answer = await response.json();
+  } catch {  // not JSON: say what the server said, never leave the button silent
+    answer = { error: `${response.status} ${response.statusText}` };
+  }
   document.getElementById("action-result").textContent = response.ok
     ? JSON.stringify(answer) : `refused: ${answer.error}`;
 }
