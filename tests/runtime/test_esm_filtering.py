@@ -11,7 +11,7 @@ from esm_support import Recorder, create_stream, mapping, numbers_of, put_number
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tributary.commands.runtime_commands import main
+from tributary.commands import main as tributary
 from tributary.runtime.app import mapping_config
 from tributary.runtime.esm import MappingConfig
 from tributary.runtime.esm.filtering import (
@@ -307,7 +307,7 @@ def test_run_names_the_event_whose_pattern_is_invalid(aws, tmp_path, capsys):
     (tmp_path / "template.yaml").write_text(template)
     for name in ("functions", "layer"):
         (tmp_path / name).symlink_to(FIXTURES / name)
-    assert main("run", ["--template", str(tmp_path / "template.yaml"), "--logs", str(tmp_path / "log")]) == 2
+    assert tributary(["run", "--template", str(tmp_path / "template.yaml"), "--logs", str(tmp_path / "log")]) == 2
     assert capsys.readouterr().err.strip() == (
         "tributary run: WriterFunction.Input: FilterCriteria pattern 1: "
         "the filter operator 'wildcard' is not supported by this emulation"
