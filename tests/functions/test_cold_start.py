@@ -15,6 +15,9 @@ from support import REPO_ROOT, kinesis_event
 from benchmarks.bench_cold_start import FIRST_INVOCATION, FUNCTIONS, REMAINING_MS, SAMPLE_EVENTS, function_environment
 from tributary.kpl_aggregation import OutgoingUserRecord, encode_aggregate
 
+# Each test starts a fresh interpreter to import a handler: end to end, a second or more each.
+pytestmark = pytest.mark.slow
+
 IMPORT_HANDLER = "import sys, json; sys.path[:0] = ['layers/shared', 'functions/{function}']; import app"
 REPORT_LOADED = (
     "print(json.dumps({{'xray': 'aws_xray_sdk' in sys.modules, 'avro': 'avro' in sys.modules, "

@@ -26,6 +26,7 @@ FIXTURES = Path(__file__).parent / "fixtures"
 REPO = Path(__file__).parents[2]
 
 
+@pytest.mark.slow
 def test_run_puts_records_drains_and_reports_on_failure_deliveries(aws, tmp_path, capsys):
     trace = tmp_path / "trace.jsonl"
     status = main(
@@ -48,6 +49,7 @@ def test_run_puts_records_drains_and_reports_on_failure_deliveries(aws, tmp_path
     assert {line["type"] for line in lines} == {"invocation", "delivery"}
 
 
+@pytest.mark.slow
 def test_run_takes_stream_names_parameter_overrides_and_partition_key_fields(aws, capsys):
     status = main(
         "run",
@@ -65,6 +67,7 @@ def test_run_takes_stream_names_parameter_overrides_and_partition_key_fields(aws
     assert len(dynamodb.scan(TableName="u-items")["Items"]) == 3
 
 
+@pytest.mark.slow
 def test_run_names_a_missing_partition_key_field(aws):
     arguments = ["--template", str(FIXTURES / "pipeline.yaml"), "--until-drained", "--partition-key", "nope"]
     with pytest.raises(UserError, match="no field 'nope'"):
@@ -130,6 +133,7 @@ def up_lake():
         yield process, tail, endpoint
 
 
+@pytest.mark.slow
 def test_up_runs_until_interrupted_and_query_reads_its_lake(up_lake):
     process, tail, endpoint = up_lake
     kinesis = boto3.client("kinesis", endpoint_url=endpoint)
@@ -244,6 +248,7 @@ def test_stream_processor_demo_reports_records_neither_written_nor_on_failure_or
             f"(order went back): ['{payment_id}']") in section.problems
 
 
+@pytest.mark.slow
 def test_run_carries_on_past_functions_it_cannot_run_and_says_why_it_is_not_drained(aws, tmp_path, monkeypatch,
                                                                                     capsys):
     monkeypatch.chdir(tmp_path)  # the default function log goes under ./.tributary/
@@ -287,6 +292,7 @@ def test_the_default_drain_timeout_outlasts_the_longest_tumbling_window():
     assert drain_timeout(Namespace(timeout=12.5), WindowedRuntime()) == 12.5
 
 
+@pytest.mark.slow
 def test_run_without_until_drained_keeps_running_until_sigterm(tmp_path):
     records = f"InputStream={FIXTURES / 'input.jsonl'}"
     template, logs = str(FIXTURES / "pipeline.yaml"), str(tmp_path / "functions.log")
@@ -299,6 +305,7 @@ def test_run_without_until_drained_keeps_running_until_sigterm(tmp_path):
         assert process.wait(timeout=30) == 0
 
 
+@pytest.mark.slow
 def test_a_shutdown_that_hangs_prints_every_threads_stack_and_exits_1():
     # A non-daemon thread that never ends: the interpreter would wait for it at exit forever.
     code = (

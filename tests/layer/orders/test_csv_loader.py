@@ -154,6 +154,7 @@ def load_file(loader: OrderCsvLoader, key: str) -> Any:
     return loader.load(LoadRequest(BUCKET, key), lambda: 900.0, 30.0)
 
 
+@pytest.mark.slow
 def test_four_threads_send_40_full_requests_per_1000_rows(app: Any) -> None:
     rows = list(order_rows(DAY, 700))[:1000]
     assert len(rows) == len(expected_state(rows)) == 1000
@@ -171,6 +172,7 @@ def batch_requests(rows: list[dict[str, str]], rows_per_write: int) -> int:
     return sum(-(-len(expected_state(batch)) // 25) for batch in batches)
 
 
+@pytest.mark.slow
 def test_repeated_keys_cost_four_threads_no_more_requests_than_one(app: Any) -> None:
     rows = list(order_rows(DAY, 200))[:300]
     # Every 20 rows, a revision of every second of them: 30 lines naming 20 keys.
