@@ -30,6 +30,7 @@ class StopRequest:
     """
 
     requested: bool = False
+    by_interrupt: bool = False  # SIGINT (Ctrl-C), not SIGTERM: the command then ends as interrupted (exit 130)
 
     def sleep(self, seconds: float) -> None:
         """time.sleep that ends early once a stop is requested (a sleep resumes after a handled signal)."""
@@ -48,6 +49,7 @@ def stop_on_signals(notice: str = "") -> Iterator[StopRequest]:
             # os.write, not print: print could re-enter a stream the interrupted code is writing to.
             os.write(sys.__stderr__.fileno(), f"\n{notice}\n".encode())
         stop.requested = True
+        stop.by_interrupt = stop.by_interrupt or signum == signal.SIGINT
         signal.signal(signal.SIGINT, signal.default_int_handler)
 
     previous = {number: signal.signal(number, request_stop) for number in STOP_SIGNALS}

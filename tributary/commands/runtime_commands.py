@@ -109,11 +109,10 @@ def _up(arguments: argparse.Namespace) -> int:
             print(f"\nconsole: {console.url}  (open it in a browser)")
             print(f"export AWS_ENDPOINT_URL={runtime.aws.endpoint_url}  # for the producer, consumer and AWS CLI")
             print(f"tributary query --port {runtime.aws.port} --list  # SQL over the data lake")
-            serve_until_stopped(runtime)
+            interrupted = serve_until_stopped(runtime)
         finally:
             console.stop()  # before the runtime stops: its event streams end first
-    print_now("stopped")
-    return 0
+    return _stopped(interrupted)
 
 
 # ---------------------------------------------------------------- run
@@ -155,7 +154,14 @@ def _run(arguments: argparse.Namespace) -> int:
             print(f"put {sent} records from {path} on {stream}")
         if arguments.until_drained:
             return _drain_and_report(arguments, runtime)
-        serve_until_stopped(runtime)
+        interrupted = serve_until_stopped(runtime)
+    return _stopped(interrupted)
+
+
+def _stopped(interrupted: bool) -> int:
+    """After the runtime has stopped: Ctrl-C ends the command as interrupted (`interrupted`, exit 130)."""
+    if interrupted:
+        raise KeyboardInterrupt
     print_now("stopped")
     return 0
 

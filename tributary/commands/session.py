@@ -179,16 +179,20 @@ def _not_as_in_aws(runtime: Runtime) -> list[str]:
     return lines
 
 
-def serve_until_stopped(runtime: Steppable) -> None:
-    """Run with live counters until Ctrl-C or SIGTERM; the caller's `with` then stops the runtime."""
+def serve_until_stopped(runtime: Steppable) -> bool:
+    """Run with live counters until Ctrl-C or SIGTERM; the caller's `with` then stops the runtime.
+
+    True when Ctrl-C stopped it: the command then ends as interrupted (exit 130); SIGTERM is a plain stop.
+    """
     print("running; Ctrl-C stops\n", flush=True)
     try:
         with stop_on_signals("stopping after the step in progress (Ctrl-C again to stop at once)") as stop:
             _run_live(runtime, stop)
+        interrupted = stop.by_interrupt
     except KeyboardInterrupt:  # a second Ctrl-C: mid-step, which is exactly when a shutdown may hang
-        print_now("interrupted")
-    print_now("stopping: shutting the emulator and its services down")
+        interrupted = True
     report_a_slow_shutdown()
+    return interrupted
 
 
 def _run_live(runtime: Steppable, stop: StopRequest) -> None:
