@@ -85,8 +85,8 @@ def test_the_readme_walkthrough_runs_as_printed():
         assert console_url == f"http://127.0.0.1:{port}/"
         with urllib.request.urlopen(console_url, timeout=30) as page:
             assert page.status == 200 and b"<title>" in page.read()
-        done = subprocess.run(["bash", "-e", "-c", walkthrough], cwd=REPO, capture_output=True, text=True,
-                              timeout=WALKTHROUGH_TIMEOUT_S, env=environment)  # fmt: skip
+        done = subprocess.run(["bash", "-e", "-o", "pipefail", "-c", walkthrough], cwd=REPO, capture_output=True,
+                              text=True, timeout=WALKTHROUGH_TIMEOUT_S, env=environment)  # fmt: skip
     finally:
         up.send_signal(signal.SIGINT)
         stopped = up.wait(timeout=60)

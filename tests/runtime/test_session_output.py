@@ -2,6 +2,7 @@
 
 import argparse
 import io
+import re
 from pathlib import Path
 
 import duckdb
@@ -61,8 +62,13 @@ def test_a_terminal_redraws_the_counters_in_place():
         display.show(counters())
         display.show(counters(records_in=9))
     text = out.file.getvalue()
-    assert "\x1b[" in text  # cursor movements: the table is redrawn, not appended
-    assert "WriterFunction.Input" in text and "9" in text
+    # Each redraw moves the cursor up over the previous frame: the last frame is what the screen shows.
+    frames = re.split(r"\x1b\[\d*A", text)
+    assert len(frames) > 1, "the table was appended, not redrawn in place"
+    screen = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", frames[-1])
+    assert screen.count("event source mappings") == 1  # one table on the screen
+    row = next(line for line in screen.splitlines() if line.startswith("│ WriterFunction.Input"))
+    assert [cell.strip() for cell in row.strip("│┃ ").split("│")][2] == "9"  # records in, as last shown
 
 
 def test_drain_feedback_prints_lines_when_piped_and_bars_on_a_terminal():
