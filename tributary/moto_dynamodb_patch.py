@@ -23,10 +23,8 @@ and leaves moto as it is, correct but slow.
 
 import copy
 import threading
-import warnings
 from typing import Any
 
-import moto
 from moto.dynamodb.comparisons import get_filter_expression
 from moto.dynamodb.exceptions import (
     ConditionalCheckFailed,
@@ -40,7 +38,7 @@ from moto.dynamodb.models import DynamoDBBackend
 from moto.dynamodb.models.dynamo_type import DynamoType, Item
 from moto.dynamodb.models.table import Table
 
-from tributary.moto_patches import PINNED_MOTO_VERSION, MotoPatchRefused, written_for_this_moto
+from tributary.moto_patches import replace_moto_method
 
 TRANSACT_WRITE_ITEMS_SHA256 = "81db2cb7d94e39c90b3a2077e1f4bb41a449c558ef9b1b1e2910fdaa39978ad4"
 MOTO_TRANSACT_WRITE_ITEMS = DynamoDBBackend.__dict__["transact_write_items"]
@@ -184,15 +182,5 @@ def _apply(
 
 def apply() -> bool:
     """Patch moto's TransactWriteItems; False (with a MotoPatchRefused warning) if moto is not the pinned one."""
-    if DynamoDBBackend.__dict__["transact_write_items"] is transact_write_items:
-        return True
-    if not written_for_this_moto(MOTO_TRANSACT_WRITE_ITEMS, TRANSACT_WRITE_ITEMS_SHA256):
-        warnings.warn(
-            f"moto {moto.__version__} is not the moto {PINNED_MOTO_VERSION} whose TransactWriteItems "
-            "this fix replaces: left unpatched (transactions copy whole tables)",
-            MotoPatchRefused,
-            stacklevel=2,
-        )
-        return False
-    DynamoDBBackend.transact_write_items = transact_write_items  # type: ignore[method-assign]
-    return True
+    return replace_moto_method(DynamoDBBackend, "transact_write_items", transact_write_items,
+                               TRANSACT_WRITE_ITEMS_SHA256, "transactions copy whole tables")  # fmt: skip

@@ -16,13 +16,11 @@ and leaves moto's random ids.
 
 import functools
 import uuid
-import warnings
 from typing import Any
 
-import moto
 from moto.glue.models import FakeSchemaVersion
 
-from tributary.moto_patches import PINNED_MOTO_VERSION, MotoPatchRefused, written_for_this_moto
+from tributary.moto_patches import replace_moto_method
 
 # Fixed for good: changing it changes every derived id, and the sample events' frames with them.
 SCHEMA_VERSION_NAMESPACE = uuid.UUID("7d4f6c1e-2b8a-5c3d-9e0f-1a2b3c4d5e6f")
@@ -47,15 +45,5 @@ def is_applied() -> bool:
 
 def apply() -> bool:
     """Derive schema version ids; False (with a MotoPatchRefused warning) if moto is not the pinned one."""
-    if is_applied():
-        return True
-    if not written_for_this_moto(MOTO_SCHEMA_VERSION_INIT, SCHEMA_VERSION_INIT_SHA256):
-        warnings.warn(
-            f"moto {moto.__version__} is not the moto {PINNED_MOTO_VERSION} whose schema versions this "
-            "choice wraps: left unpatched (schema version ids are random)",
-            MotoPatchRefused,
-            stacklevel=2,
-        )
-        return False
-    FakeSchemaVersion.__init__ = _init_with_derived_id  # type: ignore[method-assign]
-    return True
+    return replace_moto_method(FakeSchemaVersion, "__init__", _init_with_derived_id, SCHEMA_VERSION_INIT_SHA256,
+                               "schema version ids are random")  # fmt: skip

@@ -261,6 +261,19 @@ def written_for_this_moto(function: object, expected_sha256: str) -> bool:
     return moto.__version__ == PINNED_MOTO_VERSION and source_sha256(function) == expected_sha256
 
 
+def replace_moto_method(owner: type, name: str, replacement: object, expected_sha256: str, what: str) -> bool:
+    """Put `replacement` in place of moto's `owner.name` (idempotent); False, with a MotoPatchRefused warning
+    naming `what` is lost, when moto is not the pinned one or that method's source changed."""
+    if owner.__dict__.get(name) is replacement:
+        return True
+    if not written_for_this_moto(owner.__dict__.get(name), expected_sha256):
+        warnings.warn(f"moto {moto.__version__} is not the moto {PINNED_MOTO_VERSION} whose {owner.__name__}.{name} "
+                      f"was replaced here: left unpatched ({what})", MotoPatchRefused, stacklevel=3)  # fmt: skip
+        return False
+    setattr(owner, name, replacement)
+    return True
+
+
 def mismatch(version: str, methods: dict[str, Any]) -> str | None:
     """Why the fix must not be applied to this moto, or None when it is the moto it was written for."""
     if version != PINNED_MOTO_VERSION:
