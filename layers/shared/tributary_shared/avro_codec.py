@@ -38,14 +38,13 @@ from tributary_shared.avro_framing import (
     GLUE_HEADER_VERSION,
 )
 from tributary_shared.avro_reading import (
-    MAX_DECOMPRESSED_BYTES,
+    SMALL_ZLIB_BODY_BYTES,
     ReadPlan,
     fastavro_alone_reads,
     inflate,
+    inflate_bounded,
     leftovers,
     mismatch,
-    not_inflated,
-    not_inflating,
     read_body,
 )
 from tributary_shared.avro_schemas import canonical_definition, has_portable_types, parse_definition
@@ -60,6 +59,9 @@ from tributary_shared.schema_registry import (
 # How long a schema id the registry said it does not have is answered from memory. Short: a
 # producer may register the version a moment later, but a burst of poison records costs one call.
 DEFAULT_UNKNOWN_ID_TTL = 30.0
+# The per-record path's zlib functions, one name lookup each instead of two.
+_zlib_decompress, _adler32 = zlib.decompress, zlib.adler32
+SMALL_ZLIB_RECORD_BYTES = GLUE_HEADER_SIZE + SMALL_ZLIB_BODY_BYTES
 
 # What one whole Glue header (version, compression byte, schema version) says about the body:
 # (writer schema, whether the body is zlib, the ReadPlan when fastavro alone does not read the body
@@ -137,14 +139,16 @@ class RegistryDeserializer:
         writer, compressed, plan = known
         if plan is not None:
             return read_body(inflate(data), 0, plan) if compressed else read_body(data, GLUE_HEADER_SIZE, plan)
-        if compressed:  # avro_reading.inflate, inlined
-            inflater = zlib.decompressobj()
-            try:
-                inflated = inflater.decompress(data[GLUE_HEADER_SIZE:], MAX_DECOMPRESSED_BYTES)
-            except zlib.error as error:
-                raise not_inflating(error) from error
-            if not inflater.eof or inflater.unused_data:
-                raise not_inflated(inflater)
+        if compressed:  # avro_reading.inflate, inlined for its common case
+            if len(data) <= SMALL_ZLIB_RECORD_BYTES:
+                try:
+                    inflated = _zlib_decompress(data[GLUE_HEADER_SIZE:])
+                except zlib.error:
+                    inflated = inflate_bounded(data)  # raises, naming the problem
+                if not data.endswith(_adler32(inflated).to_bytes(4)):
+                    inflated = inflate_bounded(data)
+            else:
+                inflated = inflate_bounded(data)
             body, size = io.BytesIO(inflated), len(inflated)
         else:
             body, size = io.BytesIO(data[GLUE_HEADER_SIZE:]), len(data) - GLUE_HEADER_SIZE
