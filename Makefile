@@ -31,7 +31,7 @@ test: $(STAMP) browser
 	$(MAKE) --no-print-directory checkov
 	$(VENV)/bin/pytest
 
-# Everyday: everything but the tests marked slow (end to end, sam build, fault injection); about 3 minutes.
+# Everyday: everything but the tests marked slow (end to end, sam build, subprocess runs, the browser); about 2 minutes.
 test-fast: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/pytest -m "not slow"
