@@ -28,6 +28,7 @@ from typing import Any
 from tributary.aws_clients import aws_client, error_code, missing_stream_error
 from tributary.producer import json_default
 from tributary.stop_signals import StopRequest, stop_on_signals
+from tributary.user_errors import UserError
 from tributary_shared.errors import RecordError
 from tributary_shared.kinesis_aggregation import AGGREGATE_MAGIC, Aggregate, open_aggregate
 from tributary_shared.payloads import Decoder, PayloadDecoder
@@ -290,7 +291,10 @@ def record_decoder(args: argparse.Namespace) -> Decoder:
     if args.confluent_url:
         environ["CONFLUENT_REGISTRY_URL"] = args.confluent_url
     if args.reader_schema:
-        environ["READER_SCHEMA"] = args.reader_schema.read_text()
+        try:
+            environ["READER_SCHEMA"] = args.reader_schema.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as error:
+            raise UserError(f"--reader-schema {args.reader_schema}: cannot read an .avsc there: {error}") from error
     return PayloadDecoder(registry=RegistrySettings.from_env(environ)).decode
 
 

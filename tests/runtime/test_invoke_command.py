@@ -234,9 +234,18 @@ def emulator_never_starts(monkeypatch):
         (["GreeterA", "--put-object", "uploads/key=file"], "is not s3://BUCKET/KEY=FILE"),
         (["GreeterA", "--put-object", f"s3://NoBucket/k={PIPELINE}"], "has no bucket 'NoBucket'; its buckets: "),
         (["GreeterA", "--env-vars", str(PIPELINE)], "is not JSON"),
+        (["GreeterA", "-e", "{deep}"], "nests arrays or objects too deeply to read"),
+        (["GreeterA", "-e", "{latin1}"], "is not UTF-8 text: invalid start byte at byte 0"),
+        (["GreeterA", "--env-vars", "{latin1}"], "is not UTF-8 text"),
     ],
 )
-def test_mistakes_are_one_line_and_exit_2_before_anything_starts(arguments, message, capsys, emulator_never_starts):
+def test_mistakes_are_one_line_and_exit_2_before_anything_starts(arguments, message, capsys, emulator_never_starts,
+                                                                 tmp_path):
+    hostile = {"deep": "[" * 100_000 + "]" * 100_000, "latin1": b"\xff\xfe{}"}
+    for name, content in hostile.items():
+        path = tmp_path / f"{name}.json"
+        path.write_bytes(content if isinstance(content, bytes) else content.encode())
+    arguments = [argument.format(**{name: tmp_path / f"{name}.json" for name in hostile}) for argument in arguments]
     status, response, err = invoke(capsys, *arguments, "-t", str(PIPELINE))
     assert (status, response) == (2, None)
     assert message in err

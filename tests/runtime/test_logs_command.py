@@ -172,6 +172,14 @@ def test_since_leaves_out_older_lines_and_unlabelled_lines_are_shown_as_they_are
     assert "--since" in user_error(capsys, "--file", str(path), "--since", "ten minutes")
 
 
+def test_bytes_that_are_not_utf8_show_as_replacement_characters(tmp_path, capsys):
+    path = tmp_path / "functions.log"
+    not_utf8 = b"Function 2026-12-02T00:00:00Z \xff\xfe\n"
+    path.write_bytes(labelled_line("Function", time.time(), "caf\u00e9").encode() + not_utf8)
+    lines = logs(capsys, "--file", str(path))
+    assert lines[0].endswith("café") and lines[1].endswith("\ufffd\ufffd")
+
+
 def test_tail_follows_the_file_until_ctrl_c_then_sums_the_metrics(tmp_path, capsys):
     path = tmp_path / "functions.log"
     path.write_text(labelled_line("ProcessorFunction", time.time(), "before the tail"))

@@ -30,8 +30,17 @@ def read_event(source: str | None) -> Any:
         text = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
     except OSError as error:
         raise UserError(f"cannot read {name}: {error.strerror or error} (pass -e FILE.json, or - for stdin)") from error
+    except UnicodeDecodeError as error:
+        raise UserError(f"{name} is not UTF-8 text: {error.reason} at byte {error.start}") from error
+    return json_document(text, name)
+
+
+def json_document(text: str, name: str) -> Any:
+    """`text` parsed as JSON; a UserError naming `name` and the problem otherwise (nesting too deep included)."""
     try:
         return json.loads(text)
+    except RecursionError as error:
+        raise UserError(f"{name} nests arrays or objects too deeply to read") from error
     except ValueError as error:
         raise UserError(f"{name} is not JSON: {error}") from error
 
@@ -41,11 +50,12 @@ def read_env_vars(path: Path | None) -> dict[str, dict[str, str]]:
     if path is None:
         return {}
     try:
-        document = json.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
     except OSError as error:
         raise UserError(f"cannot read --env-vars {path}: {error.strerror or error}") from error
-    except ValueError as error:
-        raise UserError(f"--env-vars {path} is not JSON: {error}") from error
+    except UnicodeDecodeError as error:
+        raise UserError(f"--env-vars {path} is not UTF-8 text: {error.reason} at byte {error.start}") from error
+    document = json_document(text, f"--env-vars {path}")
     if not isinstance(document, dict) or not all(isinstance(value, dict) for value in document.values()):
         raise UserError(
             f'--env-vars {path}: expected {{"FunctionLogicalId": {{"VAR": "value"}}, '

@@ -49,7 +49,8 @@ def main(command: str, argv: list[str]) -> int:
     if not path.is_file():
         raise UserError(f"no function log {path}: pass the file `tributary up --logs` wrote, or leave --file out")
     view = LogView(Console(highlight=False), arguments.function, _since(arguments.since))
-    with path.open(encoding="utf-8", newline="\n") as handle:
+    # What functions print is not always UTF-8: show such bytes as U+FFFD rather than stop reading the log.
+    with path.open(encoding="utf-8", errors="replace", newline="\n") as handle:
         lines = [parse_log_line(line) for line in handle]
         _check_function(arguments.function, lines, path, arguments.tail)
         view.width = max((len(line.function or "") for line in lines), default=0)

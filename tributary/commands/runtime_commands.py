@@ -219,7 +219,7 @@ def _partition_key(line: bytes, field: str | None, path: Path, number: int) -> s
         return "tributary-run"  # one key keeps every record of the file in order on one shard
     try:
         value = json.loads(line)[field]
-    except (ValueError, KeyError, TypeError) as error:
+    except (ValueError, KeyError, TypeError, RecursionError) as error:
         raise TemplateError(f"{path}:{number}: no field {field!r} for the partition key") from error
     return str(value)
 

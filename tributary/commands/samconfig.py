@@ -28,7 +28,7 @@ def config_parameter_overrides(
         document = tomllib.loads(config_file.read_text(encoding="utf-8"))
     except FileNotFoundError as error:
         raise TemplateError(f"--config-env {config_env}: no {config_file} here") from error
-    except (OSError, tomllib.TOMLDecodeError) as error:
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
         raise TemplateError(f"--config-env {config_env}: cannot read {config_file}: {error}") from error
     environment = document.get(config_env)
     if not isinstance(environment, Mapping):
