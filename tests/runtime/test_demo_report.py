@@ -41,17 +41,19 @@ def test_the_summary_table_comes_first_with_the_main_pipeline_in_its_first_row()
     assert cells(text, "opt-in")[:5] == ["opt-in", "43", "42", "0", "1"]
     assert cells(text, "lake only")[1:5] == ["-", "-", "-", "-"]
     assert [line for line in text.splitlines() if line.startswith("## ")] == [
-        "## stream processor: ok", "## order lake: ok", "## opt-in: FAILED", "## lake only: ok"]
+        "## stream processor: ok (every record accounted for: applied or on the on-failure destination)",
+        "## order lake: ok (every record accounted for: applied or on the on-failure destination)",
+        "## opt-in: FAILED", "## lake only: ok"]
     assert "  problem: record 27 did not reach on-failure" in text
 
 
 def test_verdicts_say_what_they_mean():
     stream_processor, opt_in, skipped = sections()[3], sections()[1], sections()[2]
-    assert verdict(stream_processor) == "ok: every record accounted for: applied or on the on-failure destination"
+    assert verdict(stream_processor) == "ok: none lost"  # its heading says what accounted for means
     assert verdict(opt_in) == "FAILED: 1 records lost; see its problems below"
     assert verdict(skipped) == "skipped: the template lacks WildrydesStream"
     redrive = DemoSection("redrive", accounted=True, figures=DemoFigures(13, 4, 9, 0), accounted_as="re-applied")
-    assert verdict(redrive) == "ok: re-applied"
+    assert verdict(redrive) == "ok: none lost"
 
 
 def test_problems_of_the_whole_run_follow_the_table():
