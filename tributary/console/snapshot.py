@@ -77,7 +77,7 @@ class ConsoleState:
     # ------------------------------------------------------------ collecting
 
     def start(self) -> ConsoleState:
-        self.refresh()
+        # Nothing collected until someone looks (the first viewer's request collects): `up` starts no slower.
         self._thread = threading.Thread(target=self._run, name="console-collector", daemon=True)
         self._thread.start()
         return self
